@@ -1,0 +1,1 @@
+"""Contract suite and the one protocol client."""

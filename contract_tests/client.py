@@ -1,0 +1,171 @@
+"""The one client of the notification protocol (asyncio form).
+
+Everything in the project that opens a stream goes through here: the reference server's tests,
+the contract suite, the hypothesis tests and the load users. Handshake and transport come from
+the `websockets` library; this module adds the contract: URLs, token placement, frame parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from reference_server.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
+
+
+class ProtocolViolation(Exception):
+    """The server sent something that is not a contract frame."""
+
+
+class Closed(Exception):
+    """The stream is closed; `code` is the close code the server sent (1006: none)."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"closed with {code} {reason!r}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One server frame, as received."""
+
+    type: str
+    data: dict[str, Any]
+    raw: str
+    at: float = field(default_factory=time.monotonic)
+
+
+def parse_frame(text: str | bytes) -> Frame:
+    """A server frame `{"type": T, "data": {...}}`; anything else is a ProtocolViolation."""
+    if isinstance(text, bytes):
+        raise ProtocolViolation("binary frame from the server")
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolViolation(f"frame is not JSON: {text[:200]!r}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get(TYPE), str):
+        raise ProtocolViolation(f"frame has no string `type`: {text[:200]!r}")
+    data = obj.get(DATA, {})
+    if not isinstance(data, dict):
+        raise ProtocolViolation(f"frame `data` is not an object: {text[:200]!r}")
+    return Frame(obj[TYPE], data, text)
+
+
+def stream_url(base: str, path: str, *, token: str | None = None,
+               last_id: str | None = None) -> str:
+    """`base` (http://, https://, ws:// or wss://) + `path` + the query of CONTRACT.md."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    query = {}
+    if token is not None:
+        query[TOKEN_PARAM] = token
+    if last_id is not None:
+        query[LAST_ID_PARAM] = last_id
+    full_path = parts.path.rstrip("/") + path
+    return urlunsplit((scheme, parts.netloc, full_path, urlencode(query), ""))
+
+
+class StreamClient:
+    """One open stream: receive parsed frames, send client frames, see the close code."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.received: list[Frame] = []
+
+    @classmethod
+    async def open(
+        cls,
+        base: str,
+        path: str,
+        token: str | None,
+        *,
+        token_in: str = "query",
+        last_id: str | None = None,
+        origin: str | None = None,
+        max_queue: int | None = 64,
+        max_size: int | None = 2**22,
+        open_timeout: float = 10.0,
+        extra_headers: dict[str, str] | None = None,
+    ) -> StreamClient:
+        """Connect; `token_in` is "query" or "header" (`Authorization: Bearer`)."""
+        headers = dict(extra_headers or {})
+        query_token = token if token_in == "query" else None
+        if token_in == "header" and token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        ws = await connect(
+            stream_url(base, path, token=query_token, last_id=last_id),
+            origin=origin,  # type: ignore[arg-type]
+            additional_headers=headers,
+            compression=None,
+            max_queue=max_queue,
+            max_size=max_size,
+            open_timeout=open_timeout,
+            ping_interval=None,
+            close_timeout=5,
+            proxy=None,
+        )
+        return cls(ws)
+
+    async def recv(self, timeout: float = 5.0) -> Frame:
+        """The next frame; Closed if the stream ended, TimeoutError if none came in time."""
+        try:
+            text = await asyncio.wait_for(self.ws.recv(), timeout)
+        except ConnectionClosed:
+            raise Closed(self.close_code, self.ws.close_reason or "") from None
+        frame = parse_frame(text)
+        self.received.append(frame)
+        return frame
+
+    async def expect(self, frame_type: FrameType | str, timeout: float = 5.0,
+                     skip: Iterable[str] = (FrameType.HEARTBEAT,)) -> Frame:
+        """The next frame that is not in `skip`; ProtocolViolation if it is not `frame_type`."""
+        skipped = {str(s) for s in skip}
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await self.recv(max(0.0, deadline - time.monotonic()))
+            if frame.type in skipped and frame.type != str(frame_type):
+                continue
+            if frame.type != str(frame_type):
+                raise ProtocolViolation(f"expected {frame_type}, got {frame.raw[:300]}")
+            return frame
+
+    async def until_closed(self, timeout: float = 10.0) -> list[Frame]:
+        """Every frame until the server closes; TimeoutError if it does not close in time."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frames.append(await self.recv(max(0.0, deadline - time.monotonic())))
+            except Closed:
+                return frames
+
+    async def ping(self) -> None:
+        await self.send_text(json.dumps({TYPE: FrameType.PING.value}))
+
+    async def send_text(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def close(self, code: int = 1000) -> None:
+        await self.ws.close(code)
+
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    async def __aenter__(self) -> StreamClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,1 @@
+"""Reference WebSocket notification server: every clause of CONTRACT.md."""

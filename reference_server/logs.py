@@ -1,0 +1,51 @@
+"""Logging for the server: tokens never reach a log line (CONTRACT.md section 1).
+
+uvicorn logs the path with its query string on every request and every WebSocket handshake;
+the filter below rewrites `token=` values in every record that reaches our handlers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
+
+_TOKEN = re.compile(r"((?:^|[?&;\s])(?:token|access_token|jwt)=)[^&\s\"']*", re.IGNORECASE)
+_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    return _BEARER.sub(r"\1" + REDACTED, _TOKEN.sub(r"\1" + REDACTED, text))
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites token values in the message and in its string arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            args = record.args.items()
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in args}
+        return True
+
+
+def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
+    """uvicorn's logging config with the redacting filter on every handler."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": RedactTokens}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    config["loggers"]["reference_server"] = {
+        "handlers": ["default"], "level": level.upper(), "propagate": False,
+    }
+    config["loggers"]["uvicorn"]["level"] = level.upper()
+    if not access_log:
+        config["loggers"]["uvicorn.access"]["handlers"] = []
+    return config

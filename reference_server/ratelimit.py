@@ -1,0 +1,22 @@
+"""The client frame rate limit (CONTRACT.md section 11): at most `rate` frames in any 1 s window."""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class FrameRate:
+    """Remembers the times of the last `rate` frames; one more inside a second is too many."""
+
+    __slots__ = ("_rate", "_times", "_window")
+
+    def __init__(self, rate: int, window: float = 1.0) -> None:
+        self._rate = rate
+        self._window = window
+        self._times: deque[float] = deque(maxlen=rate)
+
+    def allow(self, now: float) -> bool:
+        if len(self._times) == self._rate and now - self._times[0] < self._window:
+            return False
+        self._times.append(now)
+        return True

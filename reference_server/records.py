@@ -1,0 +1,134 @@
+"""Notification records, their ids, history replay and task events: pure functions, no I/O.
+
+An id is `<epoch>-<seq>`: `seq` comes from one counter per deployment (memory or Redis), so it
+orders notifications across users and broadcasts; `epoch` names the counter, so an id from an
+earlier in-memory run is recognised as unknown instead of being compared.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from reference_server.protocol import FrameType, utc_now
+
+RESERVED_FIELDS = frozenset({"id", "created_at", "status"})
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A published notification and its place in the sequence."""
+
+    seq: int
+    record: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.record["id"])
+
+
+def make_id(epoch: str, seq: int) -> str:
+    return f"{epoch}-{seq}"
+
+
+def parse_id(epoch: str, notification_id: str) -> int | None:
+    """The sequence number of an id from this epoch, else None."""
+    head, sep, tail = notification_id.rpartition("-")
+    if not sep or head != epoch or not tail.isdigit():
+        return None
+    return int(tail)
+
+
+def record_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """The notification without its id: server fields plus the publisher's fields unchanged."""
+    return {**fields, "created_at": utc_now(), "status": "unread"}
+
+
+def with_id(epoch: str, seq: int, body: dict[str, Any]) -> Stored:
+    return Stored(seq, {"id": make_id(epoch, seq), **body})
+
+
+def stored_from_json(epoch: str, text: str | bytes) -> Stored | None:
+    record = json.loads(text)
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        return None
+    seq = parse_id(epoch, record["id"])
+    return None if seq is None else Stored(seq, record)
+
+
+def select_replay(
+    personal: list[Stored], broadcast: list[Stored], last_id: str, size: int
+) -> list[Stored] | None:
+    """What a stream resuming after `last_id` must get first, or None when it must resync.
+
+    The history a user resumes from is the newest `size` of their own and broadcast
+    notifications. Replay is complete only when `last_id` is still in it: then everything newer
+    is in it too.
+    """
+    merged = sorted([*personal, *broadcast], key=lambda s: s.seq)[-size:]
+    for i, stored in enumerate(merged):
+        if stored.id == last_id:
+            return merged[i + 1 :]
+    return None
+
+
+def select_after(
+    personal: list[Stored], broadcast: list[Stored], epoch: str, after_id: str | None
+) -> list[dict[str, Any]]:
+    """The archive after `after_id`, oldest first; all of it when the id is unknown."""
+    floor = parse_id(epoch, after_id) if after_id else None
+    merged = sorted([*personal, *broadcast], key=lambda s: s.seq)
+    return [s.record for s in merged if floor is None or s.seq > floor]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One step of a task stream; `step` orders the stream."""
+
+    frame_type: FrameType
+    data: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.data.get("step", 0))
+
+    @property
+    def terminal(self) -> bool:
+        return self.frame_type in (FrameType.COMPLETED, FrameType.ERROR)
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.frame_type.value, "data": self.data})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskEvent:
+        obj = json.loads(text)
+        return cls(FrameType(obj["type"]), obj["data"])
+
+
+def task_step(task_id: str, step: int, total: int, message: str) -> TaskEvent:
+    kind = FrameType.COMPLETED if step == total else FrameType.PROGRESS
+    return TaskEvent(
+        kind,
+        {
+            "task_id": task_id,
+            "message": message,
+            "step": step,
+            "total_steps": total,
+            "progress": 100.0 * step / total,
+            "timestamp": utc_now(),
+        },
+    )
+
+
+def task_failed(task_id: str, step: int, total: int, message: str) -> TaskEvent:
+    return TaskEvent(
+        FrameType.ERROR,
+        {
+            "task_id": task_id,
+            "message": message,
+            "step": step,
+            "total_steps": total,
+            "timestamp": utc_now(),
+        },
+    )

@@ -1,0 +1,336 @@
+"""The Redis bus: one subscription per process, history and presence shared by all instances.
+
+Publishing runs one Lua script (next sequence number, archive, PUBLISH) so that the order on the
+channel is the order of the ids, whichever instance published; every instance, the publisher
+included, delivers from its single subscription, so a notification reaches each stream once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from reference_server.bus import TaskInfo, notification_item, task_item
+from reference_server.hub import Hub
+from reference_server.records import (
+    Stored,
+    TaskEvent,
+    record_body,
+    select_after,
+    select_replay,
+    stored_from_json,
+)
+
+log = logging.getLogger("reference_server.redis")
+
+EPOCH_KEY = "notify:epoch"
+SEQ_KEY = "notify:seq"
+BROADCAST_KEY = "notify:broadcast"
+INSTANCES_KEY = "presence:instances"
+BROADCAST_CHANNEL = "broadcast:notifications"
+USER_PATTERN = "notifications:*"
+TASK_PATTERN = "task_progress:*"
+TASK_TTL = 3600
+
+
+def user_channel(user_id: str) -> str:
+    return f"notifications:{user_id}"
+
+
+def task_channel(task_id: str) -> str:
+    return f"task_progress:{task_id}"
+
+
+def archive_key(user_id: str) -> str:
+    return f"notify:archive:{user_id}"
+
+
+def presence_key(instance: str) -> str:
+    return f"presence:{instance}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+PUBLISH_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+local epoch = redis.call('GET', KEYS[2])
+local rec = '{"id":"' .. epoch .. '-' .. seq .. '",' .. string.sub(ARGV[1], 2)
+redis.call('RPUSH', KEYS[3], rec)
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+redis.call('PUBLISH', ARGV[2], rec)
+return rec
+"""
+
+TASK_EVENT_LUA = """
+redis.call('HSET', KEYS[1], 'latest', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+"""
+
+ACQUIRE_LUA = """
+local total = 0
+for _, inst in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local n = redis.call('HGET', 'presence:' .. inst, ARGV[1])
+  if n then total = total + tonumber(n) end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+RELEASE_LUA = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisBus:
+    """Shared state in Redis; local delivery from one PubSub connection per process."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        url: str,
+        *,
+        history_size: int,
+        archive_size: int,
+        max_connections: int,
+        presence_ttl: float,
+    ) -> None:
+        self.hub = hub
+        self.url = url
+        self.epoch = ""
+        self.instance = secrets.token_hex(6)
+        self._history_size = history_size
+        self._archive_size = archive_size
+        self._ttl = max(1, round(presence_ttl))
+        self._redis = aioredis.Redis.from_url(url, max_connections=64)
+        # The legacy per-connection SSE mode holds one PubSub connection per client: its own pool.
+        self._feeds = aioredis.ConnectionPool.from_url(url, max_connections=max_connections)
+        self._publish = self._redis.register_script(PUBLISH_LUA)
+        self._task_event = self._redis.register_script(TASK_EVENT_LUA)
+        self._acquire = self._redis.register_script(ACQUIRE_LUA)
+        self._release = self._redis.register_script(RELEASE_LUA)
+        self._subscribed = asyncio.Event()
+        self._jobs: list[asyncio.Task[None]] = []
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set while the subscription is live (tests and start-up wait on it)."""
+        return self._subscribed
+
+    async def start(self) -> None:
+        await self._redis.set(EPOCH_KEY, secrets.token_hex(4), nx=True)
+        epoch = await self._redis.get(EPOCH_KEY)
+        if epoch is None:
+            raise RuntimeError(f"redis lost {EPOCH_KEY} right after setting it")
+        self.epoch = _text(epoch)
+        await self._redis.sadd(INSTANCES_KEY, self.instance)
+        self._jobs = [
+            asyncio.create_task(self._listen(), name="redis-subscriber"),
+            asyncio.create_task(self._keep_presence(), name="redis-presence"),
+        ]
+        await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._releasing:
+            await asyncio.wait(self._releasing, timeout=5)
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(presence_key(self.instance))
+            await self._redis.srem(INSTANCES_KEY, self.instance)
+        await self._redis.aclose()
+        await self._feeds.aclose()
+
+    # -- notifications --------------------------------------------------------------------
+
+    async def publish(self, user_id: str | None, fields: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(record_body(fields), separators=(",", ":"))
+        if user_id is None:
+            keys, channel = [SEQ_KEY, EPOCH_KEY, BROADCAST_KEY], BROADCAST_CHANNEL
+        else:
+            keys, channel = [SEQ_KEY, EPOCH_KEY, archive_key(user_id)], user_channel(user_id)
+        rec = await self._publish(keys=keys, args=[body, channel, self._archive_size])
+        record: dict[str, Any] = json.loads(rec)
+        return record
+
+    async def _stored(self, key: str) -> list[Stored]:
+        raw = await self._redis.lrange(key, 0, -1)
+        return [s for s in (stored_from_json(self.epoch, r) for r in raw) if s is not None]
+
+    async def resume(self, user_id: str, last_id: str) -> list[Stored] | None:
+        personal = await self._stored(archive_key(user_id))
+        broadcast = await self._stored(BROADCAST_KEY)
+        return select_replay(personal, broadcast, last_id, self._history_size)
+
+    async def archive(self, user_id: str, after_id: str | None) -> list[dict[str, Any]]:
+        personal = await self._stored(archive_key(user_id))
+        broadcast = await self._stored(BROADCAST_KEY)
+        return select_after(personal, broadcast, self.epoch, after_id)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def task_create(self, task_id: str, owner: str) -> None:
+        await self._redis.hset(f"task:{task_id}", mapping={"owner": owner})
+        await self._redis.expire(f"task:{task_id}", TASK_TTL)
+
+    async def task_info(self, task_id: str) -> TaskInfo | None:
+        raw = await self._redis.hgetall(f"task:{task_id}")
+        if b"owner" not in raw:
+            return None
+        latest = raw.get(b"latest")
+        event = TaskEvent.from_json(latest) if latest else None
+        return TaskInfo(_text(raw[b"owner"]), event)
+
+    async def task_event(self, task_id: str, event: TaskEvent) -> None:
+        await self._task_event(
+            keys=[f"task:{task_id}"], args=[event.to_json(), task_channel(task_id), TASK_TTL]
+        )
+
+    # -- presence (per-user limit and stats across instances) -----------------------------
+
+    async def acquire_slot(self, user_id: str) -> bool:
+        ok = await self._acquire(
+            keys=[INSTANCES_KEY, presence_key(self.instance)],
+            args=[user_id, self.hub.max_per_user, self._ttl],
+        )
+        return bool(ok)
+
+    def release_slot(self, user_id: str) -> None:
+        job = asyncio.get_running_loop().create_task(self._release_slot(user_id))
+        self._releasing.add(job)
+        job.add_done_callback(self._releasing.discard)
+
+    async def _release_slot(self, user_id: str) -> None:
+        try:
+            await self._release(keys=[presence_key(self.instance)], args=[user_id])
+        except (RedisError, OSError) as exc:
+            log.warning("could not release a connection slot: %s", exc)
+
+    async def stats(self) -> dict[str, Any]:
+        totals: dict[str, int] = {}
+        for raw in await self._redis.smembers(INSTANCES_KEY):
+            counts = await self._redis.hgetall(presence_key(_text(raw)))
+            for user, n in counts.items():
+                totals[_text(user)] = totals.get(_text(user), 0) + int(n)
+        users = {u: n for u, n in totals.items() if n > 0}
+        return {"total_users": len(users), "total_connections": sum(users.values()), "users": users}
+
+    async def _keep_presence(self) -> None:
+        """Refresh this instance's presence; rewrite it from the hub if Redis lost it."""
+        key = presence_key(self.instance)
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                await self._redis.sadd(INSTANCES_KEY, self.instance)
+                if not await self._redis.expire(key, self._ttl):
+                    counts = self.hub.counts()
+                    if counts:
+                        async with self._redis.pipeline(transaction=True) as pipe:
+                            for user_id, n in counts.items():
+                                pipe.hset(key, user_id, n)
+                            pipe.expire(key, self._ttl)
+                            await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("presence refresh failed: %s", exc)
+
+    # -- the one subscription -------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        delay, lost = 0.1, False
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.psubscribe(USER_PATTERN, TASK_PATTERN)
+                await pubsub.subscribe(BROADCAST_CHANNEL)
+                if lost:  # deliver what was published while the subscription was down
+                    await self._catch_up()
+                self._subscribed.set()
+                delay, lost = 0.1, False
+                async for message in pubsub.listen():
+                    await self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                lost = True
+                log.warning("redis subscription lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind not in ("message", "pmessage"):
+            return
+        channel = _text(message["channel"])
+        data = message["data"]
+        if channel == BROADCAST_CHANNEL:
+            stored = stored_from_json(self.epoch, data)
+            if stored is not None:
+                await self.hub.to_everyone(notification_item(stored))
+        elif channel.startswith("notifications:"):
+            stored = stored_from_json(self.epoch, data)
+            if stored is not None:
+                user_id = channel.removeprefix("notifications:")
+                await self.hub.to_user(user_id, notification_item(stored))
+        elif channel.startswith("task_progress:"):
+            event = TaskEvent.from_json(data)
+            await self.hub.to_task(channel.removeprefix("task_progress:"), task_item(event))
+
+    async def _catch_up(self) -> None:
+        """After a lost subscription, offer each local stream what its user missed."""
+        broadcast = await self._stored(BROADCAST_KEY)
+        for user_id in self.hub.users():
+            personal = await self._stored(archive_key(user_id))
+            items = sorted([*personal, *broadcast], key=lambda s: s.seq)
+            async with self.hub.lock:
+                for stored in items:
+                    self.hub.to_user_locked(user_id, notification_item(stored))
+
+    async def current_seq(self) -> int:
+        return int(await self._redis.get(SEQ_KEY) or 0)
+
+    async def open_feed(self, channels: list[str]) -> PrivateFeed:
+        feed = PrivateFeed(aioredis.Redis(connection_pool=self._feeds).pubsub())
+        try:
+            await feed.pubsub.subscribe(*channels)
+        except BaseException:
+            await feed.aclose()
+            raise
+        return feed
+
+
+class PrivateFeed:
+    """One client's own PubSub connection: the seed's old SSE design, kept for comparison."""
+
+    def __init__(self, pubsub: aioredis.client.PubSub) -> None:
+        self.pubsub = pubsub
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
+        async for message in self.pubsub.listen():
+            if message["type"] == "message":
+                yield _text(message["channel"]), message["data"]
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]

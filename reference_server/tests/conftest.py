@@ -1,0 +1,117 @@
+"""Fixtures: real redis-server and real uvicorn processes on free loopback ports."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from contract_tests.client import StreamClient
+from contract_tests.driver import Driver
+from reference_server.auth import TokenVerifier
+from reference_server.protocol import WS_NOTIFICATIONS_PATH
+from reference_server.stack import (
+    RedisServer,
+    ServerHandle,
+    redis_server,
+    start_server,
+)
+
+SECRET = "reference-server-test-secret-" + "x" * 40
+VERIFIER = TokenVerifier(SECRET, "HS256", 4096)
+BASE_SETTINGS = {"JWT_SECRET": SECRET, "WS_HEARTBEAT_INTERVAL": "2"}
+_ids = itertools.count()
+
+
+def token(user: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
+    return VERIFIER.mint(user, admin=admin, ttl=ttl)
+
+
+ADMIN = token("root", admin=True)
+
+
+@pytest.fixture
+def user() -> Callable[[str], str]:
+    """Fresh user names, so tests sharing one server never see each other's streams."""
+
+    def make(name: str = "user") -> str:
+        return f"{name}-{next(_ids)}"
+
+    return make
+
+
+class Servers:
+    """Starts reference servers for one scope and stops every one of them at its end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[ServerHandle] = []
+
+    def start(self, redis: RedisServer | None = None, workers: int = 1,
+              **settings: str) -> ServerHandle:
+        env = {**BASE_SETTINGS, **settings}
+        if redis is not None:
+            env["REDIS_URL"] = redis.url
+        handle = start_server(self.log_dir, env, workers=workers)
+        self.started.append(handle)
+        return handle
+
+    def stop_all(self) -> None:
+        for handle in self.started:
+            handle.process.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    pool = Servers(tmp_path_factory.mktemp("servers"))
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture(scope="module")
+def server(servers: Servers) -> ServerHandle:
+    """The in-memory reference server most tests share."""
+    return servers.start()
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as r:
+        yield r
+
+
+class Opener:
+    """Opens streams with minted tokens and closes them all when the test ends."""
+
+    def __init__(self) -> None:
+        self.opened: list[StreamClient] = []
+
+    async def __call__(self, server: ServerHandle, user: str | None,
+                       path: str = WS_NOTIFICATIONS_PATH, *, tok: str | None = None,
+                       token_in: str = "query", last_id: str | None = None,
+                       origin: str | None = None, max_queue: int | None = 64) -> StreamClient:
+        client = await StreamClient.open(
+            server.base, path, tok if tok is not None else (token(user) if user else None),
+            token_in=token_in, last_id=last_id, origin=origin, max_queue=max_queue,
+        )
+        self.opened.append(client)
+        return client
+
+
+@pytest.fixture
+async def open_stream() -> AsyncIterator[Opener]:
+    opener = Opener()
+    yield opener
+    for client in opener.opened:
+        await client.close()
+
+
+@pytest.fixture
+async def driver(server: ServerHandle) -> AsyncIterator[Driver]:
+    d = Driver(server.base, ADMIN)
+    yield d
+    await d.aclose()

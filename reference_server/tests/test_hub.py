@@ -1,0 +1,209 @@
+"""The hub with fake peers: no sockets, so every ordering and limit is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from reference_server.hub import Connection, Hub, stats_from_counts
+from reference_server.protocol import CloseCode, FrameType, Outgoing
+
+
+class Peer:
+    """A fake connection end; while `gate` is clear, sends wait like a full socket buffer."""
+
+    def __init__(self, *, blocked: bool = False, broken: bool = False) -> None:
+        self.texts: list[str] = []
+        self.closes: list[int] = []
+        self.gate = asyncio.Event()
+        self.broken = broken
+        if not blocked:
+            self.gate.set()
+
+    async def send(self, text: str) -> None:
+        await self.gate.wait()
+        if self.broken:
+            raise ConnectionResetError("peer went away")
+        self.texts.append(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.gate.wait()
+        self.closes.append(code)
+
+    def titles(self) -> list[str]:
+        return [json.loads(t)["data"].get("title", "") for t in self.texts]
+
+
+def note(seq: int, title: str | None = None) -> Outgoing:
+    return Outgoing(FrameType.NOTIFICATION, {"title": title or f"n{seq}"}, seq=seq)
+
+
+def stream(hub: Hub, user: str, peer: Peer, limit: int = 4) -> Connection:
+    conn = Connection(user, user, peer.send, peer.close, limit)
+    assert hub.add_user_stream(conn)
+    return conn
+
+
+async def test_user_fanout_reaches_every_stream_of_the_user_in_order_and_no_other() -> None:
+    hub = Hub(max_per_user=3)
+    a1, a2, b = Peer(), Peer(), Peer()
+    stream(hub, "alice", a1)
+    stream(hub, "alice", a2)
+    stream(hub, "bob", b)
+    for seq in range(1, 6):
+        await hub.to_user("alice", note(seq))
+    assert a1.titles() == a2.titles() == ["n1", "n2", "n3", "n4", "n5"]
+    assert b.texts == []
+
+
+async def test_limit_refuses_one_more_and_a_removed_stream_frees_its_slot() -> None:
+    released: list[str] = []
+    hub = Hub(max_per_user=2, on_released=released.append)
+    first = stream(hub, "alice", Peer())
+    stream(hub, "alice", Peer())
+    extra = Connection("alice", "alice", Peer().send, Peer().close, 4)
+    assert not hub.add_user_stream(extra)
+    assert hub.stats()["users"] == {"alice": 2}
+    first.forget()
+    assert released == ["alice"]
+    assert hub.add_user_stream(extra)
+    assert hub.stats() == {"total_users": 1, "total_connections": 2, "users": {"alice": 2}}
+
+
+async def test_uncounted_streams_get_delivery_but_no_slot() -> None:
+    hub = Hub(max_per_user=1)
+    stream(hub, "alice", Peer())
+    sse = Peer()
+    assert hub.add_user_stream(Connection("alice", "alice", sse.send, sse.close, 4),
+                               counted=False)
+    await hub.to_user("alice", note(1))
+    assert sse.titles() == ["n1"]
+    assert hub.stats()["total_connections"] == 1
+
+
+async def settle() -> None:
+    """Let every ready task run until it blocks (the drain tasks wait on the peer's gate)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_slow_consumer_is_closed_with_4408_and_does_not_hold_up_others() -> None:
+    hub = Hub(max_per_user=5)
+    slow, fast = Peer(blocked=True), Peer()
+    slow_conn = stream(hub, "alice", slow, limit=3)
+    stream(hub, "alice", fast, limit=3)
+    for seq in range(1, 7):
+        await hub.to_user("alice", note(seq))
+    # The fast peer has everything already; the slow one has one send in flight, three queued.
+    assert fast.titles() == ["n1", "n2", "n3", "n4", "n5", "n6"]
+    assert slow_conn.closed and hub.stats()["users"] == {"alice": 1}
+    await settle()
+    slow.gate.set()
+    for _ in range(10):
+        if slow.closes:
+            break
+        await asyncio.sleep(0)
+    assert slow.closes == [CloseCode.SLOW_CONSUMER]
+    assert slow.titles() == ["n1"]  # what was in flight; the overflowing queue was dropped
+
+
+async def test_backpressure_below_the_limit_delivers_everything_in_order() -> None:
+    hub = Hub(max_per_user=5)
+    peer = Peer(blocked=True)
+    conn = stream(hub, "alice", peer, limit=10)
+    for seq in range(1, 8):
+        await hub.to_user("alice", note(seq))
+    assert conn.queued == 6
+    await settle()
+    peer.gate.set()
+    for _ in range(20):
+        if len(peer.texts) == 7:
+            break
+        await asyncio.sleep(0)
+    assert peer.titles() == [f"n{i}" for i in range(1, 8)]
+    assert conn.queued == 0 and not conn.closed
+
+
+async def test_sequence_numbers_deduplicate_replay_and_live() -> None:
+    hub = Hub(max_per_user=5)
+    peer = Peer()
+    conn = stream(hub, "alice", peer)
+    for seq in (1, 2, 2, 1, 3):
+        conn.offer(note(seq))
+    assert peer.titles() == ["n1", "n2", "n3"]
+
+
+async def test_a_failed_send_removes_the_stream() -> None:
+    hub = Hub(max_per_user=5)
+    stream(hub, "alice", Peer(broken=True))
+    await hub.to_user("alice", note(1))
+    assert hub.stats()["total_connections"] == 0
+
+
+async def test_task_streams_are_isolated_and_close_after_the_terminal_event() -> None:
+    hub = Hub(max_per_user=5)
+    t1, t2 = Peer(), Peer()
+    for key, peer in (("t1", t1), ("t2", t2)):
+        hub.add_task_stream(Connection(key, "alice", peer.send, peer.close, 4))
+    await hub.to_task("t1", Outgoing(FrameType.PROGRESS, {"step": 1}, seq=1))
+    await hub.to_task("t1", Outgoing(FrameType.COMPLETED, {"step": 2}, seq=2, terminal=True))
+    assert [json.loads(t)["type"] for t in t1.texts] == ["progress", "completed"]
+    assert t1.closes == [CloseCode.NORMAL]
+    assert t2.texts == [] and t2.closes == []
+    assert len(hub.connections()) == 1
+
+
+async def test_broadcast_yields_between_chunks_and_reaches_all() -> None:
+    hub = Hub(max_per_user=1, chunk=3)
+    peers = [Peer() for _ in range(10)]
+    for i, peer in enumerate(peers):
+        stream(hub, f"u{i}", peer)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    job = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await hub.to_everyone(note(1))
+    job.cancel()
+    assert all(p.titles() == ["n1"] for p in peers)
+    assert ticks - before >= 3  # other tasks ran during the fan-out
+
+
+async def test_publishes_keep_one_order_even_when_fanout_yields() -> None:
+    hub = Hub(max_per_user=1, chunk=2)
+    peers = [Peer() for _ in range(7)]
+    for i, peer in enumerate(peers):
+        stream(hub, f"u{i}", peer)
+    await asyncio.gather(*(hub.to_everyone(note(s)) for s in range(1, 6)))
+    for peer in peers:
+        assert peer.titles() == ["n1", "n2", "n3", "n4", "n5"]
+
+
+async def test_close_all_closes_every_stream_with_the_code() -> None:
+    hub = Hub(max_per_user=5)
+    peers = [Peer() for _ in range(3)]
+    for peer in peers:
+        stream(hub, "alice", peer)
+    assert hub.close_all(CloseCode.GOING_AWAY, "bye") == 3
+    assert [p.closes for p in peers] == [[1001]] * 3
+    assert hub.connections() == []
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([], {"total_users": 0, "total_connections": 0, "users": {}}),
+        ([("a", 2), ("b", 1), ("a", 1), ("c", 0)],
+         {"total_users": 2, "total_connections": 4, "users": {"a": 3, "b": 1}}),
+    ],
+)
+def test_stats_sum_per_user(pairs: list[tuple[str, int]], expected: dict[str, object]) -> None:
+    assert stats_from_counts(pairs) == expected

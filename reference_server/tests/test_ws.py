@@ -1,0 +1,278 @@
+"""CONTRACT.md sections 1-8 and 11 against a real uvicorn process (in-memory mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+import jwt
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from contract_tests.client import Closed, Frame, StreamClient
+from contract_tests.driver import Driver, DriverError
+from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode, FrameType
+from reference_server.stack import ServerHandle
+
+from .conftest import ADMIN, SECRET, Opener, Servers, token
+
+Users = Callable[..., str]
+
+
+async def notifications_until(client: StreamClient, marker: str, timeout: float = 10.0
+                              ) -> list[Frame]:
+    """Every notification frame up to and including the one titled `marker`."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await client.recv(max(0.0, deadline - time.monotonic()))
+        if frame.type == FrameType.NOTIFICATION:
+            got.append(frame)
+            if frame.data["title"] == marker:
+                return got
+
+
+async def wait_for_stats(driver: Driver, user: str, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while (await driver.stats())["users"].get(user, 0) != count:
+        assert time.monotonic() < deadline, f"stats never showed {count} streams for {user}"
+        await asyncio.sleep(0.02)
+
+
+# -- section 1 and 3: endpoints and frames ---------------------------------------------------
+
+
+@pytest.mark.parametrize("token_in", ["query", "header"])
+async def test_connected_is_the_first_frame(server: ServerHandle, open_stream: Opener,
+                                            user: Users, token_in: str) -> None:
+    name = user()
+    client = await open_stream(server, name, token_in=token_in)
+    frame = await client.recv()
+    assert frame.type == "connected"
+    assert frame.data["user_id"] == name
+    assert frame.data["timestamp"].endswith("+00:00")
+
+
+async def test_notification_has_the_seed_fields_and_carries_extras(
+        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    name = user()
+    client = await open_stream(server, name)
+    await client.expect("connected")
+    published = await driver.publish(name, "Analysis complete", content="000001 done",
+                                     link="/stocks/000001", source="analysis", sent_at=12.5)
+    frame = await client.expect("notification")
+    assert frame.data == published
+    assert set(NOTIFICATION_FIELDS) <= set(frame.data)
+    assert frame.data["status"] == "unread" and frame.data["type"] == "alert"
+    assert frame.data["sent_at"] == 12.5
+
+
+async def test_driver_api_needs_an_admin_and_a_valid_body(server: ServerHandle,
+                                                         user: Users) -> None:
+    async with httpx.AsyncClient(base_url=server.base, trust_env=False) as http:
+        body = {"user_id": user(), "title": "t"}
+        assert (await http.post("/api/notifications", json=body)).status_code == 401
+        mine = {"Authorization": f"Bearer {token(user())}"}
+        assert (await http.post("/api/notifications", json=body, headers=mine)).status_code == 403
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        for bad in ({"title": "no target"}, {"user_id": "a", "broadcast": True, "title": "t"},
+                    {"user_id": "a", "title": "t", "id": "forged"},
+                    {"user_id": "a", "title": "t", "type": "weather"}):
+            r = await http.post("/api/notifications", json=bad, headers=admin)
+            assert r.status_code == 422, bad
+        r = await http.post("/api/notifications", json=body, headers=admin)
+        assert r.status_code == 201 and r.json()["id"]
+
+
+# -- section 5: fan-out, isolation, order ----------------------------------------------------
+
+
+async def test_each_stream_of_a_user_gets_each_notification_once_in_order_and_no_other_user(
+        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    alice, bob = user("alice"), user("bob")
+    mine = [await open_stream(server, alice) for _ in range(3)]
+    theirs = await open_stream(server, bob)
+    for c in [*mine, theirs]:
+        await c.expect("connected")
+    sent = []
+    for i in range(15):
+        sent.append((await driver.publish(alice, f"a{i}"))["id"])
+        if i % 3 == 0:
+            await driver.publish(bob, f"b{i}")
+    await driver.publish(alice, "end")
+    await driver.publish(bob, "end")
+    for c in mine:
+        got = await notifications_until(c, "end")
+        assert [f.data["id"] for f in got[:-1]] == sent
+    bob_got = await notifications_until(theirs, "end")
+    assert [f.data["title"] for f in bob_got] == ["b0", "b3", "b6", "b9", "b12", "end"]
+
+
+async def test_broadcast_reaches_every_user(server: ServerHandle, open_stream: Opener,
+                                            driver: Driver, user: Users) -> None:
+    clients = [await open_stream(server, user()) for _ in range(4)]
+    for c in clients:
+        await c.expect("connected")
+    sent = await driver.broadcast("maintenance at noon")
+    for c in clients:
+        assert (await c.expect("notification")).data["id"] == sent["id"]
+
+
+# -- section 5: per-user limit ---------------------------------------------------------------
+
+
+async def test_one_stream_over_the_limit_gets_4429_and_the_others_are_untouched(
+        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    name = user()
+    held = [await open_stream(server, name) for _ in range(3)]
+    for c in held:
+        await c.expect("connected")
+    extra = await open_stream(server, name)
+    with pytest.raises(Closed) as info:
+        await extra.recv()
+    assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+    await driver.publish(name, "still here")
+    for c in held:
+        assert (await c.expect("notification")).data["title"] == "still here"
+    await held[0].close()
+    await wait_for_stats(driver, name, 2)
+    again = await open_stream(server, name)
+    assert (await again.recv()).type == "connected"
+
+
+# -- section 4 and 11: client frames ---------------------------------------------------------
+
+
+async def test_ping_bad_json_and_unknown_types(server: ServerHandle, open_stream: Opener,
+                                               user: Users) -> None:
+    client = await open_stream(server, user())
+    await client.expect("connected")
+    await client.ping()
+    assert (await client.expect("pong")).data["timestamp"]
+    await client.send_text("{oops")
+    assert (await client.expect("error")).data["code"] == "bad_json"
+    await client.send_text(json.dumps({"type": "subscribe"}))
+    assert (await client.expect("error")).data["code"] == "unknown_type"
+    await client.ping()
+    assert (await client.expect("pong")).type == "pong"  # still open
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [(b"\x00\x01", CloseCode.UNSUPPORTED_DATA), ("x" * 70_000, CloseCode.MESSAGE_TOO_BIG)],
+    ids=["binary-1003", "oversize-1009"],
+)
+async def test_binary_and_oversize_frames_close(server: ServerHandle, open_stream: Opener,
+                                                user: Users, payload: bytes | str,
+                                                code: int) -> None:
+    client = await open_stream(server, user())
+    await client.expect("connected")
+    if isinstance(payload, bytes):
+        await client.send_bytes(payload)
+    else:
+        await client.send_text(payload)
+    await client.until_closed()
+    assert client.close_code == code
+
+
+async def test_a_flood_closes_that_stream_with_1008_only(server: ServerHandle,
+                                                        open_stream: Opener,
+                                                        user: Users) -> None:
+    name = user()
+    flooder, calm = await open_stream(server, name), await open_stream(server, name)
+    await flooder.expect("connected")
+    await calm.expect("connected")
+    for _ in range(30):
+        await flooder.ping()
+    await flooder.until_closed()
+    assert flooder.close_code == CloseCode.POLICY_VIOLATION
+    await calm.ping()
+    assert (await calm.expect("pong")).type == "pong"
+
+
+# -- section 2: tokens -----------------------------------------------------------------------
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "not-a-jwt",
+        jwt.encode({"sub": "eve", "exp": NOW + 3600}, "w" * 64, algorithm="HS256"),
+        jwt.encode({"sub": "eve", "exp": NOW - 60}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "eve", "exp": NOW + 3600}, None, algorithm="none"),
+        jwt.encode({"exp": NOW + 3600}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "eve"}, SECRET, algorithm="HS256"),
+        "a" * 16_384,
+    ],
+    ids=["missing", "garbage", "wrong-key", "expired", "alg-none", "no-sub", "no-exp", "16kb"],
+)
+async def test_every_bad_token_is_4401_after_accept_and_nothing_delivered(
+        server: ServerHandle, bad: str | None) -> None:
+    client = await StreamClient.open(server.base, "/api/ws/notifications", bad)
+    with pytest.raises(Closed) as info:
+        await client.recv()
+    assert info.value.code == CloseCode.UNAUTHORIZED
+    assert client.received == []
+
+
+async def test_token_in_query_and_header_must_agree(server: ServerHandle, user: Users) -> None:
+    client = await StreamClient.open(server.base, "/api/ws/notifications", token(user()),
+                                     extra_headers={"Authorization": f"Bearer {token(user())}"})
+    with pytest.raises(Closed) as info:
+        await client.recv()
+    assert info.value.code == CloseCode.UNAUTHORIZED
+
+
+async def test_a_token_that_expires_while_connected_closes_with_4401(
+        server: ServerHandle, open_stream: Opener, user: Users) -> None:
+    client = await open_stream(server, None, tok=token(user(), ttl=1.2))
+    await client.expect("connected")
+    await client.until_closed(timeout=6)
+    assert client.close_code == CloseCode.UNAUTHORIZED
+
+
+# -- section 8: stats ------------------------------------------------------------------------
+
+
+async def test_stats_count_streams_and_need_an_admin(server: ServerHandle, open_stream: Opener,
+                                                     driver: Driver, user: Users) -> None:
+    a, b = user(), user()
+    for name in (a, a, b):
+        await (await open_stream(server, name)).expect("connected")
+    stats = await driver.stats()
+    assert stats["users"][a] == 2 and stats["users"][b] == 1
+    assert stats["total_connections"] == sum(stats["users"].values())
+    assert stats["total_users"] == len(stats["users"])
+    with pytest.raises(DriverError) as info:
+        await driver.stats(token(a))
+    assert info.value.status == 403
+    async with httpx.AsyncClient(base_url=server.base, trust_env=False) as http:
+        assert (await http.get(STATS_PATH)).status_code == 401
+
+
+async def test_public_stats_need_no_token(servers: Servers) -> None:
+    public = servers.start(WS_STATS_PUBLIC="true")
+    async with httpx.AsyncClient(base_url=public.base, trust_env=False) as http:
+        r = await http.get(STATS_PATH)
+    assert r.status_code == 200
+    assert r.json() == {"total_users": 0, "total_connections": 0, "users": {}}
+
+
+# -- section 5: heartbeat --------------------------------------------------------------------
+
+
+async def test_heartbeat_cadence_follows_the_setting(servers: Servers, open_stream: Opener,
+                                                     user: Users) -> None:
+    fast = servers.start(WS_HEARTBEAT_INTERVAL="0.25")
+    client = await open_stream(fast, user())
+    await client.expect("connected")
+    beats = [await client.expect("heartbeat", timeout=2) for _ in range(5)]
+    gaps = [b.at - a.at for a, b in zip(beats, beats[1:], strict=False)]
+    assert all(0.1 < g < 0.6 for g in gaps), gaps
+    assert all(b.data["timestamp"] for b in beats)
