@@ -13,8 +13,10 @@ class DriverError(Exception):
     """The server refused a driver call; the message has the status and body."""
 
     def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"{response.request.method} {response.request.url.path}: "
-                         f"{response.status_code} {response.text[:300]}")
+        super().__init__(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text[:300]}"
+        )
         self.status = response.status_code
 
 
@@ -46,10 +48,18 @@ class Driver:
         result: dict[str, Any] = await self._json(r, 201)
         return result
 
-    async def start_task(self, token: str, total_steps: int = 5, step_interval_ms: int = 50,
-                         fail_at_step: int | None = None) -> str:
-        body = {"total_steps": total_steps, "step_interval_ms": step_interval_ms,
-                "fail_at_step": fail_at_step}
+    async def start_task(
+        self,
+        token: str,
+        total_steps: int = 5,
+        step_interval_ms: int = 50,
+        fail_at_step: int | None = None,
+    ) -> str:
+        body = {
+            "total_steps": total_steps,
+            "step_interval_ms": step_interval_ms,
+            "fail_at_step": fail_at_step,
+        }
         r = await self.http.post(TASKS_PATH, json=body, headers=self.auth(token))
         return str((await self._json(r, 201))["task_id"])
 

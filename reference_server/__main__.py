@@ -12,7 +12,6 @@ from reference_server.auth import TokenVerifier
 from reference_server.logs import log_config
 from reference_server.settings import Settings, SettingsError, load_settings
 
-
 MAX_REQUEST_LINE = 65536
 
 
@@ -26,8 +25,9 @@ def _serve_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--uds", help="listen on this unix socket instead of host:port")
     parser.add_argument("--workers", type=int, default=1, help="processes (needs REDIS_URL)")
-    parser.add_argument("--log-level", default="info",
-                        choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             targs = _token_args(argv[1:])
             settings = load_settings()
             verifier = TokenVerifier(
-                settings.jwt_secret.get_secret_value(), settings.jwt_algorithm,
+                settings.jwt_secret.get_secret_value(),
+                settings.jwt_algorithm,
                 settings.jwt_max_bytes,
             )
             print(verifier.mint(targs.user, admin=targs.admin, ttl=targs.ttl))

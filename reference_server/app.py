@@ -204,8 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.runner.stop()
             await services.bus.stop()
 
-    app = FastAPI(title="reference notification server", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="reference notification server", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.services = services
 
     @app.exception_handler(RedisError)
@@ -236,7 +237,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loop = asyncio.get_running_loop()
         expiry = loop.call_later(
             max(0.0, user.expires_at - time.time()),
-            conn.close, CloseCode.UNAUTHORIZED, "token expired",
+            conn.close,
+            CloseCode.UNAUTHORIZED,
+            "token expired",
         )
         rate = FrameRate(cfg.ws_client_rate)
         try:
@@ -263,9 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         user = await accept(ws)
         if user is None:
             return
-        conn = Connection(
-            user.user_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue
-        )
+        conn = Connection(user.user_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
         try:
             if not await services.bus.acquire_slot(user.user_id):
                 await ws.close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
@@ -350,13 +351,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         last_id = request.headers.get("last-event-id") or request.query_params.get(LAST_ID_PARAM)
         if private:
             assert isinstance(services.bus, RedisBus)
-            return sse_response(private_stream(
-                services.bus, user.user_id, cfg.ws_heartbeat_interval, services.stopping,
-                last_id=last_id,
-            ))
-        return sse_response(hub_stream(
-            services.hub, services.bus, user.user_id, cfg.ws_send_queue, last_id=last_id
-        ))
+            return sse_response(
+                private_stream(
+                    services.bus,
+                    user.user_id,
+                    cfg.ws_heartbeat_interval,
+                    services.stopping,
+                    last_id=last_id,
+                )
+            )
+        return sse_response(
+            hub_stream(services.hub, services.bus, user.user_id, cfg.ws_send_queue, last_id=last_id)
+        )
 
     @app.get(SSE_TASKS_PATH)
     async def sse_task(task_id: str, user: User) -> StreamingResponse:
@@ -367,13 +373,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(403, "not your task")
         if private:
             assert isinstance(services.bus, RedisBus)
-            return sse_response(private_stream(
-                services.bus, user.user_id, cfg.ws_heartbeat_interval, services.stopping,
+            return sse_response(
+                private_stream(
+                    services.bus,
+                    user.user_id,
+                    cfg.ws_heartbeat_interval,
+                    services.stopping,
+                    task_id=task_id,
+                )
+            )
+        return sse_response(
+            hub_stream(
+                services.hub,
+                services.bus,
+                user.user_id,
+                cfg.ws_send_queue,
                 task_id=task_id,
-            ))
-        return sse_response(hub_stream(
-            services.hub, services.bus, user.user_id, cfg.ws_send_queue,
-            task_id=task_id, is_admin=user.is_admin,
-        ))
+                is_admin=user.is_admin,
+            )
+        )
 
     return app

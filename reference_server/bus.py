@@ -64,6 +64,7 @@ class Bus(Protocol):
 
     def release_slot(self, user_id: str) -> None:
         """Give the slot back (the hub calls this when a counted stream leaves)."""
+
     async def stats(self) -> dict[str, Any]: ...
 
     async def current_seq(self) -> int:

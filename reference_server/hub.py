@@ -47,8 +47,17 @@ class Connection:
     """One open stream (WebSocket, or SSE through a bounded queue)."""
 
     __slots__ = (
-        "_backlog", "_close", "_drainer", "_limit", "_on_gone", "_send",
-        "closed", "key", "last_seq", "render", "user_id",
+        "_backlog",
+        "_close",
+        "_drainer",
+        "_limit",
+        "_on_gone",
+        "_send",
+        "closed",
+        "key",
+        "last_seq",
+        "render",
+        "user_id",
     )
 
     def __init__(
@@ -279,4 +288,3 @@ def stats_from_counts(pairs: Iterable[tuple[str, int]]) -> dict[str, Any]:
         "total_connections": sum(users.values()),
         "users": users,
     }
-

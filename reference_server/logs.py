@@ -43,7 +43,9 @@ def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["loggers"]["reference_server"] = {
-        "handlers": ["default"], "level": level.upper(), "propagate": False,
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
     }
     config["loggers"]["uvicorn"]["level"] = level.upper()
     if not access_log:

@@ -74,7 +74,14 @@ class ErrorCode(StrEnum):
 
 
 NOTIFICATION_FIELDS: Final = (
-    "id", "title", "content", "type", "link", "source", "created_at", "status",
+    "id",
+    "title",
+    "content",
+    "type",
+    "link",
+    "source",
+    "created_at",
+    "status",
 )
 STATUS_UNREAD: Final = "unread"
 

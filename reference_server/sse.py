@@ -21,8 +21,14 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def hub_stream(
-    hub: Hub, bus: Bus, user_id: str, queue_limit: int, *,
-    last_id: str | None = None, task_id: str | None = None, is_admin: bool = False,
+    hub: Hub,
+    bus: Bus,
+    user_id: str,
+    queue_limit: int,
+    *,
+    last_id: str | None = None,
+    task_id: str | None = None,
+    is_admin: bool = False,
 ) -> AsyncIterator[str]:
     """An SSE body fed by the hub (shared mode, or no Redis)."""
     sink = QueueSink(queue_limit)
@@ -41,16 +47,20 @@ async def hub_stream(
 
 
 async def private_stream(
-    bus: RedisBus, user_id: str, interval: float, stopping: asyncio.Event, *,
-    last_id: str | None = None, task_id: str | None = None,
+    bus: RedisBus,
+    user_id: str,
+    interval: float,
+    stopping: asyncio.Event,
+    *,
+    last_id: str | None = None,
+    task_id: str | None = None,
 ) -> AsyncIterator[str]:
     """An SSE body with its own Redis PubSub connection (per-connection mode)."""
-    channels = (
-        [task_channel(task_id)] if task_id else [user_channel(user_id), BROADCAST_CHANNEL]
-    )
+    channels = [task_channel(task_id)] if task_id else [user_channel(user_id), BROADCAST_CHANNEL]
     decode: Callable[[bytes], Outgoing | None] = (
-        (lambda raw: task_item(TaskEvent.from_json(raw))) if task_id else
-        (lambda raw: _notification(bus, raw))
+        (lambda raw: task_item(TaskEvent.from_json(raw)))
+        if task_id
+        else (lambda raw: _notification(bus, raw))
     )
     feed = await bus.open_feed(channels)
     loop = asyncio.get_running_loop()

@@ -72,8 +72,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str,
-               alive: Callable[[], bool] = lambda: True) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True
+) -> None:
     """Poll `check` every 20 ms until it holds; StackError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,13 +126,22 @@ class Process:
         return self.popen.returncode
 
 
-def _spawn(name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None,
-           cwd: Path | None = None) -> Process:
+def _spawn(
+    name: str,
+    argv: list[str],
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Process:
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None, cwd=cwd,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
         )
     return Process(name, popen, log_path)
 
@@ -149,20 +159,37 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(log_dir: Path, *, port: int | None = None, maxclients: int | None = None,
-                 timeout: float = 15.0) -> Iterator[RedisServer]:
+def redis_server(
+    log_dir: Path, *, port: int | None = None, maxclients: int | None = None, timeout: float = 15.0
+) -> Iterator[RedisServer]:
     """A throwaway redis-server on a loopback port, no persistence."""
     binary = redis_server_binary()
     port = port or free_port()
-    argv = [binary.path, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--dir", str(log_dir)]
+    argv = [
+        binary.path,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        str(log_dir),
+    ]
     if maxclients is not None:
         argv += ["--maxclients", str(maxclients)]
     proc = _spawn(f"redis-{port}", argv, log_dir)
     try:
-        wait_until(lambda: port_open("127.0.0.1", port), timeout,
-                   f"redis-server ({binary.path}, from {binary.source}) on port {port}",
-                   alive=proc.alive)
+        wait_until(
+            lambda: port_open("127.0.0.1", port),
+            timeout,
+            f"redis-server ({binary.path}, from {binary.source}) on port {port}",
+            alive=proc.alive,
+        )
         yield RedisServer(proc, port, binary)
     finally:
         proc.stop()
@@ -194,18 +221,39 @@ def server_env(settings: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def start_server(log_dir: Path, settings: Mapping[str, str], *, port: int | None = None,
-                 workers: int = 1, extra_args: list[str] | None = None,
-                 timeout: float = 30.0, name: str | None = None) -> ServerHandle:
+def start_server(
+    log_dir: Path,
+    settings: Mapping[str, str],
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    extra_args: list[str] | None = None,
+    timeout: float = 30.0,
+    name: str | None = None,
+) -> ServerHandle:
     """Start `python -m reference_server` and wait until it answers HTTP."""
     port = port or free_port()
-    argv = [sys.executable, "-m", "reference_server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), *(extra_args or [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "reference_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *(extra_args or []),
+    ]
     env = server_env(settings)
     proc = _spawn(name or f"server-{port}", argv, log_dir, env)
     try:
-        wait_until(lambda: _answers_http("127.0.0.1", port), timeout,
-                   f"reference server on port {port} (log: {proc.log_path})", alive=proc.alive)
+        wait_until(
+            lambda: _answers_http("127.0.0.1", port),
+            timeout,
+            f"reference server on port {port} (log: {proc.log_path})",
+            alive=proc.alive,
+        )
     except StackError:
         proc.stop()
         raise StackError(
@@ -215,11 +263,18 @@ def start_server(log_dir: Path, settings: Mapping[str, str], *, port: int | None
 
 
 @contextlib.contextmanager
-def reference_server(log_dir: Path, settings: Mapping[str, str], *, port: int | None = None,
-                     workers: int = 1, extra_args: list[str] | None = None,
-                     name: str | None = None) -> Iterator[ServerHandle]:
-    handle = start_server(log_dir, settings, port=port, workers=workers, extra_args=extra_args,
-                          name=name)
+def reference_server(
+    log_dir: Path,
+    settings: Mapping[str, str],
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    extra_args: list[str] | None = None,
+    name: str | None = None,
+) -> Iterator[ServerHandle]:
+    handle = start_server(
+        log_dir, settings, port=port, workers=workers, extra_args=extra_args, name=name
+    )
     try:
         yield handle
     finally:

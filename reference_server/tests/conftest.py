@@ -49,8 +49,9 @@ class Servers:
         self.log_dir = log_dir
         self.started: list[ServerHandle] = []
 
-    def start(self, redis: RedisServer | None = None, workers: int = 1,
-              **settings: str) -> ServerHandle:
+    def start(
+        self, redis: RedisServer | None = None, workers: int = 1, **settings: str
+    ) -> ServerHandle:
         env = {**BASE_SETTINGS, **settings}
         if redis is not None:
             env["REDIS_URL"] = redis.url
@@ -90,13 +91,26 @@ class Opener:
     def __init__(self) -> None:
         self.opened: list[StreamClient] = []
 
-    async def __call__(self, server: ServerHandle, user: str | None,
-                       path: str = WS_NOTIFICATIONS_PATH, *, tok: str | None = None,
-                       token_in: str = "query", last_id: str | None = None,
-                       origin: str | None = None, max_queue: int | None = 64) -> StreamClient:
+    async def __call__(
+        self,
+        server: ServerHandle,
+        user: str | None,
+        path: str = WS_NOTIFICATIONS_PATH,
+        *,
+        tok: str | None = None,
+        token_in: str = "query",
+        last_id: str | None = None,
+        origin: str | None = None,
+        max_queue: int | None = 64,
+    ) -> StreamClient:
         client = await StreamClient.open(
-            server.base, path, tok if tok is not None else (token(user) if user else None),
-            token_in=token_in, last_id=last_id, origin=origin, max_queue=max_queue,
+            server.base,
+            path,
+            tok if tok is not None else (token(user) if user else None),
+            token_in=token_in,
+            last_id=last_id,
+            origin=origin,
+            max_queue=max_queue,
         )
         self.opened.append(client)
         return client

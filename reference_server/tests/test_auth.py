@@ -46,8 +46,22 @@ FUTURE = int(time.time()) + 3600
         jwt.encode({"sub": "alice", "exp": FUTURE}, None, algorithm="none"),
         _sign({"sub": "alice", "exp": FUTURE, "pad": "x" * 5000}),
     ],
-    ids=["none", "empty", "garbage", "segments", "wrong-key", "expired", "no-sub", "no-exp",
-         "int-sub", "empty-sub", "other-alg", "nbf-future", "alg-none", "oversized"],
+    ids=[
+        "none",
+        "empty",
+        "garbage",
+        "segments",
+        "wrong-key",
+        "expired",
+        "no-sub",
+        "no-exp",
+        "int-sub",
+        "empty-sub",
+        "other-alg",
+        "nbf-future",
+        "alg-none",
+        "oversized",
+    ],
 )
 def test_bad_tokens_all_fail_the_same_way(verifier: TokenVerifier, token: str | None) -> None:
     with pytest.raises(AuthError) as info:

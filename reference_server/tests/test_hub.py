@@ -76,8 +76,7 @@ async def test_uncounted_streams_get_delivery_but_no_slot() -> None:
     hub = Hub(max_per_user=1)
     stream(hub, "alice", Peer())
     sse = Peer()
-    assert hub.add_user_stream(Connection("alice", "alice", sse.send, sse.close, 4),
-                               counted=False)
+    assert hub.add_user_stream(Connection("alice", "alice", sse.send, sse.close, 4), counted=False)
     await hub.to_user("alice", note(1))
     assert sse.titles() == ["n1"]
     assert hub.stats()["total_connections"] == 1
@@ -201,8 +200,10 @@ async def test_close_all_closes_every_stream_with_the_code() -> None:
     ("pairs", "expected"),
     [
         ([], {"total_users": 0, "total_connections": 0, "users": {}}),
-        ([("a", 2), ("b", 1), ("a", 1), ("c", 0)],
-         {"total_users": 2, "total_connections": 4, "users": {"a": 3, "b": 1}}),
+        (
+            [("a", 2), ("b", 1), ("a", 1), ("c", 0)],
+            {"total_users": 2, "total_connections": 4, "users": {"a": 3, "b": 1}},
+        ),
     ],
 )
 def test_stats_sum_per_user(pairs: list[tuple[str, int]], expected: dict[str, object]) -> None:

@@ -18,7 +18,9 @@ from reference_server.protocol import (
 
 def test_encode_is_type_and_data() -> None:
     assert json.loads(encode(FrameType.PONG, {"timestamp": "t"})) == {
-        "type": "pong", "data": {"timestamp": "t"}}
+        "type": "pong",
+        "data": {"timestamp": "t"},
+    }
 
 
 def test_connected_carries_user_task_and_an_offset_timestamp() -> None:
@@ -39,8 +41,9 @@ def test_connected_carries_user_task_and_an_offset_timestamp() -> None:
         ('{"type": 7}', None, ErrorCode.UNKNOWN_TYPE),
     ],
 )
-def test_client_frames_are_classified(text: str, kind: FrameType | None,
-                                      code: ErrorCode | None) -> None:
+def test_client_frames_are_classified(
+    text: str, kind: FrameType | None, code: ErrorCode | None
+) -> None:
     frame = parse_client_text(text)
     assert frame.type == kind
     if code is None:
@@ -70,6 +73,7 @@ def test_parse_frame_rejects_non_contract_frames() -> None:
 
 
 def test_stream_url_maps_scheme_and_quotes_the_query() -> None:
-    url = stream_url("http://127.0.0.1:8000/", "/api/ws/notifications", token="a.b+c",
-                     last_id="x-1")
+    url = stream_url(
+        "http://127.0.0.1:8000/", "/api/ws/notifications", token="a.b+c", last_id="x-1"
+    )
     assert url == "ws://127.0.0.1:8000/api/ws/notifications?token=a.b%2Bc&last_id=x-1"

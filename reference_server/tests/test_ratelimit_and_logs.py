@@ -22,14 +22,21 @@ def test_rate_is_a_sliding_window() -> None:
 
 
 def test_redact_query_and_bearer() -> None:
-    line = 'GET /api/ws/notifications?token=eyJ.a.b&last_id=x HTTP/1.1 Authorization: Bearer eyJ.c'
+    line = "GET /api/ws/notifications?token=eyJ.a.b&last_id=x HTTP/1.1 Authorization: Bearer eyJ.c"
     out = redact(line)
     assert "eyJ" not in out
     assert "last_id=x" in out and "token=[redacted]" in out
 
 
 def test_filter_rewrites_record_arguments() -> None:
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
-                               '%s - "%s %s"', ("127.0.0.1", "GET", "/s?token=secret.jwt"), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s"',
+        ("127.0.0.1", "GET", "/s?token=secret.jwt"),
+        None,
+    )
     RedactTokens().filter(record)
     assert "secret.jwt" not in record.getMessage()

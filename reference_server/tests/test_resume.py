@@ -20,7 +20,8 @@ def small_history(servers: Servers) -> ServerHandle:
 
 
 async def test_resume_replays_what_was_missed_in_order_then_goes_live(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     name = user()
     sent = [(await driver.publish(name, f"n{i}"))["id"] for i in range(4)]
     await driver.publish(user(), "someone else's")
@@ -35,7 +36,8 @@ async def test_resume_replays_what_was_missed_in_order_then_goes_live(
 
 
 async def test_resume_from_the_newest_id_replays_nothing(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     name = user()
     last = await driver.publish(name, "seen")
     client = await open_stream(server, name, last_id=last["id"])
@@ -45,7 +47,8 @@ async def test_resume_from_the_newest_id_replays_nothing(
 
 
 async def test_an_id_older_than_the_history_gets_resync_and_the_archive_has_the_rest(
-        small_history: ServerHandle, open_stream: Opener, user: Users) -> None:
+    small_history: ServerHandle, open_stream: Opener, user: Users
+) -> None:
     name = user()
     driver = Driver(small_history.base, ADMIN)
     try:
@@ -63,8 +66,7 @@ async def test_an_id_older_than_the_history_gets_resync_and_the_archive_has_the_
         await driver.aclose()
 
 
-async def test_the_archive_is_per_user(server: ServerHandle, driver: Driver,
-                                       user: Users) -> None:
+async def test_the_archive_is_per_user(server: ServerHandle, driver: Driver, user: Users) -> None:
     a, b = user(), user()
     first = await driver.publish(a, "a1")
     await driver.publish(b, "b1")

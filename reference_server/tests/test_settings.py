@@ -20,7 +20,10 @@ def test_defaults_are_the_contract_table(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("JWT_SECRET", SECRET)
     s = load_settings()
     assert (s.ws_heartbeat_interval, s.ws_max_connections_per_user, s.ws_max_message_bytes) == (
-        30.0, 3, 65536)
+        30.0,
+        3,
+        65536,
+    )
     assert (s.ws_send_queue, s.ws_history_size, s.ws_client_rate) == (256, 100, 10)
     assert s.ws_stats_public is False and s.ws_compression is False
     assert s.ws_allowed_origins == ()
@@ -50,8 +53,9 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WS_STATS_PUBLIC", "maybe"),
     ],
 )
-def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: str,
-                                      value: str) -> None:
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):

@@ -28,7 +28,8 @@ async def rest(client: StreamClient) -> list[Frame]:
 
 
 async def test_owner_sees_every_step_then_completed_then_1000(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner = user()
     task_id = await driver.start_task(token(owner), total_steps=4, step_interval_ms=60)
     client = await open_stream(server, owner, task_path(task_id))
@@ -44,11 +45,13 @@ async def test_owner_sees_every_step_then_completed_then_1000(
     assert client.close_code == CloseCode.NORMAL
 
 
-async def test_a_failing_task_sends_error_then_1000(server: ServerHandle, open_stream: Opener,
-                                                    driver: Driver, user: Users) -> None:
+async def test_a_failing_task_sends_error_then_1000(
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner = user()
-    task_id = await driver.start_task(token(owner), total_steps=5, step_interval_ms=50,
-                                      fail_at_step=3)
+    task_id = await driver.start_task(
+        token(owner), total_steps=5, step_interval_ms=50, fail_at_step=3
+    )
     client = await open_stream(server, owner, task_path(task_id))
     await client.expect("connected")
     frames = await rest(client)
@@ -58,11 +61,14 @@ async def test_a_failing_task_sends_error_then_1000(server: ServerHandle, open_s
 
 
 async def test_another_users_task_is_4403_unknown_is_4404_admin_may_watch(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner, other = user(), user()
     task_id = await driver.start_task(token(owner), total_steps=3, step_interval_ms=50)
-    for who, path, code in ((other, task_path(task_id), CloseCode.FORBIDDEN),
-                            (owner, task_path("no-such-task"), CloseCode.NOT_FOUND)):
+    for who, path, code in (
+        (other, task_path(task_id), CloseCode.FORBIDDEN),
+        (owner, task_path("no-such-task"), CloseCode.NOT_FOUND),
+    ):
         client = await open_stream(server, who, path)
         with pytest.raises(Closed) as info:
             await client.recv()
@@ -73,7 +79,8 @@ async def test_another_users_task_is_4403_unknown_is_4404_admin_may_watch(
 
 
 async def test_a_late_subscriber_gets_the_latest_state_first(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner = user()
     task_id = await driver.start_task(token(owner), total_steps=6, step_interval_ms=150)
     early = await open_stream(server, owner, task_path(task_id))
@@ -87,7 +94,8 @@ async def test_a_late_subscriber_gets_the_latest_state_first(
 
 
 async def test_a_subscriber_after_the_end_gets_the_end_and_1000(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner = user()
     task_id = await driver.start_task(token(owner), total_steps=2, step_interval_ms=10)
     watcher = await open_stream(server, owner, task_path(task_id))
@@ -100,10 +108,12 @@ async def test_a_subscriber_after_the_end_gets_the_end_and_1000(
 
 
 async def test_progress_never_reaches_another_tasks_stream(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     owner = user()
-    ids = [await driver.start_task(token(owner), total_steps=3, step_interval_ms=40)
-           for _ in range(3)]
+    ids = [
+        await driver.start_task(token(owner), total_steps=3, step_interval_ms=40) for _ in range(3)
+    ]
     clients = [await open_stream(server, owner, task_path(t)) for t in ids]
     for task_id, client in zip(ids, clients, strict=True):
         await client.expect("connected")
@@ -114,12 +124,16 @@ async def test_progress_never_reaches_another_tasks_stream(
 async def test_task_request_is_validated(server: ServerHandle, user: Users) -> None:
     headers = {"Authorization": f"Bearer {token(user())}"}
     async with httpx.AsyncClient(base_url=server.base, trust_env=False) as http:
-        for bad in ({"total_steps": 0}, {"total_steps": 3, "fail_at_step": 4},
-                    {"total_steps": 2, "bogus": 1}):
+        for bad in (
+            {"total_steps": 0},
+            {"total_steps": 3, "fail_at_step": 4},
+            {"total_steps": 2, "bogus": 1},
+        ):
             assert (await http.post("/api/tasks", json=bad, headers=headers)).status_code == 422
         assert (await http.post("/api/tasks", json={})).status_code == 401
         started = time.monotonic()
-        r = await http.post("/api/tasks", json={"total_steps": 1, "step_interval_ms": 0},
-                            headers=headers)
+        r = await http.post(
+            "/api/tasks", json={"total_steps": 1, "step_interval_ms": 0}, headers=headers
+        )
         assert r.status_code == 201 and r.json()["task_id"]
         assert time.monotonic() - started < 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -10,7 +11,6 @@ from collections.abc import Callable
 import httpx
 import jwt
 import pytest
-from websockets.exceptions import InvalidStatus
 
 from contract_tests.client import Closed, Frame, StreamClient
 from contract_tests.driver import Driver, DriverError
@@ -22,8 +22,9 @@ from .conftest import ADMIN, SECRET, Opener, Servers, token
 Users = Callable[..., str]
 
 
-async def notifications_until(client: StreamClient, marker: str, timeout: float = 10.0
-                              ) -> list[Frame]:
+async def notifications_until(
+    client: StreamClient, marker: str, timeout: float = 10.0
+) -> list[Frame]:
     """Every notification frame up to and including the one titled `marker`."""
     got = []
     deadline = time.monotonic() + timeout
@@ -46,8 +47,9 @@ async def wait_for_stats(driver: Driver, user: str, count: int) -> None:
 
 
 @pytest.mark.parametrize("token_in", ["query", "header"])
-async def test_connected_is_the_first_frame(server: ServerHandle, open_stream: Opener,
-                                            user: Users, token_in: str) -> None:
+async def test_connected_is_the_first_frame(
+    server: ServerHandle, open_stream: Opener, user: Users, token_in: str
+) -> None:
     name = user()
     client = await open_stream(server, name, token_in=token_in)
     frame = await client.recv()
@@ -57,12 +59,19 @@ async def test_connected_is_the_first_frame(server: ServerHandle, open_stream: O
 
 
 async def test_notification_has_the_seed_fields_and_carries_extras(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     name = user()
     client = await open_stream(server, name)
     await client.expect("connected")
-    published = await driver.publish(name, "Analysis complete", content="000001 done",
-                                     link="/stocks/000001", source="analysis", sent_at=12.5)
+    published = await driver.publish(
+        name,
+        "Analysis complete",
+        content="000001 done",
+        link="/stocks/000001",
+        source="analysis",
+        sent_at=12.5,
+    )
     frame = await client.expect("notification")
     assert frame.data == published
     assert set(NOTIFICATION_FIELDS) <= set(frame.data)
@@ -70,17 +79,21 @@ async def test_notification_has_the_seed_fields_and_carries_extras(
     assert frame.data["sent_at"] == 12.5
 
 
-async def test_driver_api_needs_an_admin_and_a_valid_body(server: ServerHandle,
-                                                         user: Users) -> None:
+async def test_driver_api_needs_an_admin_and_a_valid_body(
+    server: ServerHandle, user: Users
+) -> None:
     async with httpx.AsyncClient(base_url=server.base, trust_env=False) as http:
         body = {"user_id": user(), "title": "t"}
         assert (await http.post("/api/notifications", json=body)).status_code == 401
         mine = {"Authorization": f"Bearer {token(user())}"}
         assert (await http.post("/api/notifications", json=body, headers=mine)).status_code == 403
         admin = {"Authorization": f"Bearer {ADMIN}"}
-        for bad in ({"title": "no target"}, {"user_id": "a", "broadcast": True, "title": "t"},
-                    {"user_id": "a", "title": "t", "id": "forged"},
-                    {"user_id": "a", "title": "t", "type": "weather"}):
+        for bad in (
+            {"title": "no target"},
+            {"user_id": "a", "broadcast": True, "title": "t"},
+            {"user_id": "a", "title": "t", "id": "forged"},
+            {"user_id": "a", "title": "t", "type": "weather"},
+        ):
             r = await http.post("/api/notifications", json=bad, headers=admin)
             assert r.status_code == 422, bad
         r = await http.post("/api/notifications", json=body, headers=admin)
@@ -91,7 +104,8 @@ async def test_driver_api_needs_an_admin_and_a_valid_body(server: ServerHandle,
 
 
 async def test_each_stream_of_a_user_gets_each_notification_once_in_order_and_no_other_user(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     alice, bob = user("alice"), user("bob")
     mine = [await open_stream(server, alice) for _ in range(3)]
     theirs = await open_stream(server, bob)
@@ -111,8 +125,9 @@ async def test_each_stream_of_a_user_gets_each_notification_once_in_order_and_no
     assert [f.data["title"] for f in bob_got] == ["b0", "b3", "b6", "b9", "b12", "end"]
 
 
-async def test_broadcast_reaches_every_user(server: ServerHandle, open_stream: Opener,
-                                            driver: Driver, user: Users) -> None:
+async def test_broadcast_reaches_every_user(
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     clients = [await open_stream(server, user()) for _ in range(4)]
     for c in clients:
         await c.expect("connected")
@@ -125,7 +140,8 @@ async def test_broadcast_reaches_every_user(server: ServerHandle, open_stream: O
 
 
 async def test_one_stream_over_the_limit_gets_4429_and_the_others_are_untouched(
-        server: ServerHandle, open_stream: Opener, driver: Driver, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     name = user()
     held = [await open_stream(server, name) for _ in range(3)]
     for c in held:
@@ -146,8 +162,9 @@ async def test_one_stream_over_the_limit_gets_4429_and_the_others_are_untouched(
 # -- section 4 and 11: client frames ---------------------------------------------------------
 
 
-async def test_ping_bad_json_and_unknown_types(server: ServerHandle, open_stream: Opener,
-                                               user: Users) -> None:
+async def test_ping_bad_json_and_unknown_types(
+    server: ServerHandle, open_stream: Opener, user: Users
+) -> None:
     client = await open_stream(server, user())
     await client.expect("connected")
     await client.ping()
@@ -165,9 +182,9 @@ async def test_ping_bad_json_and_unknown_types(server: ServerHandle, open_stream
     [(b"\x00\x01", CloseCode.UNSUPPORTED_DATA), ("x" * 70_000, CloseCode.MESSAGE_TOO_BIG)],
     ids=["binary-1003", "oversize-1009"],
 )
-async def test_binary_and_oversize_frames_close(server: ServerHandle, open_stream: Opener,
-                                                user: Users, payload: bytes | str,
-                                                code: int) -> None:
+async def test_binary_and_oversize_frames_close(
+    server: ServerHandle, open_stream: Opener, user: Users, payload: bytes | str, code: int
+) -> None:
     client = await open_stream(server, user())
     await client.expect("connected")
     if isinstance(payload, bytes):
@@ -178,9 +195,9 @@ async def test_binary_and_oversize_frames_close(server: ServerHandle, open_strea
     assert client.close_code == code
 
 
-async def test_a_flood_closes_that_stream_with_1008_only(server: ServerHandle,
-                                                        open_stream: Opener,
-                                                        user: Users) -> None:
+async def test_a_flood_closes_that_stream_with_1008_only(
+    server: ServerHandle, open_stream: Opener, user: Users
+) -> None:
     name = user()
     flooder, calm = await open_stream(server, name), await open_stream(server, name)
     await flooder.expect("connected")
@@ -213,7 +230,8 @@ NOW = int(time.time())
     ids=["missing", "garbage", "wrong-key", "expired", "alg-none", "no-sub", "no-exp", "16kb"],
 )
 async def test_every_bad_token_is_4401_after_accept_and_nothing_delivered(
-        server: ServerHandle, bad: str | None) -> None:
+    server: ServerHandle, bad: str | None
+) -> None:
     client = await StreamClient.open(server.base, "/api/ws/notifications", bad)
     with pytest.raises(Closed) as info:
         await client.recv()
@@ -222,15 +240,20 @@ async def test_every_bad_token_is_4401_after_accept_and_nothing_delivered(
 
 
 async def test_token_in_query_and_header_must_agree(server: ServerHandle, user: Users) -> None:
-    client = await StreamClient.open(server.base, "/api/ws/notifications", token(user()),
-                                     extra_headers={"Authorization": f"Bearer {token(user())}"})
+    client = await StreamClient.open(
+        server.base,
+        "/api/ws/notifications",
+        token(user()),
+        extra_headers={"Authorization": f"Bearer {token(user())}"},
+    )
     with pytest.raises(Closed) as info:
         await client.recv()
     assert info.value.code == CloseCode.UNAUTHORIZED
 
 
 async def test_a_token_that_expires_while_connected_closes_with_4401(
-        server: ServerHandle, open_stream: Opener, user: Users) -> None:
+    server: ServerHandle, open_stream: Opener, user: Users
+) -> None:
     client = await open_stream(server, None, tok=token(user(), ttl=1.2))
     await client.expect("connected")
     await client.until_closed(timeout=6)
@@ -240,8 +263,9 @@ async def test_a_token_that_expires_while_connected_closes_with_4401(
 # -- section 8: stats ------------------------------------------------------------------------
 
 
-async def test_stats_count_streams_and_need_an_admin(server: ServerHandle, open_stream: Opener,
-                                                     driver: Driver, user: Users) -> None:
+async def test_stats_count_streams_and_need_an_admin(
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
     a, b = user(), user()
     for name in (a, a, b):
         await (await open_stream(server, name)).expect("connected")
@@ -267,12 +291,13 @@ async def test_public_stats_need_no_token(servers: Servers) -> None:
 # -- section 5: heartbeat --------------------------------------------------------------------
 
 
-async def test_heartbeat_cadence_follows_the_setting(servers: Servers, open_stream: Opener,
-                                                     user: Users) -> None:
+async def test_heartbeat_cadence_follows_the_setting(
+    servers: Servers, open_stream: Opener, user: Users
+) -> None:
     fast = servers.start(WS_HEARTBEAT_INTERVAL="0.25")
     client = await open_stream(fast, user())
     await client.expect("connected")
     beats = [await client.expect("heartbeat", timeout=2) for _ in range(5)]
-    gaps = [b.at - a.at for a, b in zip(beats, beats[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(beats)]
     assert all(0.1 < g < 0.6 for g in gaps), gaps
     assert all(b.data["timestamp"] for b in beats)

@@ -1,0 +1,97 @@
+"""`nox -s serve`: the stack in the foreground for a person to try, with tokens printed.
+
+    python -m reference_server.playground [--redis] [--instances N] [--port P]
+
+Settings for the servers come from the environment as usual (JWT_SECRET defaults to a
+development secret here, and only here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+from reference_server.auth import TokenVerifier
+from reference_server.settings import SettingsError, load_settings
+from reference_server.stack import StackError, redis_server, scratch_dir, start_server
+
+DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_server.playground", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--redis", action="store_true", help="start redis-server and use it")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="server processes on consecutive ports (more than 1 needs --redis)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port of the first instance")
+    args = parser.parse_args(argv)
+    if args.instances > 1 and not args.redis:
+        parser.error(
+            "--instances above 1 needs --redis: each process would see only its own connections"
+        )
+    env = {k: v for k, v in os.environ.items() if k.startswith(("WS_", "JWT_", "SSE_"))}
+    env.setdefault("JWT_SECRET", DEV_SECRET)
+    try:
+        settings = load_settings(jwt_secret=env["JWT_SECRET"])
+    except SettingsError as exc:
+        print(f"playground: {exc}", file=sys.stderr)
+        return 2
+    verifier = TokenVerifier(env["JWT_SECRET"], settings.jwt_algorithm, settings.jwt_max_bytes)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with scratch_dir("playground-") as logs, contextlib.ExitStack() as stack:
+        try:
+            if args.redis:
+                redis = stack.enter_context(redis_server(logs))
+                env["REDIS_URL"] = redis.url
+                print(
+                    f"redis-server  {redis.url}  ({redis.binary.path}, from {redis.binary.source})"
+                )
+            for i in range(args.instances):
+                handle = start_server(logs, env, port=args.port + i)
+                stack.callback(handle.process.stop)
+                print(f"server        {handle.base}  (log: {handle.process.log_path})")
+        except StackError as exc:
+            print(f"playground: {exc}", file=sys.stderr)
+            return 1
+        _explain(args.port, verifier)
+        stop.wait()
+        print("\nstopping ...")
+    return 0
+
+
+def _explain(port: int, verifier: TokenVerifier) -> None:
+    alice = verifier.mint("alice", ttl=86400)
+    admin = verifier.mint("admin", admin=True, ttl=86400)
+    base = f"127.0.0.1:{port}"
+    print(
+        f"""
+tokens (24 h):
+  alice  {alice}
+  admin  {admin}
+
+try it:
+  websocat 'ws://{base}/api/ws/notifications?token={alice}'
+  curl -X POST http://{base}/api/notifications -H 'Authorization: Bearer {admin}' \\
+       -H 'Content-Type: application/json' -d '{{"user_id": "alice", "title": "hi"}}'
+  curl http://{base}/api/ws/stats -H 'Authorization: Bearer {admin}'
+  curl -N 'http://{base}/api/notifications/stream?token={alice}'
+
+Ctrl-C stops everything.""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

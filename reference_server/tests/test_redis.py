@@ -1,0 +1,225 @@
+"""Several instances on one real redis-server (CONTRACT.md sections 8, 9 and 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis as redis_sync
+
+from contract_tests.client import Closed, SseStream, StreamClient
+from contract_tests.driver import Driver
+from reference_server.protocol import SSE_NOTIFICATIONS_PATH, WS_TASKS_PATH, CloseCode
+from reference_server.stack import RedisServer, ServerHandle
+
+from .conftest import ADMIN, Opener, Servers, token
+from .test_ws import notifications_until
+
+pytestmark = pytest.mark.redis
+
+Users = Callable[..., str]
+
+
+def pubsub_clients(r: RedisServer) -> list[dict[str, str]]:
+    """Redis clients holding at least one channel or pattern subscription."""
+    with redis_sync.Redis(port=r.port) as client:
+        listing = client.client_list()
+    return [c for c in listing if int(c.get("sub", 0)) or int(c.get("psub", 0))]
+
+
+async def wait_for_pubsub(r: RedisServer, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(pubsub_clients(r)) != count:
+        assert time.monotonic() < deadline, (
+            f"expected {count} PubSub clients, Redis has {len(pubsub_clients(r))}"
+        )
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def pair(servers: Servers, redis: RedisServer) -> tuple[ServerHandle, ServerHandle]:
+    return servers.start(redis), servers.start(redis)
+
+
+@pytest.fixture
+async def drivers(pair: tuple[ServerHandle, ServerHandle]) -> AsyncIterator[list[Driver]]:
+    ds = [Driver(s.base, ADMIN) for s in pair]
+    yield ds
+    for d in ds:
+        await d.aclose()
+
+
+async def test_a_notification_published_on_one_instance_reaches_both_exactly_once(
+    pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], open_stream: Opener, user: Users
+) -> None:
+    name = user()
+    on_a, on_b = await open_stream(pair[0], name), await open_stream(pair[1], name)
+    for c in (on_a, on_b):
+        await c.expect("connected")
+    sent = []
+    for i in range(6):
+        sent.append((await drivers[i % 2].publish(name, f"n{i}"))["id"])
+    await drivers[1].publish(name, "end")
+    for c in (on_a, on_b):
+        got = await notifications_until(c, "end")
+        assert [f.data["id"] for f in got[:-1]] == sent
+
+
+async def test_broadcast_and_tasks_cross_instances(
+    pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], open_stream: Opener, user: Users
+) -> None:
+    watcher = await open_stream(pair[0], user())
+    await watcher.expect("connected")
+    sent = await drivers[1].broadcast("from b")
+    assert (await watcher.expect("notification")).data["id"] == sent["id"]
+    owner = user()
+    task_id = await drivers[0].start_task(token(owner), total_steps=3, step_interval_ms=60)
+    stream = await open_stream(pair[1], owner, WS_TASKS_PATH.format(task_id=task_id))
+    await stream.expect("connected")
+    frames = [f for f in await stream.until_closed() if f.type != "heartbeat"]
+    assert [f.type for f in frames][-1] == "completed"
+    assert stream.close_code == CloseCode.NORMAL
+
+
+async def test_stats_and_the_per_user_limit_cover_both_instances(
+    pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], open_stream: Opener, user: Users
+) -> None:
+    name = user()
+    for server in (pair[0], pair[0], pair[1]):
+        await (await open_stream(server, name)).expect("connected")
+    for d in drivers:
+        assert (await d.stats())["users"][name] == 3
+    for server in pair:
+        extra = await open_stream(server, name)
+        with pytest.raises(Closed) as info:
+            await extra.recv()
+        assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+    assert (await drivers[0].stats())["users"][name] == 3
+
+
+async def test_many_streams_of_one_user_opened_at_once_never_exceed_the_limit(
+    pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], user: Users
+) -> None:
+    name = user()
+    tok = token(name)
+
+    async def attempt(i: int) -> StreamClient:
+        return await StreamClient.open(pair[i % 2].base, "/api/ws/notifications", tok)
+
+    clients = await asyncio.gather(*(attempt(i) for i in range(12)))
+    try:
+        outcomes = []
+        for c in clients:
+            try:
+                outcomes.append((await c.recv()).type)
+            except Closed as exc:
+                outcomes.append(str(exc.code))
+        assert outcomes.count("connected") == 3
+        assert outcomes.count(str(CloseCode.TOO_MANY_CONNECTIONS)) == 9
+        assert (await drivers[1].stats())["users"][name] == 3
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_resume_after_the_instance_restarts_uses_the_redis_history(
+    servers: Servers,
+    redis: RedisServer,
+    pair: tuple[ServerHandle, ServerHandle],
+    drivers: list[Driver],
+    open_stream: Opener,
+    user: Users,
+) -> None:
+    name = user()
+    short_lived = servers.start(redis)
+    first = await open_stream(short_lived, name)
+    await first.expect("connected")
+    seen = await drivers[0].publish(name, "seen")
+    assert (await first.expect("notification")).data["id"] == seen["id"]
+    short_lived.process.stop()
+    missed = [(await drivers[1].publish(name, f"missed{i}"))["id"] for i in range(3)]
+    back = servers.start(redis)
+    again = await open_stream(back, name, last_id=seen["id"])
+    await again.expect("connected")
+    assert [(await again.expect("notification")).data["id"] for _ in range(3)] == missed
+
+
+async def test_the_subscription_comes_back_after_redis_kills_it(
+    servers: Servers, redis: RedisServer, open_stream: Opener, user: Users
+) -> None:
+    server = servers.start(redis)
+    driver = Driver(server.base, ADMIN)
+    try:
+        name = user()
+        client = await open_stream(server, name)
+        await client.expect("connected")
+        with redis_sync.Redis(port=redis.port) as r:
+            assert r.client_kill_filter(_type="pubsub") >= 1
+        sent: list[str] = []
+        deadline = time.monotonic() + 10
+        while True:  # publish until delivery works again
+            sent.append((await driver.publish(name, f"probe{len(sent)}"))["id"])
+            try:
+                await client.expect("notification", timeout=0.3)
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, "subscription never came back"
+        sent.append((await driver.publish(name, "end"))["id"])
+        got = [client.received[-1], *await notifications_until(client, "end")]
+        # What was published while the subscription was down is delivered after it, once each.
+        assert sorted(f.data["id"] for f in got) == sorted(sent)
+        assert len(got) == len(sent)
+    finally:
+        await driver.aclose()
+
+
+@pytest.mark.parametrize(("mode", "per_client"), [("per-connection", 1), ("shared", 0)])
+async def test_sse_redis_connections_per_mode(
+    servers: Servers,
+    redis: RedisServer,
+    pair: tuple[ServerHandle, ServerHandle],
+    drivers: list[Driver],
+    user: Users,
+    mode: str,
+    per_client: int,
+) -> None:
+    server = servers.start(redis, SSE_PUBSUB_MODE=mode)
+    baseline = len(pubsub_clients(redis))
+    name = user()
+    streams = [
+        await SseStream.open(server.base, SSE_NOTIFICATIONS_PATH, token(name)) for _ in range(5)
+    ]
+    try:
+        for s in streams:
+            await s.expect("connected")
+        await wait_for_pubsub(redis, baseline + 5 * per_client)
+        sent = await drivers[0].publish(name, "via redis")
+        for s in streams:
+            got = await s.expect("notification")
+            assert got.id == sent["id"]
+    finally:
+        for s in streams:
+            await s.aclose()
+    await wait_for_pubsub(redis, baseline)
+    server.process.stop()
+
+
+async def test_per_connection_sse_resumes_with_last_event_id(
+    servers: Servers, redis: RedisServer, drivers: list[Driver], user: Users
+) -> None:
+    server = servers.start(redis, SSE_PUBSUB_MODE="per-connection")
+    name = user()
+    sent = [(await drivers[0].publish(name, f"n{i}"))["id"] for i in range(3)]
+    stream = await SseStream.open(
+        server.base, SSE_NOTIFICATIONS_PATH, token(name), last_event_id=sent[0]
+    )
+    try:
+        await stream.expect("connected")
+        assert [(await stream.expect("notification")).id for _ in range(2)] == sent[1:]
+        live = await drivers[1].publish(name, "live")
+        assert (await stream.expect("notification")).id == live["id"]
+    finally:
+        await stream.aclose()
+    server.process.stop()
