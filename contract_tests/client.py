@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed
 
 from reference_server.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
@@ -97,25 +97,30 @@ class StreamClient:
         max_size: int | None = 2**22,
         open_timeout: float = 10.0,
         extra_headers: dict[str, str] | None = None,
+        uds: str | None = None,
     ) -> StreamClient:
-        """Connect; `token_in` is "query" or "header" (`Authorization: Bearer`)."""
+        """Connect; `token_in` is "query" or "header" (`Authorization: Bearer`).
+
+        With `uds`, the connection goes to that unix socket; `base` still names the Host.
+        """
         headers = dict(extra_headers or {})
         query_token = token if token_in == "query" else None
         if token_in == "header" and token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        ws = await connect(
-            stream_url(base, path, token=query_token, last_id=last_id),
-            origin=origin,  # type: ignore[arg-type]
-            additional_headers=headers,
-            compression=None,
-            max_queue=max_queue,
-            max_size=max_size,
-            open_timeout=open_timeout,
-            ping_interval=None,
-            close_timeout=5,
-            proxy=None,
-        )
-        return cls(ws)
+        url = stream_url(base, path, token=query_token, last_id=last_id)
+        options: dict[str, Any] = {
+            "origin": origin,
+            "additional_headers": headers,
+            "compression": None,
+            "max_queue": max_queue,
+            "max_size": max_size,
+            "open_timeout": open_timeout,
+            "ping_interval": None,
+            "close_timeout": 5,
+        }
+        if uds is not None:
+            return cls(await unix_connect(uds, url, **options))
+        return cls(await connect(url, proxy=None, **options))
 
     async def recv(self, timeout: float = 5.0) -> Frame:
         """The next frame; Closed if the stream ended, TimeoutError if none came in time."""

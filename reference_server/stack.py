@@ -197,23 +197,21 @@ def redis_server(
 
 @dataclass
 class ServerHandle:
-    """A running reference server; `base` is its http:// URL."""
+    """A running reference server; `base` is its http:// URL (TCP), `uds` its socket path."""
 
     process: Process
     host: str
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    uds: Path | None = None
 
     @property
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def ws_base(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
 
 def server_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """This environment without server settings, plus `settings`: no setting leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "SSE_", "JWT_"))}
     env.pop("REDIS_URL", None)
     env.update(settings)
@@ -226,32 +224,23 @@ def start_server(
     settings: Mapping[str, str],
     *,
     port: int | None = None,
+    uds: Path | None = None,
     workers: int = 1,
-    extra_args: list[str] | None = None,
     timeout: float = 30.0,
     name: str | None = None,
 ) -> ServerHandle:
-    """Start `python -m reference_server` and wait until it answers HTTP."""
+    """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers."""
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "reference_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        *(extra_args or []),
-    ]
+    where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
+    argv = [sys.executable, "-m", "reference_server", *where, "--workers", str(workers)]
     env = server_env(settings)
     proc = _spawn(name or f"server-{port}", argv, log_dir, env)
+    address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)
     try:
         wait_until(
-            lambda: _answers_http("127.0.0.1", port),
+            lambda: _answers_http(address),
             timeout,
-            f"reference server on port {port} (log: {proc.log_path})",
+            f"reference server at {address} (log: {proc.log_path})",
             alive=proc.alive,
         )
     except StackError:
@@ -259,31 +248,15 @@ def start_server(
         raise StackError(
             f"reference server did not start; its log:\n{proc.log_text()[-3000:]}"
         ) from None
-    return ServerHandle(proc, "127.0.0.1", port, env)
+    return ServerHandle(proc, "127.0.0.1", port, env, uds)
 
 
-@contextlib.contextmanager
-def reference_server(
-    log_dir: Path,
-    settings: Mapping[str, str],
-    *,
-    port: int | None = None,
-    workers: int = 1,
-    extra_args: list[str] | None = None,
-    name: str | None = None,
-) -> Iterator[ServerHandle]:
-    handle = start_server(
-        log_dir, settings, port=port, workers=workers, extra_args=extra_args, name=name
-    )
+def _answers_http(address: tuple[str, int] | str) -> bool:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     try:
-        yield handle
-    finally:
-        handle.process.stop()
-
-
-def _answers_http(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect(address)
             sock.sendall(b"GET /api/ws/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             return sock.recv(12).startswith(b"HTTP/1.1")
     except OSError:

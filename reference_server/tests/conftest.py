@@ -50,12 +50,16 @@ class Servers:
         self.started: list[ServerHandle] = []
 
     def start(
-        self, redis: RedisServer | None = None, workers: int = 1, **settings: str
+        self,
+        redis: RedisServer | None = None,
+        workers: int = 1,
+        uds: Path | None = None,
+        **settings: str,
     ) -> ServerHandle:
         env = {**BASE_SETTINGS, **settings}
         if redis is not None:
             env["REDIS_URL"] = redis.url
-        handle = start_server(self.log_dir, env, workers=workers)
+        handle = start_server(self.log_dir, env, workers=workers, uds=uds)
         self.started.append(handle)
         return handle
 

@@ -6,14 +6,17 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from contract_tests.client import Closed, StreamClient
 from contract_tests.driver import Driver
-from reference_server.protocol import CloseCode
+from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
 from reference_server.stack import server_env
 
 from .conftest import ADMIN, SECRET, Opener, Servers, token
@@ -160,3 +163,43 @@ async def test_tokens_never_reach_the_log(
     assert "[redacted]" in text and "WebSocket /api/ws/notifications" in text
     assert tok.split(".")[2] not in text and ADMIN.split(".")[2] not in text
     assert "Traceback" not in text
+
+
+async def test_serves_on_a_unix_socket(servers: Servers, tmp_path: Path, user: Users) -> None:
+    sock = tmp_path / "notify.sock"
+    on_uds = servers.start(uds=sock)
+    transport = httpx.AsyncHTTPTransport(uds=str(sock))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        r = await http.get("/api/ws/stats", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 200
+    name = user()
+    client = await StreamClient.open(
+        "http://localhost", WS_NOTIFICATIONS_PATH, token(name), uds=str(sock)
+    )
+    try:
+        assert (await client.recv()).data["user_id"] == name
+    finally:
+        await client.close()
+    assert on_uds.uds == sock
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(
+    servers: Servers, open_stream: Opener, user: Users
+) -> None:
+    pinging = servers.start(
+        WS_PING_INTERVAL="0.3", WS_PING_TIMEOUT="0.3", WS_MAX_CONNECTIONS_PER_USER="1"
+    )
+    name = user()
+    mute = await open_stream(pinging, name)
+    await mute.expect("connected")
+    mute.ws.transport.pause_reading()  # half-open: the peer no longer sees pings
+    driver = Driver(pinging.base, ADMIN)
+    try:
+        deadline = time.monotonic() + 10
+        while (await driver.stats())["users"].get(name):
+            assert time.monotonic() < deadline, "the silent peer was never dropped"
+            await asyncio.sleep(0.05)
+    finally:
+        await driver.aclose()
+    again = await open_stream(pinging, name)
+    assert (await again.recv()).type == "connected"

@@ -11,7 +11,12 @@ import redis as redis_sync
 
 from contract_tests.client import Closed, SseStream, StreamClient
 from contract_tests.driver import Driver
-from reference_server.protocol import SSE_NOTIFICATIONS_PATH, WS_TASKS_PATH, CloseCode
+from reference_server.protocol import (
+    SSE_NOTIFICATIONS_PATH,
+    SSE_TASKS_PATH,
+    WS_TASKS_PATH,
+    CloseCode,
+)
 from reference_server.stack import RedisServer, ServerHandle
 
 from .conftest import ADMIN, Opener, Servers, token
@@ -222,4 +227,50 @@ async def test_per_connection_sse_resumes_with_last_event_id(
         assert (await stream.expect("notification")).id == live["id"]
     finally:
         await stream.aclose()
+    server.process.stop()
+
+
+async def test_workers_share_one_view_through_redis(
+    servers: Servers, redis: RedisServer, drivers: list[Driver], user: Users
+) -> None:
+    two = servers.start(redis, workers=2)
+    names = [user() for _ in range(8)]
+    clients = [await StreamClient.open(two.base, "/api/ws/notifications", token(n)) for n in names]
+    try:
+        for c in clients:
+            await c.expect("connected")
+        driver = Driver(two.base, ADMIN)
+        try:
+            stats = await driver.stats()
+            assert all(stats["users"][n] == 1 for n in names)
+            for n in names:
+                await driver.publish(n, f"for {n}")
+                await driver.publish(n, "end")
+        finally:
+            await driver.aclose()
+        for n, c in zip(names, clients, strict=True):
+            got = await notifications_until(c, "end")
+            assert [f.data["title"] for f in got] == [f"for {n}", "end"]
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def test_per_connection_sse_task_stream_and_the_archive_in_redis(
+    servers: Servers, redis: RedisServer, drivers: list[Driver], user: Users
+) -> None:
+    server = servers.start(redis, SSE_PUBSUB_MODE="per-connection")
+    owner = user()
+    task_id = await drivers[0].start_task(token(owner), total_steps=3, step_interval_ms=50)
+    stream = await SseStream.open(server.base, SSE_TASKS_PATH.format(task_id=task_id), token(owner))
+    try:
+        await stream.expect("connected")
+        events = [e for e in await stream.until_end() if e.event != "heartbeat"]
+        assert [e.event for e in events][-1] == "completed"
+        assert [e.data["step"] for e in events] == sorted({e.data["step"] for e in events})
+    finally:
+        await stream.aclose()
+    first = await drivers[1].publish(owner, "a")
+    second = await drivers[0].publish(owner, "b")
+    assert [i["id"] for i in await drivers[0].after(token(owner), first["id"])] == [second["id"]]
     server.process.stop()
