@@ -23,6 +23,7 @@ from reference_server.hub import Hub
 from reference_server.records import (
     Stored,
     TaskEvent,
+    parse_id,
     record_body,
     select_after,
     select_replay,
@@ -61,9 +62,19 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# ARGV: record body (JSON object without id), channel, archive size, epoch, highest seq seen.
+# A Redis that restarted empty gets the epoch back and a sequence that never goes backwards.
 PUBLISH_LUA = """
-local seq = redis.call('INCR', KEYS[1])
 local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[2], epoch)
+end
+local seq = redis.call('INCR', KEYS[1])
+if seq <= tonumber(ARGV[5]) then
+  seq = tonumber(ARGV[5]) + 1
+  redis.call('SET', KEYS[1], seq)
+end
 local rec = '{"id":"' .. epoch .. '-' .. seq .. '",' .. string.sub(ARGV[1], 2)
 redis.call('RPUSH', KEYS[3], rec)
 redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
@@ -113,6 +124,7 @@ class RedisBus:
         self.url = url
         self.epoch = ""
         self.instance = secrets.token_hex(6)
+        self._max_seq = 0  # highest sequence number seen, kept across a Redis restart
         self._history_size = history_size
         self._archive_size = archive_size
         self._ttl = max(1, round(presence_ttl))
@@ -167,9 +179,16 @@ class RedisBus:
             keys, channel = [SEQ_KEY, EPOCH_KEY, BROADCAST_KEY], BROADCAST_CHANNEL
         else:
             keys, channel = [SEQ_KEY, EPOCH_KEY, archive_key(user_id)], user_channel(user_id)
-        rec = await self._publish(keys=keys, args=[body, channel, self._archive_size])
+        args: list[str | int] = [body, channel, self._archive_size, self.epoch, self._max_seq]
+        rec = await self._publish(keys=keys, args=args)
         record: dict[str, Any] = json.loads(rec)
+        self._see(record)
         return record
+
+    def _see(self, record: dict[str, Any]) -> None:
+        seq = parse_id(self.epoch, str(record.get("id", "")))
+        if seq is not None and seq > self._max_seq:
+            self._max_seq = seq
 
     async def _stored(self, key: str) -> list[Stored]:
         raw = await self._redis.lrange(key, 0, -1)
@@ -287,10 +306,12 @@ class RedisBus:
         if channel == BROADCAST_CHANNEL:
             stored = stored_from_json(self.epoch, data)
             if stored is not None:
+                self._see(stored.record)
                 await self.hub.to_everyone(notification_item(stored))
         elif channel.startswith("notifications:"):
             stored = stored_from_json(self.epoch, data)
             if stored is not None:
+                self._see(stored.record)
                 user_id = channel.removeprefix("notifications:")
                 await self.hub.to_user(user_id, notification_item(stored))
         elif channel.startswith("task_progress:"):
@@ -308,7 +329,7 @@ class RedisBus:
                     self.hub.to_user_locked(user_id, notification_item(stored))
 
     async def current_seq(self) -> int:
-        return int(await self._redis.get(SEQ_KEY) or 0)
+        return max(int(await self._redis.get(SEQ_KEY) or 0), self._max_seq)
 
     async def open_feed(self, channels: list[str]) -> PrivateFeed:
         feed = PrivateFeed(aioredis.Redis(connection_pool=self._feeds).pubsub())

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import redis as redis_sync
 
 from contract_tests.client import Closed, SseStream, StreamClient
-from contract_tests.driver import Driver
+from contract_tests.driver import Driver, DriverError
 from reference_server.protocol import (
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,
     WS_TASKS_PATH,
     CloseCode,
 )
-from reference_server.stack import RedisServer, ServerHandle
+from reference_server.stack import RedisServer, ServerHandle, redis_server
 
 from .conftest import ADMIN, Opener, Servers, token
 from .test_ws import notifications_until
@@ -274,3 +275,38 @@ async def test_per_connection_sse_task_stream_and_the_archive_in_redis(
     second = await drivers[0].publish(owner, "b")
     assert [i["id"] for i in await drivers[0].after(token(owner), first["id"])] == [second["id"]]
     server.process.stop()
+
+
+async def test_an_empty_restarted_redis_keeps_ids_moving_forward(
+    servers: Servers, tmp_path: Path, open_stream: Opener, user: Users
+) -> None:
+    with redis_server(tmp_path) as first:
+        port = first.port
+        server = servers.start(first)
+        driver = Driver(server.base, ADMIN)
+        name = user()
+        client = await open_stream(server, name)
+        await client.expect("connected")
+        before = await driver.publish(name, "before")
+        assert (await client.expect("notification")).data["id"] == before["id"]
+    try:
+        with redis_server(tmp_path, port=port):
+            deadline = time.monotonic() + 15
+            while True:  # the server's connections notice the restart on first use
+                try:
+                    after = await driver.publish(name, "after")
+                    break
+                except DriverError as exc:
+                    if exc.status != 503:
+                        raise
+                    assert time.monotonic() < deadline, "publishing never recovered"
+                    await asyncio.sleep(0.1)
+            got = await client.expect("notification", timeout=15)
+            assert got.data["id"] == after["id"]
+            epoch_before, seq_before = before["id"].rsplit("-", 1)
+            epoch_after, seq_after = after["id"].rsplit("-", 1)
+            assert epoch_after == epoch_before
+            assert int(seq_after) > int(seq_before)
+    finally:
+        await driver.aclose()
+        server.process.stop()
