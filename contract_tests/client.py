@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -20,6 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed
 
 from reference_server.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
+
+T = TypeVar("T")
 
 
 class ProtocolViolation(Exception):
@@ -59,6 +61,35 @@ def parse_frame(text: str | bytes) -> Frame:
     if not isinstance(data, dict):
         raise ProtocolViolation(f"frame `data` is not an object: {text[:200]!r}")
     return Frame(obj[TYPE], data, text)
+
+
+async def next_of(
+    receive: Callable[[float], Awaitable[T]],
+    kind: Callable[[T], str],
+    wanted: str,
+    timeout: float,
+    skip: Iterable[str],
+) -> T:
+    """The next item not of a `skip` kind; ProtocolViolation if it is not of kind `wanted`."""
+    skipped = {str(s) for s in skip}
+    deadline = time.monotonic() + timeout
+    while True:
+        item = await receive(max(0.0, deadline - time.monotonic()))
+        if kind(item) == wanted:
+            return item
+        if kind(item) not in skipped:
+            raise ProtocolViolation(f"expected {wanted}, got {item}")
+
+
+async def until_closed(receive: Callable[[float], Awaitable[T]], timeout: float) -> list[T]:
+    """Every item until the stream closes; TimeoutError if it does not close in time."""
+    items = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            items.append(await receive(max(0.0, deadline - time.monotonic())))
+        except Closed:
+            return items
 
 
 def stream_url(
@@ -139,25 +170,11 @@ class StreamClient:
         skip: Iterable[str] = (FrameType.HEARTBEAT,),
     ) -> Frame:
         """The next frame that is not in `skip`; ProtocolViolation if it is not `frame_type`."""
-        skipped = {str(s) for s in skip}
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = await self.recv(max(0.0, deadline - time.monotonic()))
-            if frame.type in skipped and frame.type != str(frame_type):
-                continue
-            if frame.type != str(frame_type):
-                raise ProtocolViolation(f"expected {frame_type}, got {frame.raw[:300]}")
-            return frame
+        return await next_of(self.recv, _frame_type, str(frame_type), timeout, skip)
 
     async def until_closed(self, timeout: float = 10.0) -> list[Frame]:
         """Every frame until the server closes; TimeoutError if it does not close in time."""
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                frames.append(await self.recv(max(0.0, deadline - time.monotonic())))
-            except Closed:
-                return frames
+        return await until_closed(self.recv, timeout)
 
     async def ping(self) -> None:
         await self.send_text(json.dumps({TYPE: FrameType.PING.value}))
@@ -290,25 +307,19 @@ class SseStream:
     async def expect(
         self, event: str, timeout: float = 5.0, skip: Iterable[str] = (FrameType.HEARTBEAT,)
     ) -> SseEvent:
-        skipped = {str(s) for s in skip}
-        deadline = time.monotonic() + timeout
-        while True:
-            got = await self.next(max(0.0, deadline - time.monotonic()))
-            if got.event in skipped and got.event != event:
-                continue
-            if got.event != event:
-                raise ProtocolViolation(f"expected SSE {event}, got {got}")
-            return got
+        return await next_of(self.next, _event_name, event, timeout, skip)
 
     async def until_end(self, timeout: float = 10.0) -> list[SseEvent]:
-        events = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                events.append(await self.next(max(0.0, deadline - time.monotonic())))
-            except Closed:
-                return events
+        return await until_closed(self.next, timeout)
 
     async def aclose(self) -> None:
         await self.response.aclose()
         await self._http.aclose()
+
+
+def _frame_type(frame: Frame) -> str:
+    return frame.type
+
+
+def _event_name(event: SseEvent) -> str:
+    return event.event

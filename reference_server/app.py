@@ -9,7 +9,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import FrameType as StackFrame
 from typing import Annotated, Any
@@ -261,29 +261,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             expiry.cancel()
 
-    @app.websocket(WS_NOTIFICATIONS_PATH)
-    async def ws_notifications(ws: WebSocket) -> None:
-        user = await accept(ws)
-        if user is None:
-            return
-        conn = Connection(user.user_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
-        try:
-            if not await services.bus.acquire_slot(user.user_id):
-                await ws.close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
-                return
-            opened = False
-            try:
-                last_id = ws.query_params.get(LAST_ID_PARAM)
-                opened = await open_user_stream(services.hub, services.bus, conn, last_id)
-            finally:
-                if not opened:
-                    services.bus.release_slot(user.user_id)
-            if not opened:
-                await ws.close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
-                return
+    async def hold(
+        ws: WebSocket, conn: Connection, user: Principal, refusal: tuple[int, str] | None
+    ) -> None:
+        """Close with the refusal, or answer client frames until the peer leaves."""
+        if refusal is not None:
+            await ws.close(*refusal)
+        else:
             await serve_client(ws, conn, user)
+
+    async def guarded(ws: WebSocket, conn: Connection, run: Awaitable[None]) -> None:
+        """Run a stream's life; a lost Redis closes it with 1011, and the hub always forgets it."""
+        try:
+            await run
         except RedisError as exc:
-            log.warning("redis error on a notification stream: %s", type(exc).__name__)
+            log.warning("redis error on a stream: %s", type(exc).__name__)
             with contextlib.suppress(Exception):
                 await ws.close(1011, "backend unavailable")
         except WebSocketDisconnect:
@@ -291,29 +283,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             conn.forget()
 
+    async def open_notifications(ws: WebSocket, conn: Connection) -> tuple[int, str] | None:
+        full = (CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+        if not await services.bus.acquire_slot(conn.user_id):
+            return full
+        opened = False
+        try:
+            last_id = ws.query_params.get(LAST_ID_PARAM)
+            opened = await open_user_stream(services.hub, services.bus, conn, last_id)
+        finally:
+            if not opened:
+                services.bus.release_slot(conn.user_id)
+        return None if opened else full
+
+    async def open_task(conn: Connection, user: Principal) -> tuple[int, str] | None:
+        code = await open_task_stream(
+            services.hub, services.bus, conn, conn.key, is_admin=user.is_admin
+        )
+        if code is None:
+            return None
+        return code, "unknown task" if code == CloseCode.NOT_FOUND else "not your task"
+
+    @app.websocket(WS_NOTIFICATIONS_PATH)
+    async def ws_notifications(ws: WebSocket) -> None:
+        user = await accept(ws)
+        if user is None:
+            return
+        conn = Connection(user.user_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
+
+        async def run() -> None:
+            await hold(ws, conn, user, await open_notifications(ws, conn))
+
+        await guarded(ws, conn, run())
+
     @app.websocket(WS_TASKS_PATH)
     async def ws_task(ws: WebSocket, task_id: str) -> None:
         user = await accept(ws)
         if user is None:
             return
         conn = Connection(task_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
-        try:
-            refused = await open_task_stream(
-                services.hub, services.bus, conn, task_id, is_admin=user.is_admin
-            )
-            if refused is not None:
-                reason = "unknown task" if refused == CloseCode.NOT_FOUND else "not your task"
-                await ws.close(refused, reason)
-                return
-            await serve_client(ws, conn, user)
-        except RedisError as exc:
-            log.warning("redis error on a task stream: %s", type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await ws.close(1011, "backend unavailable")
-        except WebSocketDisconnect:
-            pass
-        finally:
-            conn.forget()
+
+        async def run() -> None:
+            await hold(ws, conn, user, await open_task(conn, user))
+
+        await guarded(ws, conn, run())
 
     # -- HTTP: stats and the driver API ---------------------------------------------------
 
