@@ -1,8 +1,10 @@
-"""The one client of the notification protocol (asyncio form).
+"""The one client of the notification protocol: WebSocket streams, asyncio and blocking forms.
 
 Everything in the project that opens a stream goes through here: the reference server's tests,
-the contract suite, the hypothesis tests and the load users. Handshake and transport come from
-the `websockets` library; this module adds the contract: URLs, token placement, frame parsing.
+the contract suite, the hypothesis tests and the load users (the blocking form, which runs under
+gevent). Handshake and framing come from the `websockets` library; this module adds the
+contract: URLs, token placement, frame parsing, and what to skip while waiting for a frame.
+The SSE side is `sse_client.py`.
 """
 
 from __future__ import annotations
@@ -10,22 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection as SyncConnection
+from websockets.sync.client import connect as sync_connect
 
 from reference_server.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
 
 T = TypeVar("T")
 
+# Called with ("sent" | "received" | "closed", text) for every frame; the suite's transcripts.
+Recorder = Callable[[str, str], None]
+
 
 class ProtocolViolation(Exception):
-    """The server sent something that is not a contract frame."""
+    """The server sent something that is not a contract frame, or not the one expected."""
 
 
 class Closed(Exception):
@@ -63,22 +69,34 @@ def parse_frame(text: str | bytes) -> Frame:
     return Frame(obj[TYPE], data, text)
 
 
+PING_FRAME = json.dumps({TYPE: FrameType.PING.value})
+
+
+def wanted(kind: str, want: str, skip: Iterable[str]) -> bool:
+    """True: this is the item waited for; False: skip it; ProtocolViolation: wrong item."""
+    if kind == want:
+        return True
+    if kind in {str(s) for s in skip}:
+        return False
+    raise ProtocolViolation(f"expected {want}, got {kind}")
+
+
 async def next_of(
     receive: Callable[[float], Awaitable[T]],
     kind: Callable[[T], str],
-    wanted: str,
+    want: str,
     timeout: float,
     skip: Iterable[str],
 ) -> T:
-    """The next item not of a `skip` kind; ProtocolViolation if it is not of kind `wanted`."""
-    skipped = {str(s) for s in skip}
+    """The next item of kind `want`, passing over kinds in `skip`."""
     deadline = time.monotonic() + timeout
     while True:
         item = await receive(max(0.0, deadline - time.monotonic()))
-        if kind(item) == wanted:
-            return item
-        if kind(item) not in skipped:
-            raise ProtocolViolation(f"expected {wanted}, got {item}")
+        try:
+            if wanted(kind(item), want, skip):
+                return item
+        except ProtocolViolation:
+            raise ProtocolViolation(f"expected {want}, got {item}") from None
 
 
 async def until_closed(receive: Callable[[float], Awaitable[T]], timeout: float) -> list[T]:
@@ -107,15 +125,15 @@ def stream_url(
     return urlunsplit((scheme, parts.netloc, full_path, urlencode(query), ""))
 
 
-class StreamClient:
-    """One open stream: receive parsed frames, send client frames, see the close code."""
+@dataclass(frozen=True)
+class Handshake:
+    """How to open one stream: the URL and the `websockets` options, for either form."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.received: list[Frame] = []
+    url: str
+    options: dict[str, Any]
 
     @classmethod
-    async def open(
+    def build(
         cls,
         base: str,
         path: str,
@@ -128,138 +146,70 @@ class StreamClient:
         max_size: int | None = 2**22,
         open_timeout: float = 10.0,
         extra_headers: dict[str, str] | None = None,
-        uds: str | None = None,
-    ) -> StreamClient:
-        """Connect; `token_in` is "query" or "header" (`Authorization: Bearer`).
-
-        With `uds`, the connection goes to that unix socket; `base` still names the Host.
-        """
+    ) -> Handshake:
+        """`token_in` is "query" (`?token=`) or "header" (`Authorization: Bearer`)."""
+        if token_in not in ("query", "header"):
+            raise ValueError(f"token_in must be 'query' or 'header', not {token_in!r}")
         headers = dict(extra_headers or {})
-        query_token = token if token_in == "query" else None
         if token_in == "header" and token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        url = stream_url(base, path, token=query_token, last_id=last_id)
-        options: dict[str, Any] = {
-            "origin": origin,
-            "additional_headers": headers,
-            "compression": None,
-            "max_queue": max_queue,
-            "max_size": max_size,
-            "open_timeout": open_timeout,
-            "ping_interval": None,
-            "close_timeout": 5,
-        }
-        if uds is not None:
-            return cls(await unix_connect(uds, url, **options))
-        return cls(await connect(url, proxy=None, **options))
+        query_token = token if token_in == "query" else None
+        return cls(
+            stream_url(base, path, token=query_token, last_id=last_id),
+            {
+                "origin": origin,
+                "additional_headers": headers,
+                "compression": None,
+                "max_queue": max_queue,
+                "max_size": max_size,
+                "open_timeout": open_timeout,
+                "ping_interval": None,  # the server pings; the library answers them
+                "close_timeout": 5,
+            },
+        )
 
-    async def recv(self, timeout: float = 5.0) -> Frame:
-        """The next frame; Closed if the stream ended, TimeoutError if none came in time."""
-        try:
-            text = await asyncio.wait_for(self.ws.recv(), timeout)
-        except ConnectionClosed:
-            raise Closed(self.close_code, self.ws.close_reason or "") from None
+
+class _Connection(Protocol):
+    @property
+    def close_code(self) -> int | None: ...
+    @property
+    def close_reason(self) -> str | None: ...
+
+
+class _Stream:
+    """What both forms share: parsing, the transcript, the close code."""
+
+    def __init__(self, ws: _Connection, record: Recorder | None) -> None:
+        self._conn = ws
+        self.received: list[Frame] = []
+        self._record = record
+
+    @property
+    def close_code(self) -> int | None:
+        return self._conn.close_code
+
+    def _received(self, text: str | bytes) -> Frame:
+        self._note("received", text if isinstance(text, str) else f"<{len(text)} binary bytes>")
         frame = parse_frame(text)
         self.received.append(frame)
         return frame
 
-    async def expect(
-        self,
-        frame_type: FrameType | str,
-        timeout: float = 5.0,
-        skip: Iterable[str] = (FrameType.HEARTBEAT,),
-    ) -> Frame:
-        """The next frame that is not in `skip`; ProtocolViolation if it is not `frame_type`."""
-        return await next_of(self.recv, _frame_type, str(frame_type), timeout, skip)
+    def _closed(self) -> Closed:
+        reason = self._conn.close_reason or ""
+        self._note("closed", f"{self.close_code} {reason}".strip())
+        return Closed(self.close_code, reason)
 
-    async def until_closed(self, timeout: float = 10.0) -> list[Frame]:
-        """Every frame until the server closes; TimeoutError if it does not close in time."""
-        return await until_closed(self.recv, timeout)
-
-    async def ping(self) -> None:
-        await self.send_text(json.dumps({TYPE: FrameType.PING.value}))
-
-    async def send_text(self, text: str) -> None:
-        await self.ws.send(text)
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self.ws.send(data)
-
-    async def close(self, code: int = 1000) -> None:
-        await self.ws.close(code)
-
-    @property
-    def close_code(self) -> int | None:
-        return self.ws.close_code
-
-    async def __aenter__(self) -> StreamClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def _note(self, direction: str, text: str) -> None:
+        if self._record is not None:
+            self._record(direction, text)
 
 
-@dataclass(frozen=True)
-class SseEvent:
-    """One legacy SSE event; `data` is the parsed JSON of its data lines."""
+class StreamClient(_Stream):
+    """One open stream (asyncio): parsed frames in, client frames out, the close code."""
 
-    event: str
-    id: str | None
-    data: dict[str, Any]
-    at: float = field(default_factory=time.monotonic)
-
-
-class SseParser:
-    """Incremental `text/event-stream` parser (the WHATWG rules this protocol uses)."""
-
-    def __init__(self) -> None:
-        self._event = "message"
-        self._id: str | None = None
-        self._data: list[str] = []
-
-    def feed_line(self, line: str) -> SseEvent | None:
-        if line == "":
-            if not self._data:
-                self._event, self._id = "message", None
-                return None
-            text = "\n".join(self._data)
-            event = SseEvent(self._event, self._id, _json_object(text))
-            self._event, self._id, self._data = "message", None, []
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        elif name == "id":
-            self._id = value
-        return None
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolViolation(f"SSE data is not JSON: {text[:200]!r}") from exc
-    if not isinstance(obj, dict):
-        raise ProtocolViolation(f"SSE data is not an object: {text[:200]!r}")
-    return obj
-
-
-class SseStream:
-    """One open legacy SSE stream (httpx); `status` and `headers` are the response's."""
-
-    def __init__(self, http: httpx.AsyncClient, response: httpx.Response) -> None:
-        self._http = http
-        self.response = response
-        self.status: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
-        self._lines = response.aiter_lines()
-        self._parser = SseParser()
-        self.received: list[SseEvent] = []
+    def __init__(self, ws: ClientConnection, record: Recorder | None = None) -> None:
+        super().__init__(ws, record)
+        self.ws = ws
 
     @classmethod
     async def open(
@@ -268,58 +218,115 @@ class SseStream:
         path: str,
         token: str | None,
         *,
-        last_event_id: str | None = None,
-        last_id: str | None = None,
-        timeout: float = 10.0,
-    ) -> SseStream:
-        http = httpx.AsyncClient(
-            base_url=base, trust_env=False, timeout=httpx.Timeout(timeout, read=None)
-        )
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
-        params: dict[str, str] = {} if token is None else {TOKEN_PARAM: token}
-        if last_id is not None:
-            params[LAST_ID_PARAM] = last_id
-        request = http.build_request("GET", path, params=params, headers=headers)
-        try:
-            response = await http.send(request, stream=True)
-        except BaseException:
-            await http.aclose()
-            raise
-        return cls(http, response)
+        uds: str | None = None,
+        record: Recorder | None = None,
+        **handshake: Any,
+    ) -> StreamClient:
+        """Connect (see `Handshake.build` for the options); `uds`: through that unix socket."""
+        hs = Handshake.build(base, path, token, **handshake)
+        if uds is not None:
+            return cls(await unix_connect(uds, hs.url, **hs.options), record)
+        return cls(await connect(hs.url, proxy=None, **hs.options), record)
 
-    async def next(self, timeout: float = 5.0) -> SseEvent:
-        """The next event; Closed(None) when the server ends the stream."""
+    async def recv(self, timeout: float = 5.0) -> Frame:
+        """The next frame; Closed if the stream ended, TimeoutError if none came in time."""
+        try:
+            text = await asyncio.wait_for(self.ws.recv(), timeout)
+        except ConnectionClosed:
+            raise self._closed() from None
+        return self._received(text)
+
+    async def expect(
+        self,
+        frame_type: FrameType | str,
+        timeout: float = 5.0,
+        skip: Iterable[str] = (FrameType.HEARTBEAT,),
+    ) -> Frame:
+        """The next frame not of a type in `skip`; ProtocolViolation if not `frame_type`."""
+        return await next_of(self.recv, _frame_type, str(frame_type), timeout, skip)
+
+    async def until_closed(self, timeout: float = 10.0) -> list[Frame]:
+        """Every frame until the server closes; TimeoutError if it does not close in time."""
+        return await until_closed(self.recv, timeout)
+
+    async def ping(self) -> None:
+        await self.send_text(PING_FRAME)
+
+    async def send_text(self, text: str) -> None:
+        self._note("sent", text)
+        await self.ws.send(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        self._note("sent", f"<{len(data)} binary bytes>")
+        await self.ws.send(data)
+
+    async def close(self, code: int = 1000) -> None:
+        await self.ws.close(code)
+
+
+class BlockingStreamClient(_Stream):
+    """One open stream, blocking (threads, or greenlets under gevent: the locust users)."""
+
+    def __init__(self, ws: SyncConnection, record: Recorder | None = None) -> None:
+        super().__init__(ws, record)
+        self.ws = ws
+
+    @classmethod
+    def open(
+        cls,
+        base: str,
+        path: str,
+        token: str | None,
+        *,
+        record: Recorder | None = None,
+        source_address: tuple[str, int] | None = None,
+        **handshake: Any,
+    ) -> BlockingStreamClient:
+        """Connect (see `Handshake.build`); `source_address` picks the local address."""
+        hs = Handshake.build(base, path, token, **handshake)
+        options = dict(hs.options, proxy=None)
+        if source_address is not None:
+            options["source_address"] = source_address
+        return cls(sync_connect(hs.url, legacy=True, **options), record)
+
+    def recv(self, timeout: float = 5.0) -> Frame:
+        try:
+            text = self.ws.recv(timeout)
+        except ConnectionClosed:
+            raise self._closed() from None
+        return self._received(text)
+
+    def expect(
+        self,
+        frame_type: FrameType | str,
+        timeout: float = 5.0,
+        skip: Iterable[str] = (FrameType.HEARTBEAT,),
+    ) -> Frame:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.recv(max(0.0, deadline - time.monotonic()))
+            if wanted(frame.type, str(frame_type), skip):
+                return frame
+
+    def ping(self) -> None:
+        self.send_text(PING_FRAME)
+
+    def send_text(self, text: str) -> None:
+        self._note("sent", text)
+        self.ws.send(text)
+
+    def until_closed(self, timeout: float = 10.0) -> list[Frame]:
+        frames = []
         deadline = time.monotonic() + timeout
         while True:
             try:
-                line = await asyncio.wait_for(
-                    anext(self._lines), max(0.0, deadline - time.monotonic())
-                )
-            except StopAsyncIteration:
-                raise Closed(None, "stream ended") from None
-            event = self._parser.feed_line(line)
-            if event is not None:
-                self.received.append(event)
-                return event
+                frames.append(self.recv(max(0.0, deadline - time.monotonic())))
+            except Closed:
+                return frames
 
-    async def expect(
-        self, event: str, timeout: float = 5.0, skip: Iterable[str] = (FrameType.HEARTBEAT,)
-    ) -> SseEvent:
-        return await next_of(self.next, _event_name, event, timeout, skip)
-
-    async def until_end(self, timeout: float = 10.0) -> list[SseEvent]:
-        return await until_closed(self.next, timeout)
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
-        await self._http.aclose()
+    def close(self, code: int = 1000) -> None:
+        self.ws.close(code)
 
 
 def _frame_type(frame: Frame) -> str:
     return frame.type
-
-
-def _event_name(event: SseEvent) -> str:
-    return event.event

@@ -1,7 +1,19 @@
-"""The driver API of CONTRACT.md section 1: make a server emit, read its stats and archive."""
+"""The driver API of CONTRACT.md section 1: make a server emit, read its stats and archive.
+
+Each call is described once (`Call`: an action with its arguments, and the HTTP request that
+performs it) and sent by one of three transports: asyncio HTTP (`Driver`), blocking HTTP
+(`BlockingDriver`, for locust users), or a command of the user's (`CommandDriver`, the suite's
+`--driver-cmd`) that gets the action as JSON on stdin.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -10,42 +22,97 @@ from reference_server.protocol import NOTIFICATIONS_PATH, STATS_PATH, TASKS_PATH
 
 
 class DriverError(Exception):
-    """The server refused a driver call; the message has the status and body."""
+    """The server (or the driver command) refused a call; the message says how."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(
-            f"{response.request.method} {response.request.url.path}: "
-            f"{response.status_code} {response.text[:300]}"
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Call:
+    """One driver action and the HTTP request that performs it."""
+
+    action: str
+    args: dict[str, Any]
+    method: str
+    path: str
+    token: str | None
+    expected: int
+    body: Any = None
+    params: dict[str, str] = field(default_factory=dict)
+    pick: Callable[[Any], Any] = lambda result: result
+
+
+def publish_call(admin: str, user_id: str, title: str, fields: dict[str, Any]) -> Call:
+    body = {"user_id": user_id, "title": title, "type": "alert", **fields}
+    return Call("publish", body, "POST", NOTIFICATIONS_PATH, admin, 201, body)
+
+
+def broadcast_call(admin: str, title: str, fields: dict[str, Any]) -> Call:
+    body = {"broadcast": True, "title": title, "type": "system", **fields}
+    return Call("broadcast", body, "POST", NOTIFICATIONS_PATH, admin, 201, body)
+
+
+def task_call(token: str, total_steps: int, interval_ms: int, fail_at: int | None) -> Call:
+    body = {"total_steps": total_steps, "step_interval_ms": interval_ms, "fail_at_step": fail_at}
+    return Call(
+        "start_task", body, "POST", TASKS_PATH, token, 201, body, pick=lambda r: str(r["task_id"])
+    )
+
+
+def after_call(token: str, after_id: str | None) -> Call:
+    params = {} if after_id is None else {"after": after_id}
+    return Call(
+        "after",
+        {"after": after_id},
+        "GET",
+        NOTIFICATIONS_PATH,
+        token,
+        200,
+        params=params,
+        pick=lambda r: r["items"],
+    )
+
+
+def stats_call(token: str | None) -> Call:
+    return Call("stats", {}, "GET", STATS_PATH, token, 200)
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+def _result(call: Call, response: httpx.Response) -> Any:
+    if response.status_code != call.expected:
+        raise DriverError(
+            f"{call.method} {call.path}: {response.status_code} {response.text[:300]}",
+            response.status_code,
         )
-        self.status = response.status_code
+    return call.pick(response.json())
 
 
 class Driver:
-    """HTTP calls with an admin token (publishing) or a user's token (tasks, archive)."""
+    """The driver API over asyncio HTTP, with an admin token for publishing."""
 
     def __init__(self, base: str, admin_token: str, timeout: float = 10.0) -> None:
         self.http = httpx.AsyncClient(base_url=base, timeout=timeout, trust_env=False)
         self.admin_token = admin_token
 
-    @staticmethod
-    def auth(token: str | None) -> dict[str, str]:
-        return {} if token is None else {"Authorization": f"Bearer {token}"}
-
-    async def _json(self, response: httpx.Response, expected: int) -> Any:
-        if response.status_code != expected:
-            raise DriverError(response)
-        return response.json()
+    async def do(self, call: Call) -> Any:
+        response = await self.http.request(
+            call.method, call.path, json=call.body, params=call.params, headers=_auth(call.token)
+        )
+        return _result(call, response)
 
     async def publish(self, user_id: str, title: str = "hello", **fields: Any) -> dict[str, Any]:
-        body = {"user_id": user_id, "title": title, "type": "alert", **fields}
-        r = await self.http.post(NOTIFICATIONS_PATH, json=body, headers=self.auth(self.admin_token))
-        result: dict[str, Any] = await self._json(r, 201)
+        result: dict[str, Any] = await self.do(
+            publish_call(self.admin_token, user_id, title, fields)
+        )
         return result
 
     async def broadcast(self, title: str = "to everyone", **fields: Any) -> dict[str, Any]:
-        body = {"broadcast": True, "title": title, "type": "system", **fields}
-        r = await self.http.post(NOTIFICATIONS_PATH, json=body, headers=self.auth(self.admin_token))
-        result: dict[str, Any] = await self._json(r, 201)
+        result: dict[str, Any] = await self.do(broadcast_call(self.admin_token, title, fields))
         return result
 
     async def start_task(
@@ -55,24 +122,81 @@ class Driver:
         step_interval_ms: int = 50,
         fail_at_step: int | None = None,
     ) -> str:
-        body = {
-            "total_steps": total_steps,
-            "step_interval_ms": step_interval_ms,
-            "fail_at_step": fail_at_step,
-        }
-        r = await self.http.post(TASKS_PATH, json=body, headers=self.auth(token))
-        return str((await self._json(r, 201))["task_id"])
+        return str(await self.do(task_call(token, total_steps, step_interval_ms, fail_at_step)))
 
     async def after(self, token: str, after_id: str | None) -> list[dict[str, Any]]:
-        params = {} if after_id is None else {"after": after_id}
-        r = await self.http.get(NOTIFICATIONS_PATH, params=params, headers=self.auth(token))
-        items: list[dict[str, Any]] = (await self._json(r, 200))["items"]
+        items: list[dict[str, Any]] = await self.do(after_call(token, after_id))
         return items
 
     async def stats(self, token: str | None = None) -> dict[str, Any]:
-        r = await self.http.get(STATS_PATH, headers=self.auth(token or self.admin_token))
-        result: dict[str, Any] = await self._json(r, 200)
+        result: dict[str, Any] = await self.do(stats_call(token or self.admin_token))
         return result
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class BlockingDriver:
+    """The driver API over blocking HTTP (locust users run it under gevent)."""
+
+    def __init__(self, base: str, admin_token: str, timeout: float = 10.0) -> None:
+        self.http = httpx.Client(base_url=base, timeout=timeout, trust_env=False)
+        self.admin_token = admin_token
+
+    def do(self, call: Call) -> Any:
+        response = self.http.request(
+            call.method, call.path, json=call.body, params=call.params, headers=_auth(call.token)
+        )
+        return _result(call, response)
+
+    def publish(self, user_id: str, title: str = "hello", **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.do(publish_call(self.admin_token, user_id, title, fields))
+        return result
+
+    def broadcast(self, title: str = "to everyone", **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.do(broadcast_call(self.admin_token, title, fields))
+        return result
+
+    def stats(self, token: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.do(stats_call(token or self.admin_token))
+        return result
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class CommandDriver(Driver):
+    """Publishing through the user's command: `{"action": ..., ...args}` on stdin, JSON out.
+
+    The actions are `publish` and `broadcast` (print the published notification), `start_task`
+    (print `{"task_id": ...}`); stats and the archive still go over HTTP.
+    """
+
+    COMMAND_ACTIONS = frozenset({"publish", "broadcast", "start_task"})
+
+    def __init__(self, base: str, admin_token: str, command: str, timeout: float = 30.0) -> None:
+        super().__init__(base, admin_token)
+        self.command = command
+        self.timeout = timeout
+
+    async def do(self, call: Call) -> Any:
+        if call.action not in self.COMMAND_ACTIONS:
+            return await super().do(call)
+        request = json.dumps({"action": call.action, **call.args})
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            shlex.split(self.command),
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise DriverError(f"--driver-cmd exited {proc.returncode}: {proc.stderr[-300:]}")
+        try:
+            return call.pick(json.loads(proc.stdout))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DriverError(
+                f"--driver-cmd printed no usable JSON: {proc.stdout[:300]!r}"
+            ) from exc

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
-from contract_tests.client import Closed, SseStream, StreamClient
+from contract_tests.client import Closed, StreamClient
 from contract_tests.driver import Driver, DriverError
+from contract_tests.sse_client import SseStream
 from reference_server.protocol import (
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from contract_tests.client import Closed, SseStream
+from contract_tests.client import Closed
 from contract_tests.driver import Driver
+from contract_tests.sse_client import SseStream
 from reference_server.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
 from reference_server.stack import ServerHandle
 
