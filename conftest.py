@@ -9,6 +9,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["reference_server.tests.fixtures"]
+
 settings.register_profile("ci", max_examples=30, deadline=None, print_blob=True)
 settings.register_profile(
     "thorough",

@@ -20,6 +20,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
+from typing import Any
+
+from nginx_conf import NginxConfig, has_stub_status
+from nginx_conf import render as render_nginx
 
 
 class StackError(RuntimeError):
@@ -261,6 +265,84 @@ def _answers_http(address: tuple[str, int] | str) -> bool:
             return sock.recv(12).startswith(b"HTTP/1.1")
     except OSError:
         return False
+
+
+@dataclass
+class NginxProxy:
+    """A running nginx in front of one or more servers; `base` is its http:// URL."""
+
+    process: Process
+    port: int
+    run_dir: Path
+    config: NginxConfig
+    binary: Binary
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.run_dir / "access.log"
+
+    @property
+    def status_url(self) -> str | None:
+        port = self.config.status_port
+        return None if port is None else f"http://127.0.0.1:{port}/nginx_status"
+
+    def command(self, *extra: str) -> list[str]:
+        """`nginx -p RUN_DIR -c CONF ...`, e.g. `command("-s", "reload")`."""
+        return nginx_command(self.binary, self.run_dir, *extra)
+
+
+def nginx_command(binary: Binary, run_dir: Path, *extra: str) -> list[str]:
+    conf = run_dir / "nginx.conf"
+    return [binary.path, "-p", str(run_dir), "-c", str(conf), "-e", "stderr", *extra]
+
+
+def start_nginx(
+    log_dir: Path,
+    upstreams: list[str],
+    *,
+    port: int | None = None,
+    timeout: float = 15.0,
+    **settings: Any,
+) -> NginxProxy:
+    """Render nginx_conf for this run, check it with `nginx -t`, start nginx and wait for it.
+
+    `upstreams` are "127.0.0.1:PORT" or "unix:/path"; `settings` are NginxConfig fields.
+    """
+    binary = nginx_binary()
+    port = port or free_port()
+    run_dir = log_dir / f"nginx-{port}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status_port = free_port() if has_stub_status(binary.path) else None
+    config = NginxConfig(str(run_dir), port, tuple(upstreams), status_port=status_port, **settings)
+    (run_dir / "nginx.conf").write_text(render_nginx(config))
+    check = subprocess.run(
+        nginx_command(binary, run_dir, "-t"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if check.returncode != 0:
+        raise StackError(
+            f"nginx -t ({binary.path}, from {binary.source}) rejected "
+            f"{run_dir / 'nginx.conf'}:\n{check.stderr}"
+        )
+    process = _spawn(f"nginx-{port}", nginx_command(binary, run_dir), log_dir)
+    try:
+        wait_until(
+            lambda: port_open("127.0.0.1", port),
+            timeout,
+            f"nginx ({binary.path}) on port {port}",
+            alive=process.alive,
+        )
+    except StackError:
+        process.stop()
+        raise
+    return NginxProxy(process, port, run_dir, config, binary)
 
 
 @contextlib.contextmanager

@@ -18,8 +18,7 @@ from contract_tests.client import Closed, StreamClient
 from contract_tests.driver import Driver
 from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
 from reference_server.stack import server_env
-
-from .conftest import ADMIN, SECRET, Opener, Servers, token
+from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
 
@@ -61,7 +60,7 @@ def test_bad_start_is_refused_with_the_variable_named(
 def test_token_command_mints_a_token_the_server_accepts() -> None:
     result = run_cli(["token", "carol", "--admin"], {"JWT_SECRET": SECRET})
     assert result.returncode == 0
-    from .conftest import VERIFIER
+    from reference_server.tests.fixtures import VERIFIER
 
     principal = VERIFIER.verify(result.stdout.strip())
     assert principal.user_id == "carol" and principal.is_admin

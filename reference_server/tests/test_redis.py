@@ -20,8 +20,8 @@ from reference_server.protocol import (
     CloseCode,
 )
 from reference_server.stack import RedisServer, ServerHandle, redis_server
+from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
 
-from .conftest import ADMIN, Opener, Servers, token
 from .test_ws import notifications_until
 
 pytestmark = pytest.mark.redis

@@ -8,8 +8,7 @@ import pytest
 
 from contract_tests.driver import Driver
 from reference_server.stack import ServerHandle
-
-from .conftest import ADMIN, Opener, Servers, token
+from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
 
 Users = Callable[..., str]
 

@@ -11,8 +11,7 @@ from contract_tests.driver import Driver
 from contract_tests.sse_client import SseStream
 from reference_server.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
 from reference_server.stack import ServerHandle
-
-from .conftest import Servers, token
+from reference_server.tests.fixtures import Servers, token
 
 Users = Callable[..., str]
 

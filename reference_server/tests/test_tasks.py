@@ -12,8 +12,7 @@ from contract_tests.client import Closed, Frame, StreamClient
 from contract_tests.driver import Driver
 from reference_server.protocol import WS_TASKS_PATH, CloseCode
 from reference_server.stack import ServerHandle
-
-from .conftest import ADMIN, Opener, token
+from reference_server.tests.fixtures import ADMIN, Opener, token
 
 Users = Callable[..., str]
 

@@ -16,8 +16,7 @@ from contract_tests.client import Closed, Frame, StreamClient
 from contract_tests.driver import Driver, DriverError
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode, FrameType
 from reference_server.stack import ServerHandle
-
-from .conftest import ADMIN, SECRET, Opener, Servers, token
+from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
 

@@ -1,4 +1,4 @@
-"""Fixtures: real redis-server and real uvicorn processes on free loopback ports."""
+"""Shared fixtures (a plugin, loaded by the root conftest): real redis-server and uvicorn."""
 
 from __future__ import annotations
 

