@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,9 +14,11 @@ from contract_tests.driver import Driver
 from reference_server.auth import TokenVerifier
 from reference_server.protocol import WS_NOTIFICATIONS_PATH
 from reference_server.stack import (
+    NginxProxy,
     RedisServer,
     ServerHandle,
     redis_server,
+    start_nginx,
     start_server,
 )
 
@@ -48,6 +51,7 @@ class Servers:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.started: list[ServerHandle] = []
+        self.proxies: list[NginxProxy] = []
 
     def start(
         self,
@@ -63,7 +67,16 @@ class Servers:
         self.started.append(handle)
         return handle
 
+    def proxy(self, *servers: ServerHandle, **settings: Any) -> NginxProxy:
+        """nginx in front of `servers` (NginxConfig fields as `settings`)."""
+        upstreams = [f"unix:{s.uds}" if s.uds else f"127.0.0.1:{s.port}" for s in servers]
+        proxy = start_nginx(self.log_dir, upstreams, **settings)
+        self.proxies.append(proxy)
+        return proxy
+
     def stop_all(self) -> None:
+        for proxy in self.proxies:
+            proxy.process.stop()
         for handle in self.started:
             handle.process.stop()
 
