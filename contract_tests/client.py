@@ -330,3 +330,17 @@ class BlockingStreamClient(_Stream):
 
 def _frame_type(frame: Frame) -> str:
     return frame.type
+
+
+async def notifications_until(
+    client: StreamClient, marker: str, timeout: float = 10.0
+) -> list[Frame]:
+    """Every `notification` up to and including the one titled `marker` (others skipped)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await client.recv(max(0.0, deadline - time.monotonic()))
+        if frame.type == FrameType.NOTIFICATION:
+            got.append(frame)
+            if frame.data.get("title") == marker:
+                return got

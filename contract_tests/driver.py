@@ -168,8 +168,9 @@ class BlockingDriver:
 class CommandDriver(Driver):
     """Publishing through the user's command: `{"action": ..., ...args}` on stdin, JSON out.
 
-    The actions are `publish` and `broadcast` (print the published notification), `start_task`
-    (print `{"task_id": ...}`); stats and the archive still go over HTTP.
+    The actions are `publish` and `broadcast` (print the published notification), and
+    `start_task`, which also gets the owner's `token` (print `{"task_id": ...}`); stats and the
+    archive still go over HTTP.
     """
 
     COMMAND_ACTIONS = frozenset({"publish", "broadcast", "start_task"})
@@ -182,7 +183,8 @@ class CommandDriver(Driver):
     async def do(self, call: Call) -> Any:
         if call.action not in self.COMMAND_ACTIONS:
             return await super().do(call)
-        request = json.dumps({"action": call.action, **call.args})
+        owner = {"token": call.token} if call.action == "start_task" else {}
+        request = json.dumps({"action": call.action, **call.args, **owner})
         proc = await asyncio.to_thread(
             subprocess.run,
             shlex.split(self.command),

@@ -232,11 +232,15 @@ def start_server(
     workers: int = 1,
     timeout: float = 30.0,
     name: str | None = None,
+    module: str = "reference_server",
 ) -> ServerHandle:
-    """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers."""
+    """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers.
+
+    `module` runs another entry point with the same command line (the tests' broken variants).
+    """
     port = port or free_port()
     where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
-    argv = [sys.executable, "-m", "reference_server", *where, "--workers", str(workers)]
+    argv = [sys.executable, "-m", module, *where, "--workers", str(workers)]
     env = server_env(settings)
     proc = _spawn(name or f"server-{port}", argv, log_dir, env)
     address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)

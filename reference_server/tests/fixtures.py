@@ -58,12 +58,13 @@ class Servers:
         redis: RedisServer | None = None,
         workers: int = 1,
         uds: Path | None = None,
+        module: str = "reference_server",
         **settings: str,
     ) -> ServerHandle:
         env = {**BASE_SETTINGS, **settings}
         if redis is not None:
             env["REDIS_URL"] = redis.url
-        handle = start_server(self.log_dir, env, workers=workers, uds=uds)
+        handle = start_server(self.log_dir, env, workers=workers, uds=uds, module=module)
         self.started.append(handle)
         return handle
 

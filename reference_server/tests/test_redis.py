@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
-from contract_tests.client import Closed, StreamClient
+from contract_tests.client import Closed, StreamClient, notifications_until
 from contract_tests.driver import Driver, DriverError
 from contract_tests.sse_client import SseStream
 from reference_server.protocol import (
@@ -21,8 +21,6 @@ from reference_server.protocol import (
 )
 from reference_server.stack import RedisServer, ServerHandle, redis_server
 from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
-
-from .test_ws import notifications_until
 
 pytestmark = pytest.mark.redis
 

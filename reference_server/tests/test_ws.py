@@ -12,27 +12,13 @@ import httpx
 import jwt
 import pytest
 
-from contract_tests.client import Closed, Frame, StreamClient
+from contract_tests.client import Closed, StreamClient, notifications_until
 from contract_tests.driver import Driver, DriverError
-from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode, FrameType
+from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
 from reference_server.stack import ServerHandle
 from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
-
-
-async def notifications_until(
-    client: StreamClient, marker: str, timeout: float = 10.0
-) -> list[Frame]:
-    """Every notification frame up to and including the one titled `marker`."""
-    got = []
-    deadline = time.monotonic() + timeout
-    while True:
-        frame = await client.recv(max(0.0, deadline - time.monotonic()))
-        if frame.type == FrameType.NOTIFICATION:
-            got.append(frame)
-            if frame.data["title"] == marker:
-                return got
 
 
 async def wait_for_stats(driver: Driver, user: str, count: int) -> None:

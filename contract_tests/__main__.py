@@ -1,0 +1,233 @@
+"""`python -m contract_tests` (`nox -s contract`): check a notification server against CONTRACT.md.
+
+With no `--target`, the suite starts redis-server, the reference server and nginx on free
+loopback ports, checks the server directly and through nginx, and stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import shlex
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from contract_tests import report
+from contract_tests.context import CommandTokens, SecretTokens, Target
+from contract_tests.registry import CASES, Case, select
+from contract_tests.runner import RunResult, run_target
+from reference_server.stack import StackError, redis_server, scratch_dir, start_nginx, start_server
+
+# The managed stack: settings short enough for a quick run, passed to the suite as known.
+MANAGED = {
+    "WS_HEARTBEAT_INTERVAL": "0.5",
+    "WS_HISTORY_SIZE": "20",
+    "WS_SEND_QUEUE": "16",
+    "WS_ALLOWED_ORIGINS": "https://app.example",
+}
+MANAGED_READ_TIMEOUT = 2.0  # nginx proxy_read_timeout, below the idle hold of 3 s
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m contract_tests",
+        description="Check a notification server against CONTRACT.md (nox -s contract).",
+    )
+    p.add_argument(
+        "--target",
+        help="base URL of the server (http://host:port); none: start the "
+        "reference stack and check it directly and through nginx",
+    )
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument("--jwt-secret", help="the target's JWT_SECRET: the suite mints tokens")
+    tokens.add_argument(
+        "--token-cmd",
+        help="command printing a token, with {user} and {role} "
+        "(user|admin) filled in, e.g. 'mint {user} {role}'",
+    )
+    p.add_argument("--jwt-alg", default="HS256", choices=["HS256", "HS384", "HS512"])
+    p.add_argument(
+        "--driver-cmd",
+        help='command that publishes: gets {"action": ...} JSON on '
+        "stdin, prints JSON (see contract_tests/README.md)",
+    )
+    p.add_argument(
+        "-k",
+        dest="keywords",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run cases whose id, clause or title contains TEXT (repeatable: any)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip cases whose id matches GLOB (repeatable)",
+    )
+    p.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    p.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        help="folder for contract-<UTC timestamp>/ (default: reports)",
+    )
+    known = p.add_argument_group("what the suite knows of the target's settings")
+    known.add_argument("--heartbeat-interval", type=float, default=30.0, metavar="S")
+    known.add_argument("--max-connections-per-user", type=int, default=3, metavar="N")
+    known.add_argument("--max-message-bytes", type=int, default=65536, metavar="N")
+    known.add_argument("--client-rate", type=int, default=10, metavar="N")
+    known.add_argument("--history-size", type=int, default=100, metavar="N")
+    known.add_argument("--stats-public", action="store_true")
+    known.add_argument("--allowed-origin", metavar="URL", help="an Origin the target allows")
+    known.add_argument(
+        "--access-log",
+        type=Path,
+        metavar="PATH",
+        help="the proxy's access log, to check that no token is written to it",
+    )
+    known.add_argument(
+        "--idle-hold",
+        type=float,
+        metavar="S",
+        help="how long to hold an idle stream (default: 2.5 heartbeats)",
+    )
+    known.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="how long to wait for an expected frame",
+    )
+    return p
+
+
+def target_from(args: argparse.Namespace, base: str, label: str, **overrides: Any) -> Target:
+    tokens: SecretTokens | CommandTokens | None = None
+    if args.jwt_secret:
+        tokens = SecretTokens(args.jwt_secret, args.jwt_alg)
+    elif args.token_cmd:
+        tokens = CommandTokens(args.token_cmd)
+    fields: dict[str, Any] = {
+        "tokens": tokens,
+        "driver_cmd": args.driver_cmd,
+        "heartbeat_interval": args.heartbeat_interval,
+        "max_per_user": args.max_connections_per_user,
+        "max_message_bytes": args.max_message_bytes,
+        "client_rate": args.client_rate,
+        "history_size": args.history_size,
+        "stats_public": args.stats_public,
+        "allowed_origin": args.allowed_origin,
+        "access_log": args.access_log,
+        "idle_hold": args.idle_hold,
+        "frame_timeout": args.frame_timeout,
+    }
+    fields.update(overrides)
+    return Target(base, label, **fields)
+
+
+@contextlib.contextmanager
+def managed_targets(args: argparse.Namespace, log: Path) -> Iterator[list[Target]]:
+    """redis-server, the reference server and nginx, with what the suite must know of them."""
+    secret = secrets.token_urlsafe(48)
+    with redis_server(log) as redis:
+        env = {**MANAGED, "JWT_SECRET": secret, "REDIS_URL": redis.url}
+        server = start_server(log, env)
+        try:
+            proxy = start_nginx(
+                log, [f"127.0.0.1:{server.port}"], read_timeout=f"{MANAGED_READ_TIMEOUT:g}s"
+            )
+            try:
+                print(
+                    f"stack: redis-server {redis.url} ({redis.binary.source}), reference server "
+                    f"{server.base}, nginx {proxy.base} ({proxy.binary.source})"
+                )
+                known = {
+                    "tokens": SecretTokens(secret),
+                    "heartbeat_interval": 0.5,
+                    "history_size": 20,
+                    "allowed_origin": "https://app.example",
+                    "idle_hold": 3.0,
+                }
+                yield [
+                    target_from(args, server.base, "direct", **known),
+                    target_from(args, proxy.base, "nginx", access_log=proxy.access_log, **known),
+                ]
+            finally:
+                proxy.process.stop()
+        finally:
+            server.process.stop()
+
+
+def redacted(argv: list[str]) -> list[str]:
+    """The command line for the report, without the secret."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("[redacted]")
+            hide = False
+        elif arg == "--jwt-secret":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--jwt-secret="):
+            out.append("--jwt-secret=[redacted]")
+        else:
+            out.append(arg)
+    return out
+
+
+async def run_all(targets: list[Target], cases: list[Case]) -> list[RunResult]:
+    return [await run_target(t, cases) for t in targets]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cases = select(CASES.values(), args.keywords, args.exclude)
+    if args.list:
+        for c in cases:
+            print(f"{c.label:<44} {c.level.value:<6} {c.title}")
+        return 0
+    if not cases:
+        print("contract_tests: no case matches the -k/--exclude selection", file=sys.stderr)
+        return 2
+    if args.target is not None and urlsplit(args.target).scheme not in ("http", "https"):
+        print(
+            f"contract_tests: --target must be an http:// or https:// URL, not {args.target!r}",
+            file=sys.stderr,
+        )
+        return 2
+    created = datetime.now(UTC)
+    out = args.reports / f"contract-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    try:
+        if args.target is None:
+            with scratch_dir("contract-") as log, managed_targets(args, log) as targets:
+                runs = asyncio.run(run_all(targets, cases))
+                extra = {"mode": "managed: redis-server, reference server, nginx"}
+        else:
+            runs = asyncio.run(run_all([target_from(args, args.target, "target")], cases))
+            extra = {"mode": "external target"}
+    except StackError as exc:
+        print(f"contract_tests: could not start the stack: {exc}", file=sys.stderr)
+        return 2
+    meta = {
+        "suite": "notification contract suite",
+        "created": created.isoformat(),
+        "command": shlex.join(["python", "-m", "contract_tests", *redacted(argv or sys.argv[1:])]),
+        "environment": report.environment(extra),
+    }
+    where = report.write(out, runs, meta)
+    failed = any(run.failed for run in runs)
+    print(f"report: {where / 'index.html'}")
+    print("result: a MUST is broken" if failed else "result: no MUST broken")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

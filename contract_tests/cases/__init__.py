@@ -1,0 +1,5 @@
+"""The cases of the contract suite, one module per part of CONTRACT.md; importing registers them."""
+
+from contract_tests.cases import behaviour, endpoints, frames, security, sse, stats, tasks, tokens
+
+__all__ = ["behaviour", "endpoints", "frames", "security", "sse", "stats", "tasks", "tokens"]

@@ -1,0 +1,237 @@
+"""CONTRACT.md section 5: heartbeat, fan-out, per-user limit, slow consumers, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from contract_tests.cases.helpers import closes_with, connected, refused_after_accept
+from contract_tests.client import Closed, StreamClient, notifications_until
+from contract_tests.context import Context
+from contract_tests.registry import Need, case
+from reference_server.protocol import CloseCode
+
+DRIVEN = (Need.TOKENS, Need.DRIVER)
+
+
+@case("heartbeat-cadence", "5", "a `heartbeat` every WS_HEARTBEAT_INTERVAL seconds", timeout=300)
+async def heartbeat_cadence(ctx: Context) -> None:
+    interval = ctx.target.heartbeat_interval
+    stream = await connected(ctx, ctx.user())
+    beats = [
+        await stream.expect("heartbeat", timeout=interval * 1.5 + ctx.target.frame_timeout, skip=())
+        for _ in range(3)
+    ]
+    gaps = [round(b.at - a.at, 3) for a, b in itertools.pairwise(beats)]
+    ctx.note("suite", "note", f"heartbeat gaps {gaps} s, interval {interval} s")
+    ctx.must(
+        all(0.5 * interval <= g <= 1.5 * interval + 0.25 for g in gaps),
+        f"heartbeat gaps {gaps} s are not about WS_HEARTBEAT_INTERVAL = {interval} s",
+    )
+
+
+@case(
+    "idle-stream-survives",
+    "5",
+    "an idle stream stays open (heartbeats keep proxies from timing it out)",
+    timeout=600,
+)
+async def idle_stream_survives(ctx: Context) -> None:
+    hold = ctx.target.hold
+    stream = await connected(ctx, ctx.user())
+    started = time.monotonic()
+    beats = 0
+    try:
+        while (left := hold - (time.monotonic() - started)) > 0:
+            try:
+                frame = await stream.recv(timeout=left)
+            except TimeoutError:
+                break
+            beats += frame.type == "heartbeat"
+    except Closed as closed:
+        after = round(time.monotonic() - started, 2)
+        if closed.code in (1006, None) and beats == 0:
+            ctx.must(
+                False,
+                f"proxy read timeout shorter than the heartbeat: the idle stream was "
+                f"dropped after {after} s without a close frame and before its first "
+                f"heartbeat (WS_HEARTBEAT_INTERVAL {ctx.target.heartbeat_interval} s); raise "
+                "proxy_read_timeout above the interval or lower the interval",
+            )
+        ctx.must(
+            False,
+            f"the idle stream closed after {after} s with {closed.code} ({beats} heartbeats seen)",
+        )
+
+
+@case(
+    "fanout-every-stream-once-in-order",
+    "5",
+    "each notification reaches every stream of its user exactly once, in publish order",
+    needs=DRIVEN,
+)
+async def fanout_once_in_order(ctx: Context) -> None:
+    user = ctx.user()
+    streams = [await connected(ctx, user) for _ in range(min(3, ctx.target.max_per_user))]
+    ids = [(await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(10)]
+    await ctx.driver.publish(user, "end")
+    for n, stream in enumerate(streams, 1):
+        got = [f.data["id"] for f in await notifications_until(stream, "end")][:-1]
+        ctx.must(got == ids, f"stream {n} of {len(streams)} got {got}, published {ids}")
+
+
+@case("fanout-isolation", "5", "a notification reaches no stream of any other user", needs=DRIVEN)
+async def fanout_isolation(ctx: Context) -> None:
+    alice, bob = ctx.user("alice"), ctx.user("bob")
+    a, b = await connected(ctx, alice), await connected(ctx, bob)
+    for i in range(5):
+        await ctx.driver.publish(alice, f"for alice {i}")
+    await ctx.driver.publish(bob, "end")
+    await ctx.driver.publish(alice, "end")
+    titles = [f.data["title"] for f in await notifications_until(b, "end")]
+    ctx.must(titles == ["end"], f"bob's stream got another user's notifications: {titles}")
+    ctx.must(len(await notifications_until(a, "end")) == 6, "alice missed notifications")
+
+
+@case(
+    "broadcast-reaches-everyone",
+    "5",
+    "a broadcast reaches every open notification stream",
+    needs=DRIVEN,
+)
+async def broadcast(ctx: Context) -> None:
+    streams = [await connected(ctx, ctx.user()) for _ in range(3)]
+    sent = await ctx.driver.broadcast("to everyone")
+    for stream in streams:
+        got = ctx.shape(await stream.expect("notification", timeout=ctx.target.frame_timeout))
+        ctx.must(got.data["id"] == sent["id"], f"a stream got {got.data['id']}, not the broadcast")
+
+
+@case(
+    "limit-4429",
+    "5",
+    "one stream over WS_MAX_CONNECTIONS_PER_USER is closed with 4429; the "
+    "user's other streams are untouched",
+    needs=DRIVEN,
+)
+async def limit_4429(ctx: Context) -> None:
+    user = ctx.user()
+    held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
+    await refused_after_accept(
+        ctx, ctx.token(user), CloseCode.TOO_MANY_CONNECTIONS, "one stream over the limit"
+    )
+    await ctx.driver.publish(user, "still here")
+    for stream in held:
+        got = await stream.expect("notification", timeout=ctx.target.frame_timeout)
+        ctx.must(got.data["title"] == "still here", "a held stream lost its notification")
+
+
+@case("limit-slot-frees", "5", "closing one of the user's streams frees a slot")
+async def limit_slot_frees(ctx: Context) -> None:
+    user = ctx.user()
+    held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
+    await held[0].close()
+    deadline = time.monotonic() + 5
+    while True:  # the server may see the close a moment after the client does
+        stream = await ctx.stream(user, label="again")
+        try:
+            await stream.expect("connected", timeout=ctx.target.frame_timeout)
+            return
+        except Closed as closed:
+            ctx.must(closed.code == CloseCode.TOO_MANY_CONNECTIONS, f"refused with {closed.code}")
+            ctx.must(time.monotonic() < deadline, "the slot never freed after a close")
+            await asyncio.sleep(0.1)
+
+
+@case(
+    "slow-consumer-4408",
+    "5",
+    "a stream that stops reading is closed with 4408; the user's "
+    "other stream keeps getting everything",
+    needs=DRIVEN,
+    timeout=180,
+)
+async def slow_consumer(ctx: Context) -> None:
+    user = ctx.user()
+    slow = await connected(ctx, user, max_queue=1, label="slow")
+    fast = await connected(ctx, user, label="fast")
+    slow.ws.transport.pause_reading()  # stops reading; the server's queue for it fills
+    admin = ctx.admin
+    received: list[str] = []
+
+    async def read_fast() -> None:
+        while True:
+            frame = await fast.recv(timeout=60)
+            if frame.type == "notification":
+                received.append(frame.data["title"])
+                if frame.data["title"] == "end":
+                    return
+
+    reader = asyncio.create_task(read_fast())
+    try:
+        sent = 0
+        dropped = False
+        deadline = time.monotonic() + 120
+        while not dropped and sent < 5000 and time.monotonic() < deadline:
+            await ctx.driver.publish(user, f"n{sent}", pad="x" * 60_000)
+            sent += 1
+            if sent % 20 == 0:
+                stats = await ctx.driver.stats(admin)
+                dropped = stats["users"].get(user) == 1
+        ctx.note("suite", "note", f"{sent} notifications of 60 KB published")
+        ctx.must(
+            dropped,
+            f"the stream that stopped reading was not dropped after {sent} notifications of 60 KB",
+        )
+        await ctx.driver.publish(user, "end")
+        await asyncio.wait_for(reader, timeout=60)
+    finally:
+        reader.cancel()
+    ctx.must(
+        received == [f"n{i}" for i in range(sent)] + ["end"],
+        "the reading stream missed notifications while the other one stalled",
+    )
+    slow.ws.transport.resume_reading()
+    await closes_with(ctx, slow, CloseCode.SLOW_CONSUMER, "the stalled stream", timeout=60)
+
+
+async def _resume(ctx: Context, user: str, last_id: str) -> StreamClient:
+    return await connected(ctx, user, last_id=last_id, label="resumed")
+
+
+@case(
+    "resume-replay",
+    "5",
+    "a stream opened with last_id first gets what was published after "
+    "it, in order, without duplicates, then live ones",
+    needs=DRIVEN,
+)
+async def resume_replay(ctx: Context) -> None:
+    user = ctx.user()
+    ids = [(await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(4)]
+    stream = await _resume(ctx, user, ids[0])
+    live = await ctx.driver.publish(user, "end")
+    got = [f.data["id"] for f in await notifications_until(stream, "end")]
+    ctx.must(got == [*ids[1:], live["id"]], f"resumed after {ids[0]}: got {got}")
+
+
+@case(
+    "resume-resync",
+    "5",
+    "a last_id older than the history gets `resync`; the archive has the rest",
+    needs=DRIVEN,
+    timeout=180,
+)
+async def resume_resync(ctx: Context) -> None:
+    user = ctx.user()
+    ids = [
+        (await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(ctx.target.history_size + 3)
+    ]
+    stream = await _resume(ctx, user, ids[0])
+    ctx.shape(await stream.expect("resync", timeout=ctx.target.frame_timeout))
+    items = [i.get("id") for i in await ctx.driver.after(ctx.token(user), ids[0])]
+    ctx.must(
+        bool(items) and items == ids[len(ids) - len(items) :],
+        "after a resync the archive does not list the missed notifications in order",
+    )

@@ -1,0 +1,107 @@
+"""CONTRACT.md sections 3 and 4: frame shapes, and what the server does with client frames."""
+
+from __future__ import annotations
+
+import json
+
+from contract_tests.cases.helpers import closes_with, connected
+from contract_tests.context import Context
+from contract_tests.registry import Level, Need, case
+from reference_server.protocol import CloseCode
+
+
+@case("connected-shape", "3", "`connected` is the first frame, with user_id and timestamp")
+async def connected_shape(ctx: Context) -> None:
+    stream = await ctx.stream(user := ctx.user())
+    first = await stream.recv(ctx.target.frame_timeout)
+    ctx.must(first.type == "connected", f"the first frame is `{first.type}`, not `connected`")
+    ctx.shape(first)
+    ctx.must(first.data["user_id"] == user, f"`connected` names {first.data['user_id']!r}")
+
+
+@case(
+    "notification-shape",
+    "3",
+    "`notification` has the seed's fields, the type given and status unread",
+    needs=(Need.TOKENS, Need.DRIVER),
+)
+async def notification_shape(ctx: Context) -> None:
+    user = ctx.user()
+    stream = await connected(ctx, user)
+    fields = {
+        "content": "Analysis of 000001 is complete",
+        "type": "analysis",
+        "link": "/stocks/000001",
+        "source": "analysis",
+    }
+    await ctx.driver.publish(user, "Analysis complete", **fields)
+    frame = ctx.shape(await stream.expect("notification", timeout=ctx.target.frame_timeout))
+    for key, value in {"title": "Analysis complete", **fields}.items():
+        ctx.must(
+            frame.data.get(key) == value, f"`{key}` is {frame.data.get(key)!r}, sent {value!r}"
+        )
+    ctx.must(frame.data["status"] == "unread", f"status is {frame.data['status']!r}")
+
+
+@case("heartbeat-shape", "3", "`heartbeat` frames carry a timestamp", timeout=120)
+async def heartbeat_shape(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    wait = ctx.target.heartbeat_interval * 1.5 + ctx.target.frame_timeout
+    ctx.shape(await stream.expect("heartbeat", timeout=wait, skip=()))
+
+
+@case("ping-pong", "3", "a client `ping` is answered by `pong` with a timestamp")
+async def ping_pong(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.ping()
+    ctx.shape(await stream.expect("pong", timeout=ctx.target.frame_timeout))
+
+
+@case("timestamps-utc", "3", "timestamps carry a UTC offset (Z or +00:00)", level=Level.SHOULD)
+async def timestamps_utc(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.ping()
+    await stream.expect("pong", timeout=ctx.target.frame_timeout)
+    # ctx.shape noted any missing offset on `connected` and `pong`.
+
+
+@case(
+    "bad-json-error-frame",
+    "4",
+    "invalid JSON gets an `error` frame (code, message, no stack trace) and the stream stays open",
+)
+async def bad_json(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.send_text('{"type": "ping"')
+    err = ctx.shape(await stream.expect("error", timeout=ctx.target.frame_timeout))
+    ctx.must("Traceback" not in json.dumps(err.data), "the error frame carries a stack trace")
+    await stream.ping()
+    await stream.expect("pong", timeout=ctx.target.frame_timeout)
+
+
+@case(
+    "unknown-type-error-frame",
+    "4",
+    "an unknown frame type gets an `error` frame and the stream stays open",
+)
+async def unknown_type(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    for text in ('{"type": "subscribe", "channel": "*"}', "[1, 2]", '{"data": {}}'):
+        await stream.send_text(text)
+        ctx.shape(await stream.expect("error", timeout=ctx.target.frame_timeout))
+    await stream.ping()
+    await stream.expect("pong", timeout=ctx.target.frame_timeout)
+
+
+@case("binary-frame-1003", "4", "a binary frame closes the stream with 1003")
+async def binary_frame(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.send_bytes(b'{"type": "ping"}')
+    await closes_with(ctx, stream, CloseCode.UNSUPPORTED_DATA, "a binary frame")
+
+
+@case("oversize-frame-1009", "4", "a frame over WS_MAX_MESSAGE_BYTES closes the stream with 1009")
+async def oversize_frame(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.send_text(json.dumps({"type": "ping", "pad": "x" * ctx.target.max_message_bytes}))
+    await closes_with(ctx, stream, CloseCode.MESSAGE_TOO_BIG, "an oversized frame")

@@ -1,0 +1,64 @@
+"""CONTRACT.md section 8: connection statistics."""
+
+from __future__ import annotations
+
+import httpx
+
+from contract_tests.cases.helpers import connected, until_true
+from contract_tests.context import Context
+from contract_tests.registry import NotRun, case
+from reference_server.protocol import STATS_PATH
+
+
+async def _get(ctx: Context, token: str | None) -> httpx.Response:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=ctx.target.base, trust_env=False) as http:
+        response = await http.get(STATS_PATH, headers=headers)
+    ctx.note("http", "received", f"GET {STATS_PATH}: {response.status_code} {response.text[:300]}")
+    return response
+
+
+@case("stats-need-admin", "8", "stats need an admin token (unless WS_STATS_PUBLIC)")
+async def stats_need_admin(ctx: Context) -> None:
+    if ctx.target.stats_public:
+        raise NotRun("the target is declared WS_STATS_PUBLIC (--stats-public)")
+    for label, token in (("no token", None), ("a user token", ctx.token(ctx.user()))):
+        status = (await _get(ctx, token)).status_code
+        ctx.must(status in (401, 403), f"stats with {label} answered {status}, not 401/403")
+    ctx.must((await _get(ctx, ctx.admin)).status_code == 200, "stats refused an admin token")
+
+
+@case("stats-public", "8", "with WS_STATS_PUBLIC, stats need no token", needs=())
+async def stats_public(ctx: Context) -> None:
+    if not ctx.target.stats_public:
+        raise NotRun("the target is not declared WS_STATS_PUBLIC (--stats-public)")
+    response = await _get(ctx, None)
+    ctx.must(response.status_code == 200, f"public stats answered {response.status_code}")
+
+
+@case(
+    "stats-count-streams", "8", "stats count each user's open notification streams; totals add up"
+)
+async def stats_counts(ctx: Context) -> None:
+    a, b = ctx.user("a"), ctx.user("b")
+    a_streams = [await connected(ctx, a) for _ in range(min(2, ctx.target.max_per_user))]
+    await connected(ctx, b)
+    token = None if ctx.target.stats_public else ctx.admin
+    body = (await _get(ctx, token)).json()
+    ctx.must(
+        set(body) >= {"total_users", "total_connections", "users"},
+        f"stats body lacks fields: {sorted(body)}",
+    )
+    users = body["users"]
+    ctx.must(
+        users.get(a) == len(a_streams) and users.get(b) == 1,
+        f"stats count {users.get(a)} and {users.get(b)}, open are {len(a_streams)} and 1",
+    )
+    ctx.must(body["total_connections"] == sum(users.values()), "total_connections != sum(users)")
+    ctx.must(body["total_users"] == len(users), "total_users != len(users)")
+    await a_streams[0].close()
+
+    async def dropped() -> bool:
+        return bool((await _get(ctx, token)).json()["users"].get(a) == len(a_streams) - 1)
+
+    await until_true(dropped, 5, "stats never counted the closed stream out")

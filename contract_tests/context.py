@@ -1,0 +1,240 @@
+"""What a case works with: the target, tokens, the driver, streams that record a transcript."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from contract_tests.client import Frame, StreamClient
+from contract_tests.driver import Driver
+from contract_tests.registry import CaseFailed, Need, NotRun
+from contract_tests.schemas import has_utc_offset, violations
+from contract_tests.sse_client import SseStream
+from reference_server.protocol import WS_NOTIFICATIONS_PATH
+
+
+class SecretTokens:
+    """Tokens minted with the target's secret: any claims, any lifetime."""
+
+    def __init__(self, secret: str, algorithm: str = "HS256") -> None:
+        self.secret = secret
+        self.algorithm = algorithm
+
+    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
+        claims: dict[str, Any] = {"sub": user, "exp": int(time.time() + (ttl or 3600))}
+        if admin:
+            claims["role"] = "admin"
+        return self.sign(claims)
+
+    def sign(self, claims: dict[str, Any], key: str | None = None) -> str:
+        return jwt.encode(claims, key or self.secret, algorithm=self.algorithm)
+
+
+class CommandTokens:
+    """Tokens printed by the user's command (`--token-cmd 'CMD {user} {role}'`)."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self._cache: dict[tuple[str, bool], str] = {}
+
+    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
+        if ttl is not None:
+            raise NotRun("a token with a chosen lifetime needs --jwt-secret (--token-cmd given)")
+        key = (user, admin)
+        if key not in self._cache:
+            command = self.template.format(
+                user=shlex.quote(user), role="admin" if admin else "user"
+            )
+            proc = subprocess.run(  # noqa: S602 - the user asked for a shell command
+                command,
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            token = proc.stdout.strip()
+            if proc.returncode != 0 or not token:
+                raise NotRun(
+                    f"--token-cmd failed for {user!r} (exit {proc.returncode}): "
+                    f"{proc.stderr.strip()[-200:]}"
+                )
+            self._cache[key] = token
+        return self._cache[key]
+
+
+@dataclass
+class Target:
+    """A server under test and what the suite knows about its settings."""
+
+    base: str
+    label: str
+    tokens: SecretTokens | CommandTokens | None = None
+    driver_cmd: str | None = None
+    heartbeat_interval: float = 30.0
+    max_per_user: int = 3
+    max_message_bytes: int = 65536
+    client_rate: int = 10
+    history_size: int = 100
+    stats_public: bool = False
+    allowed_origin: str | None = None
+    access_log: Path | None = None
+    idle_hold: float | None = None
+    frame_timeout: float = 5.0
+
+    @property
+    def hold(self) -> float:
+        """How long an idle stream is held to see that it survives (2.5 heartbeats)."""
+        return self.idle_hold if self.idle_hold is not None else 2.5 * self.heartbeat_interval
+
+
+@dataclass
+class Shared:
+    """One per run against a target: the driver and why it is unavailable, if it is."""
+
+    target: Target
+    run_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    driver: Driver | None = None
+    driver_problem: str | None = "driver not probed"
+    http_driver_works: bool = False
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a case's transcript."""
+
+    at: float  # seconds since the case started
+    stream: str
+    direction: str  # sent, received, closed, note
+    text: str
+
+
+class Context:
+    """Handed to each case: fresh user names, tokens, the driver, recorded streams."""
+
+    def __init__(self, shared: Shared, needs: frozenset[Need]) -> None:
+        self.shared = shared
+        self.target = shared.target
+        self.needs = needs
+        self.started = time.monotonic()
+        self.transcript: list[Entry] = []
+        self.notes: list[str] = []
+        self.close_codes: list[int | None] = []
+        self._streams: list[StreamClient] = []
+        self._sse: list[SseStream] = []
+
+    # -- names and tokens -----------------------------------------------------------------
+
+    def user(self, name: str = "user") -> str:
+        return f"ct-{self.shared.run_id}-{name}-{next(self.shared.counter)}"
+
+    def token(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
+        tokens = self.target.tokens
+        if tokens is None:
+            raise NotRun("no token source: give --jwt-secret or --token-cmd")
+        return tokens.mint(user, admin=admin, ttl=ttl)
+
+    def signed(self, claims: dict[str, Any]) -> str:
+        """A token with exactly these claims, signed with the target's key."""
+        if not isinstance(self.target.tokens, SecretTokens):
+            raise NotRun("a token with chosen claims needs --jwt-secret")
+        return self.target.tokens.sign(claims)
+
+    @property
+    def admin(self) -> str:
+        return self.token("contract-admin", admin=True)
+
+    @property
+    def driver(self) -> Driver:
+        if self.shared.driver is None:
+            raise NotRun(self.shared.driver_problem or "no driver")
+        return self.shared.driver
+
+    # -- streams --------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        user: str | None,
+        path: str = WS_NOTIFICATIONS_PATH,
+        *,
+        tok: str | None = None,
+        label: str | None = None,
+        **handshake: Any,
+    ) -> StreamClient:
+        """Open a WebSocket stream (token minted for `user` unless `tok`), recorded as `label`."""
+        token = tok if tok is not None else (self.token(user) if user else None)
+        name = label or f"ws{len(self._streams) + 1}"
+        self.note(name, "open", f"{path} as {user or 'nobody'}")
+        client = await StreamClient.open(
+            self.target.base,
+            path,
+            token,
+            record=lambda d, t: self.note(name, d, t),
+            open_timeout=self.target.frame_timeout * 2,
+            **handshake,
+        )
+        self._streams.append(client)
+        return client
+
+    async def sse(
+        self,
+        user: str | None,
+        path: str,
+        *,
+        tok: str | None = None,
+        label: str | None = None,
+        **kwargs: Any,
+    ) -> SseStream:
+        token = tok if tok is not None else (self.token(user) if user else None)
+        name = label or f"sse{len(self._sse) + 1}"
+        self.note(name, "open", f"{path} as {user or 'nobody'}")
+        stream = await SseStream.open(self.target.base, path, token, **kwargs)
+        self._sse.append(stream)
+        return stream
+
+    def note(self, stream: str, direction: str, text: str) -> None:
+        self.transcript.append(
+            Entry(round(time.monotonic() - self.started, 4), stream, direction, text[:2000])
+        )
+
+    async def close_all(self) -> None:
+        for client in self._streams:
+            self.close_codes.append(client.close_code)
+            try:
+                await client.close()
+            except Exception as exc:
+                self.note("suite", "note", f"closing a stream failed: {exc!r}")
+        for stream in self._sse:
+            await stream.aclose()
+
+    # -- verdict helpers ------------------------------------------------------------------
+
+    def must(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise CaseFailed(message)
+
+    def should(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.notes.append(message)
+            self.note("suite", "note", f"SHOULD missed: {message}")
+
+    def shape(self, frame: Frame) -> Frame:
+        """The frame must match its JSON Schema; its timestamps should carry a UTC offset."""
+        problems = violations({"type": frame.type, "data": frame.data})
+        self.must(not problems, f"`{frame.type}` frame breaks its schema: {'; '.join(problems)}")
+        for key in ("timestamp", "created_at"):
+            value = frame.data.get(key)
+            if isinstance(value, str):
+                self.should(
+                    has_utc_offset(value), f"`{frame.type}` {key} {value!r} has no UTC offset"
+                )
+        return frame

@@ -1,0 +1,195 @@
+"""The suite's report: index.json (for machines), junit.xml (for CI), index.html (for people)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from datetime import UTC, datetime
+from html import escape
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from contract_tests.registry import Verdict
+from contract_tests.runner import CaseResult, RunResult
+
+PACKAGES = ("ws-notify-harness", "websockets", "httpx", "jsonschema", "pyjwt", "hypothesis")
+SHOWN = (Verdict.FAIL, Verdict.NON_STRICT)
+
+
+def environment(extra: dict[str, str]) -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": commit or None,
+        **extra,
+    }
+
+
+def _case(r: CaseResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.case.id,
+        "clause": r.case.clause,
+        "level": r.case.level.value,
+        "title": r.case.title,
+        "verdict": r.verdict.value,
+        "reason": r.reason,
+        "duration_s": r.duration,
+        "close_codes": r.close_codes,
+        "notes": r.notes,
+    }
+    if r.verdict in SHOWN:
+        out["transcript"] = [asdict(e) for e in r.transcript]
+    return out
+
+
+def to_json(runs: list[RunResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **meta,
+        "failed": any(run.failed for run in runs),
+        "runs": [
+            {
+                "label": run.target.label,
+                "target": run.target.base,
+                "driver": run.driver,
+                "started": datetime.fromtimestamp(run.started_at, UTC).isoformat(),
+                "duration_s": run.duration,
+                "failed": run.failed,
+                "counts": {v.value: run.count(v) for v in Verdict},
+                "cases": [_case(r) for r in run.results],
+            }
+            for run in runs
+        ],
+    }
+
+
+def to_junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
+    root = ET.Element("testsuites", name="notification contract")
+    for run in runs:
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"contract {run.target.label}",
+            tests=str(len(run.results)),
+            failures=str(run.count(Verdict.FAIL)),
+            skipped=str(run.count(Verdict.NOT_RUN)),
+            time=f"{run.duration:.3f}",
+        )
+        for r in run.results:
+            tc = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"{run.target.label}.clause-{r.case.clause}",
+                name=r.case.id,
+                time=f"{r.duration:.3f}",
+            )
+            if r.verdict is Verdict.FAIL:
+                failure = ET.SubElement(tc, "failure", message=r.reason[:1000], type="MUST")
+                failure.text = _transcript_text(r)
+            elif r.verdict is Verdict.NOT_RUN:
+                ET.SubElement(tc, "skipped", message=r.reason[:1000])
+            elif r.verdict is Verdict.NON_STRICT:
+                ET.SubElement(tc, "system-out").text = f"non-strict (SHOULD missed): {r.reason}"
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def _transcript_text(r: CaseResult) -> str:
+    return "\n".join(f"{e.at:8.3f}s {e.stream:<10} {e.direction:<8} {e.text}" for e in r.transcript)
+
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+.pass { background: #e6f4e6; } .fail { background: #f9d6d5; }
+.non-strict { background: #fdf1cf; } .not-run { background: #eee; color: #666; }
+pre { white-space: pre-wrap; font-size: 12px; margin: 0; }
+.big { font-size: 1.3em; font-weight: bold; }
+"""
+
+
+def to_html(runs: list[RunResult], meta: dict[str, Any]) -> str:
+    verdict_css = {v: v.value.replace(" ", "-") for v in Verdict}
+    parts = [
+        f"<!doctype html><meta charset=utf-8><title>Contract suite</title><style>{STYLE}"
+        "</style><h1>Notification contract: results</h1>"
+    ]
+    failed = any(run.failed for run in runs)
+    parts.append(
+        f"<p class=big>{'A MUST is broken' if failed else 'No MUST broken'}"
+        f" &mdash; {escape(meta['created'])}</p><table><tr><th>target</th><th>URL</th>"
+        + "".join(f"<th>{v.value}</th>" for v in Verdict)
+        + "<th>time</th></tr>"
+    )
+    for run in runs:
+        parts.append(
+            f"<tr><td>{escape(run.target.label)}</td><td>{escape(run.target.base)}</td>"
+            + "".join(f"<td class={verdict_css[v]}>{run.count(v)}</td>" for v in Verdict)
+            + f"<td>{run.duration:.1f}s</td></tr>"
+        )
+    parts.append("</table>")
+    for run in runs:
+        parts.append(
+            f"<h2>{escape(run.target.label)} ({escape(run.target.base)})</h2>"
+            f"<p>driver: {escape(run.driver)}</p><table><tr><th>clause</th><th>case</th>"
+            "<th>level</th><th>verdict</th><th>time</th><th>what</th></tr>"
+        )
+        for r in run.results:
+            anchor = f"{run.target.label}-{r.case.id}"
+            name = (
+                f"<a href='#{escape(anchor)}'>{escape(r.case.id)}</a>"
+                if r.verdict in SHOWN
+                else escape(r.case.id)
+            )
+            detail = escape(r.reason) if r.reason else escape(r.case.title)
+            parts.append(
+                f"<tr><td>{escape(r.case.clause)}</td><td>{name}</td>"
+                f"<td>{r.case.level.value}</td><td class={verdict_css[r.verdict]}>"
+                f"{r.verdict.value}</td><td>{r.duration:.2f}s</td><td>{detail}</td></tr>"
+            )
+        parts.append("</table>")
+        for r in run.results:
+            if r.verdict not in SHOWN:
+                continue
+            parts.append(
+                f"<h3 id='{escape(run.target.label)}-{escape(r.case.id)}'>"
+                f"{escape(r.case.label)}: {r.verdict.value}</h3><p>{escape(r.reason)}</p>"
+                "<table><tr><th>t (s)</th><th>stream</th><th>dir</th><th>frame</th></tr>"
+            )
+            for e in r.transcript:
+                parts.append(
+                    f"<tr><td>{e.at:.3f}</td><td>{escape(e.stream)}</td>"
+                    f"<td>{escape(e.direction)}</td><td><pre>{escape(e.text)}</pre></td>"
+                    "</tr>"
+                )
+            parts.append("</table>")
+    parts.append(f"<h2>Environment</h2><pre>{escape(json.dumps(meta, indent=2))}</pre>")
+    return "\n".join(parts)
+
+
+def write(directory: Path, runs: list[RunResult], meta: dict[str, Any]) -> Path:
+    """Write the three files into `directory` (created); returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "index.json").write_text(json.dumps(to_json(runs, meta), indent=2) + "\n")
+    to_junit(runs).write(directory / "junit.xml", encoding="utf-8", xml_declaration=True)
+    (directory / "index.html").write_text(to_html(runs, meta))
+    return directory
