@@ -1,0 +1,217 @@
+"""Hypothesis against a live server: a stateful model of streams, and arbitrary client frames.
+
+Both use the blocking client, the form the locust users run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+from contract_tests.client import BlockingStreamClient, Closed, Frame
+from contract_tests.driver import BlockingDriver
+from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
+from reference_server.stack import ServerHandle
+from reference_server.tests.fixtures import ADMIN, Servers, token
+
+LIMIT = 2
+_runs = itertools.count()
+
+
+@dataclass(eq=False)
+class Stream:
+    user: str
+    client: BlockingStreamClient
+    expected: list[str] = field(default_factory=list)
+
+
+class StreamsMachine(RuleBasedStateMachine):
+    """Model: which streams are open per user and what each must receive."""
+
+    base: ClassVar[str]
+    streams = Bundle("streams")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix = f"sm{next(_runs)}"
+        self.driver = BlockingDriver(self.base, ADMIN)
+        self.open: list[Stream] = []
+
+    def uid(self, user: str) -> str:
+        return f"{self.prefix}-{user}"
+
+    def count(self, user: str) -> int:
+        return sum(s.user == user for s in self.open)
+
+    @rule(target=streams, user=st.sampled_from("abc"))
+    def open_stream(self, user: str) -> object:
+        client = BlockingStreamClient.open(self.base, WS_NOTIFICATIONS_PATH, token(self.uid(user)))
+        if self.count(user) >= LIMIT:
+            try:
+                frame = client.recv(5)
+            except Closed as closed:
+                code = closed.code
+            else:
+                raise AssertionError(f"stream over the limit got {frame.type}, not 4429")
+            assert code == CloseCode.TOO_MANY_CONNECTIONS
+            return multiple()
+        assert client.expect("connected").data["user_id"] == self.uid(user)
+        stream = Stream(user, client)
+        self.open.append(stream)
+        return stream
+
+    @rule(stream=consumes(streams))
+    def close_stream(self, stream: Stream) -> None:
+        stream.client.close()
+        self.open.remove(stream)
+        deadline = time.monotonic() + 5
+        while self.server_counts().get(stream.user, 0) != self.count(stream.user):
+            assert time.monotonic() < deadline, "stats never counted a closed stream out"
+            time.sleep(0.02)
+
+    @rule(user=st.sampled_from("abc"))
+    def publish(self, user: str) -> None:
+        sent = self.driver.publish(self.uid(user), f"to {user}")["id"]
+        for stream in self.open:
+            if stream.user == user:
+                stream.expected.append(sent)
+                got = stream.client.expect("notification")
+                assert got.data["id"] == sent, f"{user}'s stream got {got.data['id']}, not {sent}"
+
+    def server_counts(self) -> dict[str, int]:
+        users = self.driver.stats()["users"]
+        head = f"{self.prefix}-"
+        return {u.removeprefix(head): n for u, n in users.items() if u.startswith(head)}
+
+    @invariant()
+    def stats_equal_the_model(self) -> None:
+        model = {u: self.count(u) for u in "abc" if self.count(u)}
+        assert self.server_counts() == model
+
+    def teardown(self) -> None:
+        try:
+            # Nothing else may be waiting on any stream: the next notification is the marker.
+            for user in {s.user for s in self.open}:
+                self.driver.publish(self.uid(user), "end")
+            for stream in self.open:
+                frame: Frame = stream.client.expect("notification")
+                assert frame.data["title"] == "end", f"unexpected {frame.data}"
+        finally:
+            for stream in self.open:
+                stream.client.close()
+            self.driver.close()
+
+
+@pytest.fixture(scope="module")
+def limited(servers: Servers) -> ServerHandle:
+    return servers.start(WS_MAX_CONNECTIONS_PER_USER=str(LIMIT), WS_HEARTBEAT_INTERVAL="5")
+
+
+def test_streams_stats_and_delivery_follow_the_model(limited: ServerHandle) -> None:
+    StreamsMachine.base = limited.base
+    run_state_machine_as_test(StreamsMachine)
+
+
+# -- arbitrary client frames ----------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+TYPES = st.sampled_from(["ping", "pong", "PING", "notification", "subscribe", "", "connected"])
+OBJECTS = st.builds(
+    lambda t, extra: json.dumps({**extra, "type": t}),
+    TYPES | st.integers() | st.none(),
+    st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3),
+)
+CLIENT_FRAMES = (
+    OBJECTS
+    | st.text(max_size=200)
+    | JSON_VALUES.map(json.dumps)
+    | st.binary(max_size=64)
+    | st.sampled_from(
+        [
+            "' OR 1=1 --",
+            "<script>alert(1)</script>",
+            "{{7*7}}",
+            "${jndi:x}",
+            '{"type": "ping"',
+            "\x00",
+            "notifications:*",
+        ]
+    )
+)
+
+
+def contract_answer(frame: str | bytes) -> str:
+    """What CONTRACT.md section 4 says the server does with this client frame."""
+    if isinstance(frame, bytes):
+        return "close 1003"
+    try:
+        obj = json.loads(frame)
+    except ValueError:
+        return "error"
+    return "pong" if isinstance(obj, dict) and obj.get("type") == "ping" else "error"
+
+
+@pytest.fixture(scope="module")
+def lenient(servers: Servers) -> ServerHandle:
+    return servers.start(WS_CLIENT_RATE="100000", WS_HEARTBEAT_INTERVAL="30")
+
+
+def test_any_client_frame_gets_the_contract_answer_and_nothing_else(lenient: ServerHandle) -> None:
+    from hypothesis import given
+
+    victim = BlockingDriver(lenient.base, ADMIN)
+    secret = victim.publish("victim", "victim-secret-marker")["id"]
+    victim.close()
+    attacker = BlockingStreamClient.open(lenient.base, WS_NOTIFICATIONS_PATH, token("attacker"))
+    attacker.expect("connected")
+    state = {"client": attacker}
+
+    @given(frame=CLIENT_FRAMES)
+    def check(frame: str | bytes) -> None:
+        client = state["client"]
+        answer = contract_answer(frame)
+        if isinstance(frame, bytes):
+            client.ws.send(frame)
+        else:
+            client.send_text(frame)
+        if answer == "close 1003":
+            frames = client.until_closed(5)
+            assert client.close_code == CloseCode.UNSUPPORTED_DATA
+            state["client"] = client = BlockingStreamClient.open(
+                lenient.base, WS_NOTIFICATIONS_PATH, token("attacker")
+            )
+            client.expect("connected")
+        else:
+            got = client.recv(5)
+            frames = [got]
+            assert got.type == answer, f"{frame!r} got {got.raw}"
+            client.ping()
+            frames.append(client.expect("pong"))  # still serving
+        for f in frames:
+            assert "victim" not in f.raw and secret not in f.raw
+
+    try:
+        check()
+    finally:
+        state["client"].close()
