@@ -5,7 +5,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "contract"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -38,3 +38,10 @@ def serve(session: nox.Session) -> None:
     """The reference server for a person to try (`-- --redis --instances 2`)."""
     install(session, "test")
     session.run("python", "-m", "reference_server.playground", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def contract(session: nox.Session) -> None:
+    """Contract suite: the reference stack directly and through nginx, or `-- --target URL`."""
+    install(session, "test")
+    session.run("python", "-m", "contract_tests", *session.posargs)

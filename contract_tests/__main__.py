@@ -88,10 +88,13 @@ def parser() -> argparse.ArgumentParser:
     known.add_argument("--stats-public", action="store_true")
     known.add_argument("--allowed-origin", metavar="URL", help="an Origin the target allows")
     known.add_argument(
-        "--access-log",
+        "--log",
+        dest="logs",
         type=Path,
+        action="append",
+        default=[],
         metavar="PATH",
-        help="the proxy's access log, to check that no token is written to it",
+        help="a log of the server or its proxy, checked for tokens (repeatable)",
     )
     known.add_argument(
         "--idle-hold",
@@ -125,7 +128,7 @@ def target_from(args: argparse.Namespace, base: str, label: str, **overrides: An
         "history_size": args.history_size,
         "stats_public": args.stats_public,
         "allowed_origin": args.allowed_origin,
-        "access_log": args.access_log,
+        "logs": tuple(args.logs),
         "idle_hold": args.idle_hold,
         "frame_timeout": args.frame_timeout,
     }
@@ -149,6 +152,7 @@ def managed_targets(args: argparse.Namespace, log: Path) -> Iterator[list[Target
                     f"stack: redis-server {redis.url} ({redis.binary.source}), reference server "
                     f"{server.base}, nginx {proxy.base} ({proxy.binary.source})"
                 )
+                server_log = server.process.log_path
                 known = {
                     "tokens": SecretTokens(secret),
                     "heartbeat_interval": 0.5,
@@ -157,8 +161,10 @@ def managed_targets(args: argparse.Namespace, log: Path) -> Iterator[list[Target
                     "idle_hold": 3.0,
                 }
                 yield [
-                    target_from(args, server.base, "direct", **known),
-                    target_from(args, proxy.base, "nginx", access_log=proxy.access_log, **known),
+                    target_from(args, server.base, "direct", logs=(server_log,), **known),
+                    target_from(
+                        args, proxy.base, "nginx", logs=(proxy.access_log, server_log), **known
+                    ),
                 ]
             finally:
                 proxy.process.stop()

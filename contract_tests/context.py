@@ -86,7 +86,7 @@ class Target:
     history_size: int = 100
     stats_public: bool = False
     allowed_origin: str | None = None
-    access_log: Path | None = None
+    logs: tuple[Path, ...] = ()
     idle_hold: float | None = None
     frame_timeout: float = 5.0
 

@@ -32,7 +32,7 @@ class Need(StrEnum):
     SECRET = "secret"  # tokens with chosen claims (expired, short-lived, no `sub`)
     DRIVER = "driver"  # a way to make the server publish and start tasks
     DRIVER_HTTP = "driver-http"  # the HTTP driver API itself
-    ACCESS_LOG = "access-log"  # the proxy's access log
+    LOGS = "logs"  # log files of the server or its proxy
     ORIGIN = "origin"  # an Origin the target allows
 
 

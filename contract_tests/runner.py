@@ -86,8 +86,8 @@ def missing_need(case: Case, shared: Shared) -> str | None:
             return f"needs a way to publish: {shared.driver_problem}"
         if need is Need.DRIVER_HTTP and not shared.http_driver_works:
             return f"checks the HTTP driver API, which is not usable: {shared.driver_problem}"
-        if need is Need.ACCESS_LOG and target.access_log is None:
-            return "needs the proxy's access log: give --access-log PATH"
+        if need is Need.LOGS and not target.logs:
+            return "needs the server's or the proxy's log: give --log PATH"
         if need is Need.ORIGIN and target.allowed_origin is None:
             return "needs an allowed Origin: give --allowed-origin URL"
     return None

@@ -1,6 +1,6 @@
 """`nox -s serve`: the stack in the foreground for a person to try, with tokens printed.
 
-    python -m reference_server.playground [--redis] [--instances N] [--port P]
+    python -m reference_server.playground [--redis] [--instances N] [--nginx] [--port P]
 
 Settings for the servers come from the environment as usual (JWT_SECRET defaults to a
 development secret here, and only here).
@@ -17,7 +17,13 @@ import threading
 
 from reference_server.auth import TokenVerifier
 from reference_server.settings import SettingsError, load_settings
-from reference_server.stack import StackError, redis_server, scratch_dir, start_server
+from reference_server.stack import (
+    StackError,
+    redis_server,
+    scratch_dir,
+    start_nginx,
+    start_server,
+)
 
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
 
@@ -34,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         help="server processes on consecutive ports (more than 1 needs --redis)",
     )
     parser.add_argument("--port", type=int, default=8000, help="port of the first instance")
+    parser.add_argument(
+        "--nginx",
+        action="store_true",
+        help="put nginx (nginx_conf/) in front of the instances, on port - 1",
+    )
     args = parser.parse_args(argv)
     if args.instances > 1 and not args.redis:
         parser.error(
@@ -58,14 +69,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"redis-server  {redis.url}  ({redis.binary.path}, from {redis.binary.source})"
                 )
+            upstreams = []
             for i in range(args.instances):
                 handle = start_server(logs, env, port=args.port + i)
                 stack.callback(handle.process.stop)
+                upstreams.append(f"127.0.0.1:{handle.port}")
                 print(f"server        {handle.base}  (log: {handle.process.log_path})")
+            entry = args.port
+            if args.nginx:
+                proxy = start_nginx(logs, upstreams, port=args.port - 1)
+                stack.callback(proxy.process.stop)
+                entry = proxy.port
+                print(
+                    f"nginx         {proxy.base}  ({proxy.binary.path}, from "
+                    f"{proxy.binary.source}; config {proxy.run_dir / 'nginx.conf'})"
+                )
         except StackError as exc:
             print(f"playground: {exc}", file=sys.stderr)
             return 1
-        _explain(args.port, verifier)
+        _explain(entry, verifier)
         stop.wait()
         print("\nstopping ...")
     return 0

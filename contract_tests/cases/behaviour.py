@@ -75,6 +75,7 @@ async def fanout_once_in_order(ctx: Context) -> None:
     user = ctx.user()
     streams = [await connected(ctx, user) for _ in range(min(3, ctx.target.max_per_user))]
     ids = [(await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(10)]
+    ctx.must(len(set(ids)) == len(ids), f"notification ids repeat: {ids}")
     await ctx.driver.publish(user, "end")
     for n, stream in enumerate(streams, 1):
         got = [f.data["id"] for f in await notifications_until(stream, "end")][:-1]

@@ -58,6 +58,11 @@ async def refused_after_accept(
     ctx.must(
         not frames, f"{what}: frames were delivered before the close: {[f.type for f in frames]}"
     )
+    reason = stream.ws.close_reason or ""
+    ctx.must(
+        "Traceback" not in reason and 'File "' not in reason,
+        f"{what}: the close reason carries a stack trace: {reason!r}",
+    )
 
 
 def raise_fail(ctx: Context, message: str) -> None:

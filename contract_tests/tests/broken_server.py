@@ -16,7 +16,7 @@ from typing import Any
 
 import reference_server.app
 from reference_server import __main__ as server_main
-from reference_server import protocol
+from reference_server import logs, protocol
 from reference_server.hub import Hub
 from reference_server.protocol import FrameType, Outgoing
 
@@ -75,7 +75,13 @@ def task_broadcast() -> None:
     Hub.to_task_locked = to_task_locked  # type: ignore[method-assign]
 
 
+def log_token() -> None:
+    """Log lines keep the query string, token included."""
+    logs.redact = lambda text: text
+
+
 FAULTS: dict[str, Callable[[], None]] = {
+    "log-token": log_token,
     "leak": leak,
     "no-limit": no_limit,
     "frame-shape": frame_shape,

@@ -23,7 +23,13 @@ BEAT = "0.3"
 
 
 def target(server: ServerHandle, label: str) -> Target:
-    return Target(server.base, label, tokens=SecretTokens(SECRET), heartbeat_interval=float(BEAT))
+    return Target(
+        server.base,
+        label,
+        tokens=SecretTokens(SECRET),
+        heartbeat_interval=float(BEAT),
+        logs=(server.process.log_path,),
+    )
 
 
 async def run(t: Target, *ids: str) -> RunResult:
@@ -41,6 +47,7 @@ FAULTS = [
     ("frame-shape", "notification-shape"),
     ("no-heartbeat", "heartbeat-cadence"),
     ("task-broadcast", "task-no-cross-talk"),
+    ("log-token", "token-not-in-logs"),
 ]
 
 
