@@ -131,6 +131,8 @@ class Context:
         self.close_codes: list[int | None] = []
         self._streams: list[StreamClient] = []
         self._sse: list[SseStream] = []
+        if shared.driver is not None:  # cases run one at a time: the driver records for this one
+            shared.driver.record = lambda direction, text: self.note("driver", direction, text)
 
     # -- names and tokens -----------------------------------------------------------------
 

@@ -98,12 +98,20 @@ class Driver:
     def __init__(self, base: str, admin_token: str, timeout: float = 10.0) -> None:
         self.http = httpx.AsyncClient(base_url=base, timeout=timeout, trust_env=False)
         self.admin_token = admin_token
+        # Called with ("sent" | "received", text) for each call: the suite's transcripts.
+        self.record: Callable[[str, str], None] | None = None
 
     async def do(self, call: Call) -> Any:
+        self._note("sent", f"{call.method} {call.path} {json.dumps(call.body or call.params)}")
         response = await self.http.request(
             call.method, call.path, json=call.body, params=call.params, headers=_auth(call.token)
         )
+        self._note("received", f"{response.status_code} {response.text}")
         return _result(call, response)
+
+    def _note(self, direction: str, text: str) -> None:
+        if self.record is not None:
+            self.record(direction, text[:500])
 
     async def publish(self, user_id: str, title: str = "hello", **fields: Any) -> dict[str, Any]:
         result: dict[str, Any] = await self.do(
@@ -185,6 +193,7 @@ class CommandDriver(Driver):
             return await super().do(call)
         owner = {"token": call.token} if call.action == "start_task" else {}
         request = json.dumps({"action": call.action, **call.args, **owner})
+        self._note("sent", f"--driver-cmd {request}")
         proc = await asyncio.to_thread(
             subprocess.run,
             shlex.split(self.command),
@@ -194,6 +203,7 @@ class CommandDriver(Driver):
             timeout=self.timeout,
             check=False,
         )
+        self._note("received", f"exit {proc.returncode}: {proc.stdout}{proc.stderr}")
         if proc.returncode != 0:
             raise DriverError(f"--driver-cmd exited {proc.returncode}: {proc.stderr[-300:]}")
         try:

@@ -354,28 +354,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- legacy SSE -----------------------------------------------------------------------
 
-    def sse_response(body: AsyncIterator[str]) -> StreamingResponse:
-        return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
-
     private = cfg.sse_pubsub_mode == "per-connection" and isinstance(services.bus, RedisBus)
+
+    def sse_response(
+        user: Principal, *, last_id: str | None = None, task_id: str | None = None
+    ) -> StreamingResponse:
+        """The SSE body of the configured PubSub mode."""
+        body: AsyncIterator[str]
+        if private:
+            assert isinstance(services.bus, RedisBus)
+            body = private_stream(
+                services.bus,
+                user.user_id,
+                cfg.ws_heartbeat_interval,
+                services.stopping,
+                last_id=last_id,
+                task_id=task_id,
+            )
+        else:
+            body = hub_stream(
+                services.hub,
+                services.bus,
+                user.user_id,
+                cfg.ws_send_queue,
+                last_id=last_id,
+                task_id=task_id,
+                is_admin=user.is_admin,
+            )
+        return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.get(SSE_NOTIFICATIONS_PATH)
     async def sse_notifications(request: Request, user: User) -> StreamingResponse:
         last_id = request.headers.get("last-event-id") or request.query_params.get(LAST_ID_PARAM)
-        if private:
-            assert isinstance(services.bus, RedisBus)
-            return sse_response(
-                private_stream(
-                    services.bus,
-                    user.user_id,
-                    cfg.ws_heartbeat_interval,
-                    services.stopping,
-                    last_id=last_id,
-                )
-            )
-        return sse_response(
-            hub_stream(services.hub, services.bus, user.user_id, cfg.ws_send_queue, last_id=last_id)
-        )
+        return sse_response(user, last_id=last_id)
 
     @app.get(SSE_TASKS_PATH)
     async def sse_task(task_id: str, user: User) -> StreamingResponse:
@@ -384,26 +395,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, "unknown task")
         if info.owner != user.user_id and not user.is_admin:
             raise HTTPException(403, "not your task")
-        if private:
-            assert isinstance(services.bus, RedisBus)
-            return sse_response(
-                private_stream(
-                    services.bus,
-                    user.user_id,
-                    cfg.ws_heartbeat_interval,
-                    services.stopping,
-                    task_id=task_id,
-                )
-            )
-        return sse_response(
-            hub_stream(
-                services.hub,
-                services.bus,
-                user.user_id,
-                cfg.ws_send_queue,
-                task_id=task_id,
-                is_admin=user.is_admin,
-            )
-        )
+        return sse_response(user, task_id=task_id)
 
     return app

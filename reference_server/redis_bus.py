@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,6 +41,8 @@ BROADCAST_CHANNEL = "broadcast:notifications"
 USER_PATTERN = "notifications:*"
 TASK_PATTERN = "task_progress:*"
 TASK_TTL = 3600
+BUS_CLIENT = "notify-bus"  # Redis client names, followed by the server's pid
+FEED_CLIENT = "notify-sse"
 
 
 def user_channel(user_id: str) -> str:
@@ -128,9 +131,15 @@ class RedisBus:
         self._history_size = history_size
         self._archive_size = archive_size
         self._ttl = max(1, round(presence_ttl))
-        self._redis = aioredis.Redis.from_url(url, max_connections=64)
+        # Named per process, so `CLIENT LIST` tells the bus (one subscription) from SSE feeds.
+        pid = os.getpid()
+        self._redis = aioredis.Redis.from_url(
+            url, max_connections=64, client_name=f"{BUS_CLIENT}-{pid}"
+        )
         # The legacy per-connection SSE mode holds one PubSub connection per client: its own pool.
-        self._feeds = aioredis.ConnectionPool.from_url(url, max_connections=max_connections)
+        self._feeds = aioredis.ConnectionPool.from_url(
+            url, max_connections=max_connections, client_name=f"{FEED_CLIENT}-{pid}"
+        )
         self._publish = self._redis.register_script(PUBLISH_LUA)
         self._task_event = self._redis.register_script(TASK_EVENT_LUA)
         self._acquire = self._redis.register_script(ACQUIRE_LUA)

@@ -144,3 +144,14 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert suite_main(["--target", "ftp://x", "--reports", str(tmp_path)]) == 2
     assert "--target must be an http" in capsys.readouterr().err
     assert suite_main(["-k", "no-such-case", "--reports", str(tmp_path)]) == 2
+
+
+async def test_a_proxy_timeout_below_the_heartbeat_is_named(servers: Servers) -> None:
+    slow_beat = servers.start(WS_HEARTBEAT_INTERVAL="5", WS_PING_INTERVAL="600")
+    proxy = servers.proxy(slow_beat, read_timeout="1s")
+    t = Target(
+        proxy.base, "nginx", tokens=SecretTokens(SECRET), heartbeat_interval=5.0, idle_hold=3.0
+    )
+    result = await run(t, "idle-stream-survives")
+    assert result.results[0].verdict is Verdict.FAIL
+    assert "proxy read timeout shorter than the heartbeat" in result.results[0].reason

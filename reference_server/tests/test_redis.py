@@ -19,6 +19,7 @@ from reference_server.protocol import (
     WS_TASKS_PATH,
     CloseCode,
 )
+from reference_server.redis_bus import BUS_CLIENT, FEED_CLIENT
 from reference_server.stack import RedisServer, ServerHandle, redis_server
 from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
 
@@ -27,19 +28,20 @@ pytestmark = pytest.mark.redis
 Users = Callable[..., str]
 
 
-def pubsub_clients(r: RedisServer) -> list[dict[str, str]]:
-    """Redis clients holding at least one channel or pattern subscription."""
+def pubsub_clients(r: RedisServer, name: str) -> int:
+    """Redis clients called `name` that hold a channel or pattern subscription."""
     with redis_sync.Redis(port=r.port) as client:
         listing = client.client_list()
-    return [c for c in listing if int(c.get("sub", 0)) or int(c.get("psub", 0))]
+    return sum(
+        c.get("name") == name and bool(int(c.get("sub", 0)) or int(c.get("psub", 0)))
+        for c in listing
+    )
 
 
-async def wait_for_pubsub(r: RedisServer, count: int) -> None:
+async def wait_for_pubsub(r: RedisServer, name: str, count: int) -> None:
     deadline = time.monotonic() + 10
-    while len(pubsub_clients(r)) != count:
-        assert time.monotonic() < deadline, (
-            f"expected {count} PubSub clients, Redis has {len(pubsub_clients(r))}"
-        )
+    while (seen := pubsub_clients(r, name)) != count:
+        assert time.monotonic() < deadline, f"{count} PubSub clients {name} expected, saw {seen}"
         await asyncio.sleep(0.05)
 
 
@@ -184,14 +186,13 @@ async def test_the_subscription_comes_back_after_redis_kills_it(
 async def test_sse_redis_connections_per_mode(
     servers: Servers,
     redis: RedisServer,
-    pair: tuple[ServerHandle, ServerHandle],
     drivers: list[Driver],
     user: Users,
     mode: str,
     per_client: int,
 ) -> None:
     server = servers.start(redis, SSE_PUBSUB_MODE=mode)
-    baseline = len(pubsub_clients(redis))
+    feeds, bus = f"{FEED_CLIENT}-{server.process.pid}", f"{BUS_CLIENT}-{server.process.pid}"
     name = user()
     streams = [
         await SseStream.open(server.base, SSE_NOTIFICATIONS_PATH, token(name)) for _ in range(5)
@@ -199,7 +200,8 @@ async def test_sse_redis_connections_per_mode(
     try:
         for s in streams:
             await s.expect("connected")
-        await wait_for_pubsub(redis, baseline + 5 * per_client)
+        await wait_for_pubsub(redis, feeds, 5 * per_client)
+        assert pubsub_clients(redis, bus) == 1  # the process's own subscription, either mode
         sent = await drivers[0].publish(name, "via redis")
         for s in streams:
             got = await s.expect("notification")
@@ -207,7 +209,8 @@ async def test_sse_redis_connections_per_mode(
     finally:
         for s in streams:
             await s.aclose()
-    await wait_for_pubsub(redis, baseline)
+    await wait_for_pubsub(redis, feeds, 0)
+    assert pubsub_clients(redis, bus) == 1
     server.process.stop()
 
 
