@@ -18,6 +18,7 @@ from contract_tests.driver import Driver
 from contract_tests.registry import CaseFailed, Need, NotRun
 from contract_tests.schemas import has_utc_offset, violations
 from contract_tests.sse_client import SseStream
+from reference_server.auth import TokenVerifier
 from reference_server.protocol import WS_NOTIFICATIONS_PATH
 
 
@@ -27,12 +28,10 @@ class SecretTokens:
     def __init__(self, secret: str, algorithm: str = "HS256") -> None:
         self.secret = secret
         self.algorithm = algorithm
+        self._minter = TokenVerifier(secret, algorithm, max_bytes=0)
 
     def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
-        claims: dict[str, Any] = {"sub": user, "exp": int(time.time() + (ttl or 3600))}
-        if admin:
-            claims["role"] = "admin"
-        return self.sign(claims)
+        return self._minter.mint(user, admin=admin, ttl=ttl or 3600.0)
 
     def sign(self, claims: dict[str, Any], key: str | None = None) -> str:
         return jwt.encode(claims, key or self.secret, algorithm=self.algorithm)
