@@ -79,7 +79,7 @@ def stats_call(token: str | None) -> Call:
     return Call("stats", {}, "GET", STATS_PATH, token, 200)
 
 
-def _auth(token: str | None) -> dict[str, str]:
+def auth_header(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
@@ -104,7 +104,11 @@ class Driver:
     async def do(self, call: Call) -> Any:
         self._note("sent", f"{call.method} {call.path} {json.dumps(call.body or call.params)}")
         response = await self.http.request(
-            call.method, call.path, json=call.body, params=call.params, headers=_auth(call.token)
+            call.method,
+            call.path,
+            json=call.body,
+            params=call.params,
+            headers=auth_header(call.token),
         )
         self._note("received", f"{response.status_code} {response.text}")
         return _result(call, response)
@@ -153,7 +157,11 @@ class BlockingDriver:
 
     def do(self, call: Call) -> Any:
         response = self.http.request(
-            call.method, call.path, json=call.body, params=call.params, headers=_auth(call.token)
+            call.method,
+            call.path,
+            json=call.body,
+            params=call.params,
+            headers=auth_header(call.token),
         )
         return _result(call, response)
 

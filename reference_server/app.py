@@ -23,8 +23,10 @@ from starlette.websockets import WebSocketDisconnect
 from reference_server.auth import AuthError, Principal, TokenVerifier, token_from_request
 from reference_server.bus import Bus, MemoryBus
 from reference_server.hub import Connection, Hub
+from reference_server.metrics import LoopLag, snapshot
 from reference_server.protocol import (
     LAST_ID_PARAM,
+    METRICS_PATH,
     NOTIFICATIONS_PATH,
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,
@@ -100,6 +102,7 @@ class Services:
     bus: Bus
     runner: TaskRunner
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    lag: LoopLag = field(default_factory=LoopLag)
 
     def going_away(self) -> None:
         """Shutdown begins: close every stream with 1001 before the server drops them."""
@@ -191,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.bus.start()
         beats = asyncio.create_task(_heartbeats(services.hub, cfg.ws_heartbeat_interval))
+        lag = asyncio.create_task(services.lag.run())
         undo_signals = _close_streams_on_signal(services)
         # Full collections over 10k connections paused the server for over a second.
         gc.collect()
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             undo_signals()
             services.going_away()
             beats.cancel()
+            lag.cancel()
             await services.runner.stop()
             await services.bus.stop()
 
@@ -335,6 +340,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not cfg.ws_stats_public:
             current_admin(current_user(request))
         return await services.bus.stats()
+
+    @app.get(METRICS_PATH)
+    async def metrics(request: Request) -> dict[str, Any]:
+        if not cfg.ws_stats_public:
+            current_admin(current_user(request))
+        return snapshot(services.hub, services.lag)
 
     @app.post(NOTIFICATIONS_PATH, status_code=201)
     async def publish(body: NotificationIn, _: Admin) -> dict[str, Any]:

@@ -173,6 +173,7 @@ class Hub:
         self._tasks: dict[str, dict[Connection, None]] = {}
         self._counted: dict[str, int] = {}
         self._is_counted: set[Connection] = set()
+        self.frames_sent = 0  # frames handed to streams by fan-outs and heartbeats
 
     # -- registration ---------------------------------------------------------------------
 
@@ -219,7 +220,9 @@ class Hub:
             self.to_user_locked(user_id, item)
 
     def to_user_locked(self, user_id: str, item: Outgoing) -> None:
-        for conn in list(self._users.get(user_id, ())):
+        conns = list(self._users.get(user_id, ()))
+        self.frames_sent += len(conns)
+        for conn in conns:
             conn.offer(item)
 
     async def to_everyone(self, item: Outgoing) -> None:
@@ -236,7 +239,9 @@ class Hub:
             self.to_task_locked(task_id, item)
 
     def to_task_locked(self, task_id: str, item: Outgoing) -> None:
-        for conn in list(self._tasks.get(task_id, ())):
+        conns = list(self._tasks.get(task_id, ()))
+        self.frames_sent += len(conns)
+        for conn in conns:
             conn.offer(item)
             if item.terminal:
                 conn.close(CloseCode.NORMAL, item.frame_type.value)
@@ -246,6 +251,7 @@ class Hub:
         await self._each(self.connections(), lambda c: c.push(c.render(item)))
 
     async def _each(self, conns: list[Connection], act: Callable[[Connection], None]) -> None:
+        self.frames_sent += len(conns)
         # Yield between chunks: one pass over 10k streams otherwise blocks the loop ~300 ms.
         for start in range(0, len(conns), self.chunk):
             if start:

@@ -16,6 +16,7 @@ from typing import Any, Final
 WS_NOTIFICATIONS_PATH: Final = "/api/ws/notifications"
 WS_TASKS_PATH: Final = "/api/ws/tasks/{task_id}"
 STATS_PATH: Final = "/api/ws/stats"
+METRICS_PATH: Final = "/api/ws/metrics"  # this server's own: per-process figures for load runs
 SSE_NOTIFICATIONS_PATH: Final = "/api/notifications/stream"
 SSE_TASKS_PATH: Final = "/api/stream/tasks/{task_id}"
 NOTIFICATIONS_PATH: Final = "/api/notifications"

@@ -6,14 +6,14 @@ import httpx
 
 from contract_tests.cases.helpers import connected, until_true
 from contract_tests.context import Context
+from contract_tests.driver import auth_header
 from contract_tests.registry import NotRun, case
 from reference_server.protocol import STATS_PATH
 
 
 async def _get(ctx: Context, token: str | None) -> httpx.Response:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=ctx.target.base, trust_env=False) as http:
-        response = await http.get(STATS_PATH, headers=headers)
+        response = await http.get(STATS_PATH, headers=auth_header(token))
     ctx.note("http", "received", f"GET {STATS_PATH}: {response.status_code} {response.text[:300]}")
     return response
 

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from contract_tests.client import Closed, StreamClient, notifications_until
-from contract_tests.driver import Driver, DriverError
+from contract_tests.driver import Driver, DriverError, auth_header
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
 from reference_server.stack import ServerHandle
 from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
@@ -286,3 +286,20 @@ async def test_heartbeat_cadence_follows_the_setting(
     gaps = [b.at - a.at for a, b in itertools.pairwise(beats)]
     assert all(0.1 < g < 0.6 for g in gaps), gaps
     assert all(b.data["timestamp"] for b in beats)
+
+
+async def test_metrics_show_streams_frames_and_loop_lag(
+    server: ServerHandle, open_stream: Opener, driver: Driver, user: Users
+) -> None:
+    async with httpx.AsyncClient(base_url=server.base, trust_env=False) as http:
+        assert (await http.get("/api/ws/metrics")).status_code == 401
+        before = (await http.get("/api/ws/metrics", headers=auth_header(ADMIN))).json()
+        client = await open_stream(server, user())
+        await client.expect("connected")
+        await driver.broadcast("counted")
+        await client.expect("notification")
+        after = (await http.get("/api/ws/metrics", headers=auth_header(ADMIN))).json()
+    assert after["pid"] == server.process.pid
+    assert after["streams"] >= 1 and after["notification_streams"] >= 1
+    assert after["frames_sent"] >= before["frames_sent"] + 1
+    assert after["loop_lag_ms"]["max_ms"] >= 0

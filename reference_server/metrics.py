@@ -1,0 +1,45 @@
+"""What a load run samples from each server process: event-loop lag and delivery counts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from reference_server.hub import Hub
+
+
+class LoopLag:
+    """Measures how late a periodic wake-up runs: the time the loop was busy elsewhere."""
+
+    def __init__(self, period: float = 0.05) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.last = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.period)
+            self.last = max(0.0, loop.time() - start - self.period)
+            self.worst = max(self.worst, self.last)
+
+    def take(self) -> dict[str, float]:
+        """Worst lag since the previous call, and the latest; resets the worst."""
+        out = {"max_ms": round(self.worst * 1000, 3), "last_ms": round(self.last * 1000, 3)}
+        self.worst = 0.0
+        return out
+
+
+def snapshot(hub: Hub, lag: LoopLag) -> dict[str, Any]:
+    """`GET /api/ws/metrics`: one process's view (the sampler asks every instance)."""
+    streams = hub.connections()
+    return {
+        "pid": os.getpid(),
+        "streams": len(streams),
+        "notification_streams": sum(hub.counts().values()),
+        "frames_sent": hub.frames_sent,
+        "queued_frames": sum(c.queued for c in streams),
+        "loop_lag_ms": lag.take(),
+    }
