@@ -65,6 +65,19 @@ def _json_object(text: str) -> dict[str, Any]:
     return obj
 
 
+def sse_request(
+    token: str | None, last_event_id: str | None, last_id: str | None
+) -> dict[str, Any]:
+    """Query and headers of a stream request (token, and resume by header or query)."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    params: dict[str, str] = {} if token is None else {TOKEN_PARAM: token}
+    if last_id is not None:
+        params[LAST_ID_PARAM] = last_id
+    return {"params": params, "headers": headers}
+
+
 class SseStream:
     """One open legacy SSE stream (httpx); `status` and `headers` are the response's."""
 
@@ -91,13 +104,7 @@ class SseStream:
         http = httpx.AsyncClient(
             base_url=base, trust_env=False, timeout=httpx.Timeout(timeout, read=None)
         )
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = last_event_id
-        params: dict[str, str] = {} if token is None else {TOKEN_PARAM: token}
-        if last_id is not None:
-            params[LAST_ID_PARAM] = last_id
-        request = http.build_request("GET", path, params=params, headers=headers)
+        request = http.build_request("GET", path, **sse_request(token, last_event_id, last_id))
         try:
             response = await http.send(request, stream=True)
         except BaseException:
@@ -131,6 +138,51 @@ class SseStream:
     async def aclose(self) -> None:
         await self.response.aclose()
         await self._http.aclose()
+
+
+class BlockingSseStream:
+    """One open legacy SSE stream, blocking (the locust SSE users, under gevent)."""
+
+    def __init__(self, http: httpx.Client, response: httpx.Response) -> None:
+        self._http = http
+        self.response = response
+        self.status: int = response.status_code
+        self._lines = response.iter_lines()
+        self._parser = SseParser()
+
+    @classmethod
+    def open(
+        cls,
+        base: str,
+        path: str,
+        token: str | None,
+        *,
+        last_event_id: str | None = None,
+        timeout: float = 10.0,
+        read_timeout: float | None = None,
+    ) -> BlockingSseStream:
+        http = httpx.Client(
+            base_url=base, trust_env=False, timeout=httpx.Timeout(timeout, read=read_timeout)
+        )
+        request = http.build_request("GET", path, **sse_request(token, last_event_id, None))
+        try:
+            response = http.send(request, stream=True)
+        except BaseException:
+            http.close()
+            raise
+        return cls(http, response)
+
+    def next(self) -> SseEvent:
+        """The next event; Closed(None) when the server ends the stream."""
+        for line in self._lines:
+            event = self._parser.feed_line(line)
+            if event is not None:
+                return event
+        raise Closed(None, "stream ended")
+
+    def close(self) -> None:
+        self.response.close()
+        self._http.close()
 
 
 def _event_name(event: SseEvent) -> str:

@@ -233,6 +233,7 @@ def start_server(
     timeout: float = 30.0,
     name: str | None = None,
     module: str = "reference_server",
+    extra_args: list[str] | None = None,
 ) -> ServerHandle:
     """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers.
 
@@ -240,7 +241,7 @@ def start_server(
     """
     port = port or free_port()
     where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
-    argv = [sys.executable, "-m", module, *where, "--workers", str(workers)]
+    argv = [sys.executable, "-m", module, *where, "--workers", str(workers), *(extra_args or [])]
     env = server_env(settings)
     proc = _spawn(name or f"server-{port}", argv, log_dir, env)
     address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)

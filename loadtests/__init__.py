@@ -1,0 +1,1 @@
+"""Capacity runs: locust through nginx, resource sampling, reports with plots."""

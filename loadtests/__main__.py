@@ -1,0 +1,79 @@
+"""`python -m loadtests` (`nox -s load`): a capacity run through nginx, with a report.
+
+python -m loadtests                                  # the default capacity profile
+python -m loadtests --profile smoke                  # under two minutes (CI)
+python -m loadtests --scenario idle --users 20000 --rate 1000 --duration 120
+python -m loadtests --threshold 'p99_ms<250' --threshold 'lost==0'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
+from loadtests.run import LoadError, run
+from reference_server.stack import StackError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="capacity", choices=sorted(PROFILES))
+    p.add_argument("--scenario", choices=SCENARIOS)
+    p.add_argument("--users", type=int, help="streams to open")
+    p.add_argument("--rate", type=float, help="streams opened per second during the ramp")
+    p.add_argument(
+        "--duration",
+        dest="hold",
+        type=float,
+        metavar="SECONDS",
+        help="how long to hold the streams after the ramp",
+    )
+    p.add_argument("--instances", type=int, help="server processes (more than 1 adds Redis)")
+    p.add_argument("--generator-workers", type=int, help="locust worker processes")
+    p.add_argument("--nginx-workers", type=int, help="nginx worker processes")
+    p.add_argument(
+        "--direct",
+        dest="via_nginx",
+        action="store_false",
+        default=None,
+        help="connect to the server without nginx",
+    )
+    p.add_argument("--sse-mode", choices=["shared", "per-connection"])
+    p.add_argument("--broadcast-interval", type=float, metavar="SECONDS")
+    p.add_argument("--publish-rate", type=float, help="personal notifications per second")
+    p.add_argument("--heartbeat-interval", type=float, metavar="SECONDS")
+    p.add_argument(
+        "--source-addresses",
+        type=lambda s: tuple(a for a in s.split(",") if a),
+        metavar="A,B,...",
+        help="client source addresses, e.g. 127.0.0.2,127.0.0.3",
+    )
+    p.add_argument(
+        "--threshold",
+        dest="thresholds",
+        action="append",
+        metavar="EXPR",
+        help="e.g. 'p99_ms<250' or 'lost==0': exit 1 when missed (repeatable)",
+    )
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(parser().parse_args(argv))
+    profile, reports = args.pop("profile"), args.pop("reports")
+    if args.get("thresholds"):
+        args["thresholds"] = tuple(args["thresholds"])
+    try:
+        config = from_profile(profile, **args)
+        outcome = run(config, reports)
+    except (BudgetError, ValueError, StackError, LoadError) as exc:
+        print(f"loadtests: {exc}", file=sys.stderr)
+        return 2
+    return 0 if outcome.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

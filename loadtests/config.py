@@ -1,0 +1,214 @@
+"""What a load run is: its scenario and sizes, the profiles, and the budget it must fit in.
+
+This machine's limits shape the run: 20,000 open files per process (hard), two descriptors per
+WebSocket in nginx, and one source address reaching one destination through at most the
+ephemeral port range. The budget is checked before anything starts, not discovered midway.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SCENARIOS = ("idle", "fanout", "personal", "churn", "tasks", "sse")
+FD_MARGIN = 200  # listening sockets, logs, pipes, the odd HTTP connection
+
+
+class BudgetError(ValueError):
+    """The run does not fit this machine; the message says which limit and what to change."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A load run. Durations in seconds; `rate` is connections opened per second."""
+
+    scenario: str = "fanout"
+    users: int = 10_000
+    rate: float = 500.0
+    hold: float = 60.0
+    instances: int = 1
+    generator_workers: int = 2
+    nginx_workers: int = 2
+    via_nginx: bool = True
+    broadcast_interval: float = 5.0
+    publish_rate: float = 50.0
+    churn_hold: float = 3.0
+    sse_mode: str = "shared"
+    heartbeat_interval: float = 30.0
+    redis: bool = False
+    source_addresses: tuple[str, ...] = ()
+    thresholds: tuple[str, ...] = ()
+    server_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ramp(self) -> float:
+        return self.users / self.rate
+
+    @property
+    def duration(self) -> float:
+        """Ramp, then hold."""
+        return self.ramp + self.hold
+
+    @property
+    def needs_redis(self) -> bool:
+        return self.redis or self.instances > 1 or self.sse_mode == "per-connection"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, RunConfig] = {
+    # Under two minutes, for CI: the whole path (nginx, locust master and worker, sampler, report).
+    "smoke": RunConfig(
+        users=300,
+        rate=150,
+        hold=20,
+        generator_workers=1,
+        nginx_workers=1,
+        broadcast_interval=2.0,
+        heartbeat_interval=5.0,
+    ),
+    # The default: 10k WebSocket streams through nginx, a broadcast every 5 s.
+    "capacity": RunConfig(),
+}
+
+
+def from_profile(name: str, **changes: Any) -> RunConfig:
+    if name not in PROFILES:
+        raise BudgetError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    known = {f.name for f in fields(RunConfig)}
+    unknown = set(changes) - known
+    if unknown:
+        raise BudgetError(f"unknown run settings {sorted(unknown)}")
+    config = replace(PROFILES[name], **{k: v for k, v in changes.items() if v is not None})
+    if config.scenario not in SCENARIOS:
+        raise BudgetError(f"unknown scenario {config.scenario!r}; choose one of {SCENARIOS}")
+    return config
+
+
+def port_range() -> int:
+    """How many ephemeral ports one (source, destination) pair can use here."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(high) - int(low) + 1
+    except (OSError, ValueError):
+        return 28_232  # Linux's default range
+
+
+def open_file_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def check_budget(
+    config: RunConfig, fd_limit: int | None = None, ports: int | None = None
+) -> list[str]:
+    """Raise BudgetError if the run cannot fit; return the budget lines for the report."""
+    fd_limit = fd_limit or open_file_limit()
+    ports = ports or port_range()
+    usable = fd_limit - FD_MARGIN
+    sources = max(1, len(config.source_addresses))
+    per_instance = -(-config.users // config.instances)
+    per_generator = -(-config.users // config.generator_workers)
+    per_nginx = -(-2 * config.users // config.nginx_workers)
+    per_source = -(-config.users // sources)
+    checks = [
+        (
+            per_instance,
+            usable,
+            f"server instance: {per_instance} streams",
+            "add --instances (Redis joins them)",
+        ),
+        (
+            per_generator,
+            usable,
+            f"generator worker: {per_generator} connections",
+            "add --generator-workers",
+        ),
+        (
+            per_source,
+            ports - 1000,
+            f"source address: {per_source} ports to one destination",
+            "add --source-addresses 127.0.0.2,127.0.0.3,...",
+        ),
+    ]
+    if config.via_nginx:
+        checks.append(
+            (
+                per_nginx,
+                usable,
+                f"nginx worker: {per_nginx} descriptors (2 a stream)",
+                "add --nginx-workers",
+            )
+        )
+        checks.append(
+            (
+                per_instance,
+                ports - 1000,
+                f"nginx to one instance: {per_instance} ports",
+                "add --instances",
+            )
+        )
+    lines, problems = [], []
+    for need, have, what, fix in checks:
+        lines.append(f"{what} of {have} available")
+        if need > have:
+            problems.append(f"{what} exceeds {have} ({fix})")
+    if problems:
+        raise BudgetError("the run does not fit this machine: " + "; ".join(problems))
+    return lines
+
+
+@dataclass(frozen=True)
+class LoadEnv:
+    """What the locust processes need to know, passed in their environment."""
+
+    target: str
+    secret: str
+    scenario: str
+    run_dir: Path
+    publish_from: float
+    broadcast_interval: float
+    publish_rate: float
+    users: int
+    generator_workers: int
+    churn_hold: float
+    source_addresses: tuple[str, ...]
+
+    def to_environ(self) -> dict[str, str]:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f"LOAD_{f.name.upper()}"] = (
+                ",".join(value) if isinstance(value, tuple) else str(value)
+            )
+        return out
+
+    @classmethod
+    def from_environ(cls) -> LoadEnv:
+        env = os.environ
+        missing = [f.name for f in fields(cls) if f"LOAD_{f.name.upper()}" not in env]
+        if missing:
+            raise RuntimeError(
+                f"locustfile started without LOAD_{missing[0].upper()}: run it through "
+                "`python -m loadtests` (nox -s load), which sets the run's environment"
+            )
+
+        def get(name: str) -> str:
+            return env[f"LOAD_{name.upper()}"]
+
+        return cls(
+            target=get("target"),
+            secret=get("secret"),
+            scenario=get("scenario"),
+            run_dir=Path(get("run_dir")),
+            publish_from=float(get("publish_from")),
+            broadcast_interval=float(get("broadcast_interval")),
+            publish_rate=float(get("publish_rate")),
+            users=int(get("users")),
+            generator_workers=int(get("generator_workers")),
+            churn_hold=float(get("churn_hold")),
+            source_addresses=tuple(a for a in get("source_addresses").split(",") if a),
+        )

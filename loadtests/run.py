@@ -1,0 +1,277 @@
+"""One load run: check the budget, start the stack and locust (master + workers), sample,
+summarise, report. Everything started here is stopped here."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtests import report, summary
+from loadtests.config import LoadEnv, RunConfig, check_budget, open_file_limit
+from loadtests.sampler import Sampler, Watched
+from reference_server.auth import TokenVerifier
+from reference_server.stack import (
+    NginxProxy,
+    RedisServer,
+    ServerHandle,
+    free_port,
+    redis_server,
+    scratch_dir,
+    start_nginx,
+    start_server,
+)
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+SETTLE = 5.0  # seconds between the end of the ramp and the first publish
+
+
+class LoadError(RuntimeError):
+    """The run itself failed (not the system under test); the message says how."""
+
+
+@dataclass
+class Stack:
+    servers: list[ServerHandle]
+    proxy: NginxProxy | None
+    redis: RedisServer | None
+    secret: str
+
+    @property
+    def entry(self) -> str:
+        return self.proxy.base if self.proxy else self.servers[0].base
+
+
+@contextlib.contextmanager
+def stack(config: RunConfig, logs: Path) -> Iterator[Stack]:
+    """redis-server (when needed), the server instances, nginx in front (unless direct)."""
+    secret = secrets.token_urlsafe(48)
+    with contextlib.ExitStack() as stop:
+        redis = None
+        if config.needs_redis:
+            redis = stop.enter_context(redis_server(logs))
+        env = {
+            "JWT_SECRET": secret,
+            "WS_HEARTBEAT_INTERVAL": f"{config.heartbeat_interval:g}",
+            "SSE_PUBSUB_MODE": config.sse_mode,
+            "WS_MAX_CONNECTIONS_PER_USER": "3",
+            "REDIS_MAX_CONNECTIONS": str(max(1000, config.users + 100)),
+            **config.server_settings,
+        }
+        if redis is not None:
+            env["REDIS_URL"] = redis.url
+        servers = []
+        for _ in range(config.instances):
+            handle = start_server(logs, env, extra_args=["--no-access-log"])
+            stop.callback(handle.process.stop)
+            servers.append(handle)
+        proxy = None
+        if config.via_nginx:
+            limit = open_file_limit()
+            proxy = start_nginx(
+                logs,
+                [f"127.0.0.1:{s.port}" for s in servers],
+                worker_processes=config.nginx_workers,
+                worker_rlimit_nofile=limit,
+                worker_connections=limit - 100,
+                backlog=65535,
+            )
+            stop.callback(proxy.process.stop)
+        yield Stack(servers, proxy, redis, secret)
+
+
+def locust_commands(
+    config: RunConfig, port: int, csv_prefix: Path
+) -> tuple[list[str], list[list[str]]]:
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
+    fixed = 1 if config.scenario in ("fanout", "personal", "sse") else 0
+    master = [
+        *base,
+        "--headless",
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--expect-workers",
+        str(config.generator_workers),
+        "-u",
+        str(config.users + fixed),
+        "-r",
+        f"{config.rate:g}",
+        "-t",
+        f"{round(config.duration + SETTLE)}s",
+        "--stop-timeout",
+        "15",
+        "--csv",
+        str(csv_prefix),
+        "--only-summary",
+    ]
+    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    return master, [worker] * config.generator_workers
+
+
+@dataclass
+class Outcome:
+    directory: Path
+    figures: dict[str, Any]
+    verdicts: list[tuple[bool, str]]
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for ok, _ in self.verdicts)
+
+
+def run(
+    config: RunConfig,
+    reports: Path,
+    *,
+    name: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> Outcome:
+    """Run `config`; write reports/<name or scenario>-<UTC>/; return the figures."""
+    budget = check_budget(config)
+    known = summary.HEADLINE_KEYS
+    thresholds = [summary.Threshold.parse(t, known) for t in config.thresholds]
+    created = datetime.now(UTC)
+    out = reports / f"{name or config.scenario}-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out.mkdir(parents=True, exist_ok=True)
+    progress(
+        f"run: {config.scenario}, {config.users} users at {config.rate:g}/s, hold "
+        f"{config.hold:g}s -> {out}"
+    )
+    for line in budget:
+        progress(f"budget: {line}")
+    with scratch_dir("load-") as logs, stack(config, logs) as st:
+        admin = TokenVerifier(st.secret, "HS256", 0).mint("load-admin", admin=True, ttl=86400)
+        watched = Watched(
+            servers={s.process.pid: s.base for s in st.servers},
+            nginx_master=st.proxy.process.pid if st.proxy else None,
+            redis_pid=st.redis.process.pid if st.redis else None,
+            redis_port=st.redis.port if st.redis else None,
+            generators=[],
+            status_url=st.proxy.status_url if st.proxy else None,
+            stats_url=st.servers[0].base,
+            admin_token=admin,
+        )
+        sampler = Sampler(watched, out)
+        baseline = sampler.sample_now()
+        publish_from = time.time() + config.ramp + SETTLE
+        env = LoadEnv(
+            target=st.entry,
+            secret=st.secret,
+            scenario=config.scenario,
+            run_dir=out,
+            publish_from=publish_from,
+            broadcast_interval=config.broadcast_interval,
+            publish_rate=config.publish_rate,
+            users=config.users,
+            generator_workers=config.generator_workers,
+            churn_hold=config.churn_hold,
+            source_addresses=config.source_addresses,
+        ).to_environ()
+        master_cmd, worker_cmds = locust_commands(config, free_port(), out / "locust")
+        procs = _start_locust(master_cmd, worker_cmds, env, logs)
+        watched.generators = [p.pid for p in procs]
+        sampler.start()
+        try:
+            _follow(procs[0], sampler, config, progress)
+        finally:
+            for p in procs[1:]:
+                _stop(p)
+            _stop(procs[0])
+            sampler.stop()
+        for log in logs.glob("locust-*.log"):
+            (out / log.name).write_text(log.read_text(errors="replace")[-20000:])
+        hold_from = publish_from
+    if not (out / "locust_stats.csv").exists():
+        tail = (out / "locust-master.log").read_text(errors="replace")[-2000:]
+        raise LoadError(f"locust wrote no statistics; the end of its log:\n{tail}")
+    stats = summary.read_stats(out / "locust_stats.csv")
+    fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
+    broadcasts = summary.per_broadcast(stats, summary.read_jsonl(out / "published.jsonl"))
+    res = summary.resources(sampler.rows, baseline, hold_from)
+    figures = summary.headline(stats, fails, broadcasts, res)
+    verdicts = [t.check(figures) for t in thresholds]
+    data = {
+        "created": created.isoformat(),
+        "config": config.to_dict(),
+        "budget": budget,
+        "figures": figures,
+        "resources": res,
+        "failures": fails,
+        "broadcasts": broadcasts,
+        "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
+        "sampler_errors": sampler.errors[:20],
+        "environment": report.environment(),
+        "command": " ".join(sys.argv),
+    }
+    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
+    report.write(out, data, sampler.rows, baseline)
+    for _, text in verdicts:
+        progress(f"threshold {text}")
+    progress(f"report: {out / 'report.html'}")
+    return Outcome(out, figures, verdicts)
+
+
+def _start_locust(
+    master: list[str], workers: list[list[str]], env: dict[str, str], logs: Path
+) -> list[subprocess.Popen[bytes]]:
+    import os
+
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    procs = []
+    for i, cmd in enumerate([master, *workers]):
+        log = (logs / f"locust-{'master' if i == 0 else f'worker{i}'}.log").open("ab")
+        procs.append(
+            subprocess.Popen(
+                cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        )
+    return procs
+
+
+def _follow(
+    master: subprocess.Popen[bytes],
+    sampler: Sampler,
+    config: RunConfig,
+    progress: Callable[[str], None],
+) -> None:
+    """Print a progress line every 5 s until locust's master exits (bounded by the duration)."""
+    deadline = time.monotonic() + config.duration + SETTLE + 120
+    while master.poll() is None:
+        if time.monotonic() > deadline:
+            progress("locust did not stop in time; stopping it")
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            master.wait(5)
+        row = sampler.latest
+        if row:
+            servers = row.get("servers", [])
+            rss = sum(s.get("rss_mb", 0) for s in servers)
+            cpu = sum(s.get("cpu_percent", 0) for s in servers)
+            lag = max((s.get("loop_lag_ms", {}).get("max_ms", 0) for s in servers), default=0)
+            gen = max((g.get("cpu_percent", 0) for g in row.get("generators", [])), default=0)
+            progress(
+                f"  t={row['t']:>5.0f}s streams {row.get('total_connections')}/"
+                f"{config.users}  server {rss:.0f} MB {cpu:.0f}% CPU, loop lag "
+                f"{lag:.0f} ms  generator max {gen:.0f}% CPU"
+            )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

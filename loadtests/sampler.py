@@ -1,0 +1,156 @@
+"""Every second: RSS, CPU and open files of each process of the stack, Redis clients, nginx's
+active connections, and each server's own figures (streams, frames sent, event-loop lag)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import redis as redis_sync
+
+from contract_tests.driver import auth_header
+from reference_server.protocol import METRICS_PATH, STATS_PATH
+from reference_server.redis_bus import BUS_CLIENT, FEED_CLIENT
+
+
+@dataclass
+class Watched:
+    """The processes and endpoints of one run."""
+
+    servers: dict[int, str]  # pid -> base URL of that instance
+    nginx_master: int | None
+    redis_pid: int | None
+    redis_port: int | None
+    generators: list[int]
+    status_url: str | None
+    stats_url: str  # where the run's clients connect (nginx or the single instance)
+    admin_token: str
+
+
+def _process(pid: int, cache: dict[int, psutil.Process]) -> dict[str, Any] | None:
+    try:
+        proc = cache.get(pid) or cache.setdefault(pid, psutil.Process(pid))
+        with proc.oneshot():
+            times = proc.cpu_times()
+            return {
+                "pid": pid,
+                "rss_mb": round(proc.memory_info().rss / 2**20, 2),
+                "cpu_percent": proc.cpu_percent(None),
+                "cpu_seconds": round(times.user + times.system, 3),
+                "fds": proc.num_fds(),
+            }
+    except psutil.Error:
+        return None
+
+
+def redis_clients(port: int) -> dict[str, int]:
+    with redis_sync.Redis(port=port, socket_timeout=5) as client:
+        listing = client.client_list()
+    subscribed = [c for c in listing if int(c.get("sub", 0)) or int(c.get("psub", 0))]
+    return {
+        "connected_clients": len(listing),
+        "pubsub_clients": len(subscribed),
+        "sse_feed_clients": sum(c.get("name", "").startswith(FEED_CLIENT) for c in subscribed),
+        "bus_subscriptions": sum(c.get("name", "").startswith(BUS_CLIENT) for c in subscribed),
+    }
+
+
+def nginx_active(status_url: str, http: httpx.Client) -> int | None:
+    """`Active connections: N` from stub_status."""
+    text = http.get(status_url).text
+    first = text.splitlines()[0] if text else ""
+    return int(first.split(":")[1]) if first.startswith("Active connections") else None
+
+
+@dataclass
+class Sampler:
+    """Samples in a thread until stopped; rows go to `rows` and to samples.jsonl."""
+
+    watched: Watched
+    out: Path
+    interval: float = 1.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def latest(self) -> dict[str, Any]:
+        return self.rows[-1] if self.rows else {}
+
+    def sample(self, http: httpx.Client) -> dict[str, Any]:
+        w = self.watched
+        row: dict[str, Any] = {"t": round(time.monotonic() - self._started, 2), "wall": time.time()}
+        headers = auth_header(w.admin_token)
+        servers = []
+        for pid, base in w.servers.items():
+            proc = _process(pid, self._procs) or {"pid": pid}
+            try:
+                proc.update(http.get(base + METRICS_PATH, headers=headers).json())
+            except (httpx.HTTPError, ValueError) as exc:
+                proc["error"] = type(exc).__name__
+            servers.append(proc)
+        row["servers"] = servers
+        nginx = []
+        if w.nginx_master is not None:
+            try:
+                workers = psutil.Process(w.nginx_master).children()
+            except psutil.Error:
+                workers = []
+            nginx = [p for p in (_process(c.pid, self._procs) for c in workers) if p]
+        row["nginx"] = nginx
+        row["generators"] = [p for p in (_process(g, self._procs) for g in w.generators) if p]
+        if w.redis_pid is not None and w.redis_port is not None:
+            row["redis"] = {
+                **(_process(w.redis_pid, self._procs) or {}),
+                **self._try(lambda: redis_clients(w.redis_port or 0), {}),
+            }
+        if w.status_url:
+            row["nginx_active"] = self._try(lambda: nginx_active(w.status_url or "", http), None)
+        row["total_connections"] = self._try(
+            lambda: http.get(w.stats_url + STATS_PATH, headers=headers).json()["total_connections"],
+            None,
+        )
+        return row
+
+    def sample_now(self) -> dict[str, Any]:
+        """One sample outside the thread (the baseline before the load starts)."""
+        with httpx.Client(timeout=5, trust_env=False) as http:
+            return self.sample(http)
+
+    def _try(self, fn: Any, default: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return default
+
+    def _loop(self) -> None:
+        with (
+            httpx.Client(timeout=5, trust_env=False) as http,
+            (self.out / "samples.jsonl").open("a") as log,
+        ):
+            while not self._stop.is_set():
+                due = time.monotonic() + self.interval
+                row = self.sample(http)
+                self.rows.append(row)
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                self._stop.wait(max(0.0, due - time.monotonic()))

@@ -1,0 +1,238 @@
+"""Figures of a finished run, from locust's CSV files and the sampler's rows; thresholds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+GENERATOR_SATURATED_CPU = 90.0  # percent of one core: locust's own warning level
+
+
+def read_stats(path: Path) -> dict[str, dict[str, str]]:
+    """locust's *_stats.csv by request name (the `Aggregated` row included)."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def read_failures(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _num(row: dict[str, str] | None, key: str) -> float | None:
+    if not row or row.get(key) in (None, "", "N/A"):
+        return None
+    return float(row[key])
+
+
+def latency(row: dict[str, str] | None) -> dict[str, float | None]:
+    return {
+        "count": _num(row, "Request Count"),
+        "p50_ms": _num(row, "50%"),
+        "p95_ms": _num(row, "95%"),
+        "p99_ms": _num(row, "99%"),
+        "max_ms": _num(row, "Max Response Time"),
+    }
+
+
+def per_broadcast(
+    stats: dict[str, dict[str, str]], published: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each broadcast: when, how many streams were open, how many got it, latency."""
+    out = []
+    for entry in published:
+        row = stats.get(f"broadcast {entry['seq']}")
+        got = int(_num(row, "Request Count") or 0)
+        out.append(
+            {
+                "seq": entry["seq"],
+                "sent_at": entry["sent_at"],
+                "expected": entry["expected"],
+                "received": got,
+                "lost": max(0, entry["expected"] - got),
+                "error": entry.get("error"),
+                **latency(row),
+            }
+        )
+    return out
+
+
+def _series(
+    rows: list[dict[str, Any]], pick: Callable[[dict[str, Any]], float | None]
+) -> list[float]:
+    return [v for v in (pick(r) for r in rows) if v is not None]
+
+
+def _servers(row: dict[str, Any], key: str) -> float:
+    return float(sum(s.get(key, 0) or 0 for s in row.get("servers", [])))
+
+
+def resources(
+    rows: list[dict[str, Any]], baseline: dict[str, Any], hold_from: float
+) -> dict[str, Any]:
+    """Memory and CPU figures of the hold phase (after the ramp)."""
+    hold = [r for r in rows if r["wall"] >= hold_from] or rows[-3:]
+    conns = median(_series(hold, lambda r: r.get("total_connections"))) if hold else 0
+    rss_base = _servers(baseline, "rss_mb")
+    rss_hold = median([_servers(r, "rss_mb") for r in hold]) if hold else rss_base
+    nginx_hold = (
+        median([sum(n["rss_mb"] for n in r.get("nginx", [])) for r in hold]) if hold else 0.0
+    )
+    nginx_base = sum(n["rss_mb"] for n in baseline.get("nginx", []))
+    first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
+    cpu_us = frames = None
+    if first and last:
+        frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
+        cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
+        cpu_us = round(cpu / frames * 1e6, 2) if frames > 0 else None
+    generator_cpu = _series(
+        rows, lambda r: max((g["cpu_percent"] for g in r["generators"]), default=None)
+    )
+    lags = _series(
+        hold,
+        lambda r: max(
+            (s.get("loop_lag_ms", {}).get("max_ms", 0) for s in r["servers"]), default=None
+        ),
+    )
+    redis_rows = [r["redis"] for r in rows if r.get("redis")]
+    return {
+        "connections_held": conns,
+        "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=0),
+        "server_rss_baseline_mb": round(rss_base, 1),
+        "server_rss_hold_mb": round(rss_hold, 1),
+        "mem_per_conn_kb": round((rss_hold - rss_base) * 1024 / conns, 2) if conns else None,
+        "nginx_mem_per_conn_kb": (
+            round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
+        ),
+        "frames_sent_in_hold": frames,
+        "cpu_us_per_msg": cpu_us,
+        "loop_lag_max_ms": max(lags, default=None),
+        "server_fds_max": max(
+            _series(rows, lambda r: max((s.get("fds", 0) for s in r["servers"]), default=None)),
+            default=None,
+        ),
+        "generator_cpu_max_percent": max(generator_cpu, default=None),
+        "generator_saturated": any(c >= GENERATOR_SATURATED_CPU for c in generator_cpu),
+        "redis_clients_max": max((r.get("connected_clients", 0) for r in redis_rows), default=None),
+        "redis_pubsub_clients_max": max(
+            (r.get("pubsub_clients", 0) for r in redis_rows), default=None
+        ),
+    }
+
+
+def failures(rows: list[dict[str, str]]) -> dict[str, int]:
+    """Failure occurrences by kind: connect, close <code>, gap, duplicate, publish."""
+    out: dict[str, int] = {}
+    for row in rows:
+        name = row["Name"]
+        kind = "publish" if row["Method"] == "HTTP" else name
+        out[kind] = out.get(kind, 0) + int(row["Occurrences"])
+    return out
+
+
+def headline(
+    stats: dict[str, dict[str, str]],
+    fails: dict[str, int],
+    broadcasts: list[dict[str, Any]],
+    res: dict[str, Any],
+) -> dict[str, Any]:
+    """The figures a person looks for first, and the ones thresholds name."""
+    note = latency(stats.get("notification"))
+    connect = latency(stats.get("connect"))
+    return {
+        "peak_connections": res["peak_connections"],
+        "connections_held": res["connections_held"],
+        "connect_p50_ms": connect["p50_ms"],
+        "connect_p99_ms": connect["p99_ms"],
+        "connect_failures": fails.get("connect", 0),
+        "unexpected_closes": sum(n for k, n in fails.items() if k.startswith("close")),
+        "notifications": note["count"],
+        "p50_ms": note["p50_ms"],
+        "p95_ms": note["p95_ms"],
+        "p99_ms": note["p99_ms"],
+        "max_ms": note["max_ms"],
+        "broadcasts": len(broadcasts),
+        "lost": sum(b["lost"] for b in broadcasts),
+        "gaps": fails.get("gap", 0),
+        "duplicates": fails.get("duplicate", 0),
+        "publish_failures": fails.get("publish", 0),
+        "mem_per_conn_kb": res["mem_per_conn_kb"],
+        "cpu_us_per_msg": res["cpu_us_per_msg"],
+        "loop_lag_max_ms": res["loop_lag_max_ms"],
+        "generator_saturated": res["generator_saturated"],
+    }
+
+
+_THRESHOLD = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str, known: set[str]) -> Threshold:
+        match = _THRESHOLD.match(text)
+        if not match:
+            raise ValueError(f"threshold {text!r} is not METRIC OP NUMBER (e.g. 'p99_ms<250')")
+        metric, op, value = match.groups()
+        if metric not in known:
+            raise ValueError(f"threshold {text!r} names no figure; known: {sorted(known)}")
+        return cls(metric, op, float(value))
+
+    def check(self, figures: dict[str, Any]) -> tuple[bool, str]:
+        seen = figures.get(self.metric)
+        if seen is None or isinstance(seen, bool):
+            return False, f"{self.metric} {self.op} {self.value:g}: not measured"
+        ok = _OPS[self.op](float(seen), self.value)
+        return ok, f"{self.metric} {self.op} {self.value:g}: {seen} ({'met' if ok else 'MISSED'})"
+
+
+HEADLINE_KEYS = {
+    "peak_connections",
+    "connections_held",
+    "connect_p50_ms",
+    "connect_p99_ms",
+    "connect_failures",
+    "unexpected_closes",
+    "notifications",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "broadcasts",
+    "lost",
+    "gaps",
+    "duplicates",
+    "publish_failures",
+    "mem_per_conn_kb",
+    "cpu_us_per_msg",
+    "loop_lag_max_ms",
+}
