@@ -5,7 +5,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests", "contract"]
+nox.options.sessions = ["lint", "tests", "contract", "smoke"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -45,3 +45,30 @@ def contract(session: nox.Session) -> None:
     """Contract suite: the reference stack directly and through nginx, or `-- --target URL`."""
     install(session, "test")
     session.run("python", "-m", "contract_tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def load(session: nox.Session) -> None:
+    """Capacity run through nginx with a report (`-- --profile smoke`, `--scenario`, ...)."""
+    install(session, "load")
+    session.run("python", "-m", "loadtests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """The smoke load profile with CI's thresholds: nothing lost, nothing closed."""
+    install(session, "load")
+    session.run(
+        "python",
+        "-m",
+        "loadtests",
+        "--profile",
+        "smoke",
+        "--threshold",
+        "lost==0",
+        "--threshold",
+        "unexpected_closes==0",
+        "--threshold",
+        "connect_failures==0",
+        *session.posargs,
+    )

@@ -10,19 +10,31 @@ The SSE side is `sse_client.py`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection as SyncConnection
-from websockets.sync.client import connect as sync_connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed, InvalidState
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
-from reference_server.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
+from reference_server.protocol import (
+    DATA,
+    LAST_ID_PARAM,
+    TOKEN_PARAM,
+    TYPE,
+    CloseCode,
+    FrameType,
+)
 
 T = TypeVar("T")
 
@@ -264,12 +276,57 @@ class StreamClient(_Stream):
         await self.ws.close(code)
 
 
-class BlockingStreamClient(_Stream):
-    """One open stream, blocking (threads, or greenlets under gevent: the locust users)."""
+class SansIOSocket:
+    """A blocking socket driving websockets' sans-I/O client protocol: one greenlet (or
+    thread) per stream and no reader thread, so a generator holds many streams cheaply."""
 
-    def __init__(self, ws: SyncConnection, record: Recorder | None = None) -> None:
-        super().__init__(ws, record)
-        self.ws = ws
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.pending: deque[Any] = deque()
+        self.eof = False
+
+    @property
+    def close_code(self) -> int | None:
+        if self.protocol.close_rcvd is not None:
+            return self.protocol.close_rcvd.code
+        return CloseCode.ABNORMAL if self.eof else None
+
+    @property
+    def close_reason(self) -> str | None:
+        rcvd = self.protocol.close_rcvd
+        return rcvd.reason if rcvd is not None else None
+
+    def flush(self) -> None:
+        data = b"".join(self.protocol.data_to_send())
+        if data:
+            self.sock.sendall(data)
+
+    def pump(self, timeout: float) -> None:
+        """Read once (waiting up to `timeout`), feed the protocol, send what it answers."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            raise
+        except OSError:
+            data = b""
+        if data:
+            self.protocol.receive_data(data)
+        else:
+            self.eof = True
+            self.protocol.receive_eof()
+        self.pending.extend(self.protocol.events_received())
+        with contextlib.suppress(OSError):
+            self.flush()  # pongs and the close reply
+
+
+class BlockingStreamClient(_Stream):
+    """One open stream, blocking: plain sockets, so it runs under gevent (the locust users)."""
+
+    def __init__(self, io: SansIOSocket, record: Recorder | None = None) -> None:
+        super().__init__(io, record)
+        self.io = io
 
     @classmethod
     def open(
@@ -284,17 +341,48 @@ class BlockingStreamClient(_Stream):
     ) -> BlockingStreamClient:
         """Connect (see `Handshake.build`); `source_address` picks the local address."""
         hs = Handshake.build(base, path, token, **handshake)
-        options = dict(hs.options, proxy=None)
-        if source_address is not None:
-            options["source_address"] = source_address
-        return cls(sync_connect(hs.url, legacy=True, **options), record)
+        uri = parse_uri(hs.url)
+        timeout = hs.options["open_timeout"]
+        sock = socket.create_connection(
+            (uri.host, uri.port), timeout=timeout, source_address=source_address
+        )
+        protocol = ClientProtocol(uri, origin=hs.options["origin"], max_size=hs.options["max_size"])
+        request = protocol.connect()
+        for name, value in hs.options["additional_headers"].items():
+            request.headers[name] = value
+        protocol.send_request(request)
+        io = SansIOSocket(sock, protocol)
+        try:
+            io.flush()
+            deadline = time.monotonic() + timeout
+            while protocol.state is State.CONNECTING:
+                io.pump(deadline - time.monotonic())
+            if protocol.handshake_exc is not None:
+                raise protocol.handshake_exc
+            io.pending.popleft()  # the handshake response
+        except BaseException:
+            sock.close()
+            raise
+        return cls(io, record)
 
     def recv(self, timeout: float = 5.0) -> Frame:
-        try:
-            text = self.ws.recv(timeout)
-        except ConnectionClosed:
-            raise self._closed() from None
-        return self._received(text)
+        """The next text frame; Closed when the stream closed; TimeoutError if none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.io.pending:
+                event = self.io.pending.popleft()
+                if event.opcode is Opcode.TEXT:
+                    return self._received(event.data.decode())
+                if event.opcode is Opcode.BINARY:
+                    return self._received(bytes(event.data))
+                if event.opcode is Opcode.CLOSE:
+                    raise self._closed()
+            if self.io.eof or self.io.protocol.state is State.CLOSED:
+                raise self._closed()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame in time")
+            self.io.pump(left)
 
     def expect(
         self,
@@ -313,7 +401,13 @@ class BlockingStreamClient(_Stream):
 
     def send_text(self, text: str) -> None:
         self._note("sent", text)
-        self.ws.send(text)
+        self.io.protocol.send_text(text.encode())
+        self.io.flush()
+
+    def send_bytes(self, data: bytes) -> None:
+        self._note("sent", f"<{len(data)} binary bytes>")
+        self.io.protocol.send_binary(data)
+        self.io.flush()
 
     def until_closed(self, timeout: float = 10.0) -> list[Frame]:
         frames = []
@@ -325,7 +419,12 @@ class BlockingStreamClient(_Stream):
                 return frames
 
     def close(self, code: int = 1000) -> None:
-        self.ws.close(code)
+        """Send a close frame (if still open) and drop the socket."""
+        with contextlib.suppress(OSError, InvalidState):
+            if self.io.protocol.state is State.OPEN:
+                self.io.protocol.send_close(code)
+                self.io.flush()
+        self.io.sock.close()
 
 
 def _frame_type(frame: Frame) -> str:

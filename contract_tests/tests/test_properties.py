@@ -68,6 +68,8 @@ class StreamsMachine(RuleBasedStateMachine):
                 code = closed.code
             else:
                 raise AssertionError(f"stream over the limit got {frame.type}, not 4429")
+            finally:
+                client.close()
             assert code == CloseCode.TOO_MANY_CONNECTIONS
             return multiple()
         assert client.expect("connected").data["user_id"] == self.uid(user)
@@ -192,11 +194,12 @@ def test_any_client_frame_gets_the_contract_answer_and_nothing_else(lenient: Ser
         client = state["client"]
         answer = contract_answer(frame)
         if isinstance(frame, bytes):
-            client.ws.send(frame)
+            client.send_bytes(frame)
         else:
             client.send_text(frame)
         if answer == "close 1003":
             frames = client.until_closed(5)
+            client.close()
             assert client.close_code == CloseCode.UNSUPPORTED_DATA
             state["client"] = client = BlockingStreamClient.open(
                 lenient.base, WS_NOTIFICATIONS_PATH, token("attacker")
