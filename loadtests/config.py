@@ -170,6 +170,7 @@ class LoadEnv:
     scenario: str
     run_dir: Path
     publish_from: float
+    publish_until: float
     broadcast_interval: float
     publish_rate: float
     users: int
@@ -205,6 +206,7 @@ class LoadEnv:
             scenario=get("scenario"),
             run_dir=Path(get("run_dir")),
             publish_from=float(get("publish_from")),
+            publish_until=float(get("publish_until")),
             broadcast_interval=float(get("broadcast_interval")),
             publish_rate=float(get("publish_rate")),
             users=int(get("users")),

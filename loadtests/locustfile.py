@@ -23,6 +23,7 @@ from typing import Any
 
 from locust import User, constant, task
 from locust.env import Environment
+from websockets.exceptions import InvalidHandshake
 
 from contract_tests.client import BlockingStreamClient, Closed
 from contract_tests.driver import BlockingDriver, task_call
@@ -125,7 +126,7 @@ class StreamUser(User):
                 open_timeout=60,
             )
             hello = stream.recv(timeout=60)
-        except (OSError, TimeoutError, Closed) as exc:
+        except (OSError, TimeoutError, Closed, InvalidHandshake) as exc:
             fire(
                 self.environment,
                 "WS",
@@ -313,8 +314,8 @@ class Publisher(User):
     def publish(self) -> None:
         import gevent
 
-        if time.time() < ENV.publish_from:
-            gevent.sleep(min(1.0, ENV.publish_from - time.time()))
+        if not ENV.publish_from <= time.time() <= ENV.publish_until:
+            gevent.sleep(1.0)  # before the ramp ends, or after the last publish
             return
         if ENV.scenario == "personal":
             self.personal()

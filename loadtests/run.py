@@ -165,12 +165,15 @@ def run(
         sampler = Sampler(watched, out)
         baseline = sampler.sample_now()
         publish_from = time.time() + config.ramp + SETTLE
+        # Nothing is published in the last seconds: users stopping must not count as lost.
+        publish_until = publish_from + config.hold - max(3.0, config.broadcast_interval)
         env = LoadEnv(
             target=st.entry,
             secret=st.secret,
             scenario=config.scenario,
             run_dir=out,
             publish_from=publish_from,
+            publish_until=publish_until,
             broadcast_interval=config.broadcast_interval,
             publish_rate=config.publish_rate,
             users=config.users,
