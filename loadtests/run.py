@@ -192,6 +192,7 @@ def run(
                 _stop(p)
             _stop(procs[0])
             sampler.stop()
+        after = _after(sampler)
         for log in logs.glob("locust-*.log"):
             (out / log.name).write_text(log.read_text(errors="replace")[-20000:])
         hold_from = publish_from
@@ -202,6 +203,7 @@ def run(
     fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
     broadcasts = summary.per_broadcast(stats, summary.read_jsonl(out / "published.jsonl"))
     res = summary.resources(sampler.rows, baseline, hold_from)
+    res.update(summary.leftovers(baseline, after))
     figures = summary.headline(stats, fails, broadcasts, res)
     verdicts = [t.check(figures) for t in thresholds]
     data = {
@@ -268,6 +270,16 @@ def _follow(
                 f"{config.users}  server {rss:.0f} MB {cpu:.0f}% CPU, loop lag "
                 f"{lag:.0f} ms  generator max {gen:.0f}% CPU"
             )
+
+
+def _after(sampler: Sampler) -> dict[str, Any]:
+    """A sample once the users are gone: streams back to zero (waited for, up to 15 s)."""
+    deadline = time.monotonic() + 15
+    row = sampler.sample_now()
+    while (row.get("total_connections") or 0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        row = sampler.sample_now()
+    return row
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

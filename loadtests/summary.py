@@ -137,6 +137,17 @@ def resources(
     }
 
 
+def leftovers(baseline: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the run left behind once every user left: the leak check of `churn`."""
+    return {
+        "streams_after": after.get("total_connections"),
+        "server_rss_after_mb": round(_servers(after, "rss_mb"), 1),
+        "server_rss_growth_mb": round(_servers(after, "rss_mb") - _servers(baseline, "rss_mb"), 1),
+        "server_fds_baseline": _servers(baseline, "fds"),
+        "server_fds_after": _servers(after, "fds"),
+    }
+
+
 def failures(rows: list[dict[str, str]]) -> dict[str, int]:
     """Failure occurrences by kind: connect, close <code>, gap, duplicate, publish."""
     out: dict[str, int] = {}

@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Full collections over 10k connections paused the server for over a second.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*cfg.gc_threshold)
         try:
             yield
         finally:

@@ -41,12 +41,26 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, gt=0)
     fanout_chunk: int = Field(500, ge=1)
     presence_ttl: float = Field(15.0, gt=0)
+    # Full collections scan every object; with the default third threshold (10) they came
+    # every few thousand new streams and paused the loop 0.75 s at 10k streams. 1000 makes
+    # them rare; young garbage is still collected by the first two generations.
+    gc_threshold: Annotated[tuple[int, int, int], NoDecode] = (700, 10, 1000)
 
     @field_validator("ws_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("gc_threshold", mode="before")
+    @classmethod
+    def _split_threshold(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = value.split(",")
+            if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+                raise ValueError("must be three whole numbers, e.g. 700,10,1000")
+            return tuple(int(p) for p in parts)
         return value
 
     @field_validator("jwt_secret")

@@ -24,6 +24,7 @@ from typing import Any
 
 from nginx_conf import NginxConfig, has_stub_status
 from nginx_conf import render as render_nginx
+from reference_server.settings import Settings
 
 
 class StackError(RuntimeError):
@@ -216,8 +217,8 @@ class ServerHandle:
 
 def server_env(settings: Mapping[str, str]) -> dict[str, str]:
     """This environment without server settings, plus `settings`: no setting leaks in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "SSE_", "JWT_"))}
-    env.pop("REDIS_URL", None)
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -12,7 +12,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith(("WS_", "JWT_", "SSE_", "REDIS_")):
+        if name.startswith(("WS_", "JWT_", "SSE_", "REDIS_", "GC_")):
             monkeypatch.delenv(name)
 
 
@@ -87,4 +87,14 @@ def test_short_secret_is_refused_for_its_algorithm(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("JWT_SECRET", SECRET)
     monkeypatch.setenv("JWT_ALGORITHM", "HS512")
     with pytest.raises(SettingsError, match="64 bytes for HS512"):
+        load_settings()
+
+
+def test_gc_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    assert load_settings().gc_threshold == (700, 10, 1000)
+    monkeypatch.setenv("GC_THRESHOLD", "5000,20,100")
+    assert load_settings().gc_threshold == (5000, 20, 100)
+    monkeypatch.setenv("GC_THRESHOLD", "lots")
+    with pytest.raises(SettingsError, match="GC_THRESHOLD: must be three whole numbers"):
         load_settings()
