@@ -146,8 +146,8 @@ class StreamUser(User):
         self.policy.opened()
         return stream
 
-    @task
-    def hold(self) -> None:
+    def hold_stream(self) -> None:
+        """Read until the stream closes; then back off and let the task run again."""
         self.stream = self.stream or self.connect()
         if self.stream is None:
             self.back_off(None)
@@ -184,12 +184,16 @@ class StreamUser(User):
 class IdleUser(StreamUser):
     """`idle`, `fanout` and `personal`: a notification stream, held."""
 
+    @task
+    def hold(self) -> None:
+        self.hold_stream()
+
 
 class ChurnUser(StreamUser):
     """`churn`: open a stream, hold it a moment, close it, again."""
 
     @task
-    def hold(self) -> None:
+    def churn(self) -> None:
         stream = self.connect()
         if stream is None:
             self.back_off(None)

@@ -112,11 +112,14 @@ def resources(
         ),
     )
     redis_rows = [r["redis"] for r in rows if r.get("redis")]
+    slope = _slope([(r["t"], _servers(r, "rss_mb")) for r in hold])
     return {
         "connections_held": conns,
         "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=0),
         "server_rss_baseline_mb": round(rss_base, 1),
         "server_rss_hold_mb": round(rss_hold, 1),
+        # A leak shows as memory that keeps growing while the load is steady (churn).
+        "server_rss_slope_mb_per_min": None if slope is None else round(slope * 60, 2),
         "mem_per_conn_kb": round((rss_hold - rss_base) * 1024 / conns, 2) if conns else None,
         "nginx_mem_per_conn_kb": (
             round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
@@ -145,7 +148,19 @@ def leftovers(baseline: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         "server_rss_growth_mb": round(_servers(after, "rss_mb") - _servers(baseline, "rss_mb"), 1),
         "server_fds_baseline": _servers(baseline, "fds"),
         "server_fds_after": _servers(after, "fds"),
+        "redis_clients_after": (after.get("redis") or {}).get("connected_clients"),
     }
+
+
+def _slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of y over x."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return None if var == 0 else sum((x - mx) * (y - my) for x, y in points) / var
 
 
 def failures(rows: list[dict[str, str]]) -> dict[str, int]:

@@ -92,7 +92,7 @@ def test_short_secret_is_refused_for_its_algorithm(monkeypatch: pytest.MonkeyPat
 
 def test_gc_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET", SECRET)
-    assert load_settings().gc_threshold == (700, 10, 1000)
+    assert load_settings().gc_threshold == (700, 10, 100)
     monkeypatch.setenv("GC_THRESHOLD", "5000,20,100")
     assert load_settings().gc_threshold == (5000, 20, 100)
     monkeypatch.setenv("GC_THRESHOLD", "lots")

@@ -1,0 +1,283 @@
+"""`nox -s compare`: the same load over WebSocket, SSE shared and SSE per-connection, side by side.
+
+    python -m loadtests.compare --users 2000,12000 [--duration 30] [--rate 500]
+
+Each mode runs through nginx with Redis (so all three pay for the same stack), once per N.
+The report has a verdict line for each claim of the seed's comparison table, and says at which N
+each mode broke and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from loadtests.config import BudgetError, RunConfig, from_profile
+from loadtests.run import LoadError, run
+from reference_server.stack import StackError
+
+MODES: dict[str, dict[str, Any]] = {
+    "websocket": {"scenario": "fanout", "sse_mode": "shared"},
+    "sse-shared": {"scenario": "sse", "sse_mode": "shared"},
+    "sse-per-connection": {"scenario": "sse", "sse_mode": "per-connection"},
+}
+METRICS = [
+    ("redis_clients_max", "Redis connections (max)", ""),
+    ("redis_pubsub_clients_max", "Redis PubSub connections (max)", ""),
+    ("redis_clients_after", "Redis connections after the clients left", ""),
+    ("mem_per_conn_kb", "server memory per connection", "KB"),
+    ("server_fds_max", "server open files (max)", ""),
+    ("cpu_us_per_msg", "server CPU per delivered frame", "µs"),
+    ("p50_ms", "delivery latency p50", "ms"),
+    ("p99_ms", "delivery latency p99", "ms"),
+    ("connect_p50_ms", "connect time p50", "ms"),
+    ("connect_failures", "connect failures", ""),
+    ("unexpected_closes", "unexpected closes", ""),
+    ("lost", "notifications lost", ""),
+    ("connections_held", "connections held", ""),
+]
+
+
+def one(mode: str, users: int, base: RunConfig, out: Path) -> dict[str, Any]:
+    """Run one mode at N users; its figures, or why it could not run."""
+    config = replace(base, users=users, redis=True, **MODES[mode])
+    try:
+        outcome = run(config, out, name=f"{mode}-{users}")
+    except (BudgetError, LoadError, StackError) as exc:
+        return {"mode": mode, "users": users, "error": str(exc)}
+    data = json.loads((outcome.directory / "summary.json").read_text())
+    return {
+        "mode": mode,
+        "users": users,
+        "run": outcome.directory.name,
+        **data["resources"],
+        **data["figures"],
+    }
+
+
+def broke(result: dict[str, Any]) -> str | None:
+    """Why this run counts as broken, or None."""
+    if "error" in result:
+        return str(result["error"])
+    reasons = [
+        f"{result[k]} {label}"
+        for k, label in (
+            ("connect_failures", "connect failures"),
+            ("unexpected_closes", "unexpected closes"),
+            ("lost", "notifications lost"),
+        )
+        if result.get(k)
+    ]
+    return ", ".join(reasons) or None
+
+
+def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One line per claim of the seed's table, from what the runs measured."""
+    by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
+    smallest = min((r["users"] for r in results), default=0)
+    ws, shared, per = (by.get((m, smallest), {}) for m in MODES)
+    lines = []
+    pc, wsp = per.get("redis_pubsub_clients_max"), ws.get("redis_pubsub_clients_max")
+    lines.append(
+        (
+            "Connection management: every SSE connection creates its own PubSub connection",
+            f"confirmed at {smallest} clients: SSE per-connection held {pc} Redis PubSub "
+            f"connections, SSE shared {shared.get('redis_pubsub_clients_max')}, WebSocket {wsp}"
+            if pc is not None
+            else "not measured",
+        )
+    )
+    lines.append(
+        (
+            "Redis connections: no pool, leaks easily / WebSocket needs no Redis PubSub",
+            f"at {smallest} clients Redis held at most {per.get('redis_clients_max')} connections "
+            f"(SSE per-connection) vs {ws.get('redis_clients_max')} (WebSocket); after the clients "
+            f"left: {per.get('redis_clients_after')} vs {ws.get('redis_clients_after')}",
+        )
+    )
+    lines.append(
+        (
+            "Real-time: SSE good, WebSocket better",
+            f"delivery p50/p99 at {smallest} clients: WebSocket {ws.get('p50_ms')}/"
+            f"{ws.get('p99_ms')} ms, SSE shared {shared.get('p50_ms')}/{shared.get('p99_ms')} ms, "
+            f"SSE per-connection {per.get('p50_ms')}/{per.get('p99_ms')} ms",
+        )
+    )
+    breaks = []
+    for mode in MODES:
+        runs = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["users"])
+        first = next((r for r in runs if broke(r)), None)
+        top = max((r["users"] for r in runs if not broke(r)), default=None)
+        breaks.append(
+            f"{mode}: "
+            + (
+                f"broke at {first['users']} ({broke(first)})"
+                if first
+                else f"held every N tried (up to {top})"
+            )
+        )
+    lines.append(
+        (
+            "Connection count: SSE limited by Redis connections, WebSocket only by the server",
+            "; ".join(breaks),
+        )
+    )
+    lines.append(
+        (
+            "Direction: one-way / two-way",
+            "a protocol property, not a load figure: the contract suite's ping-pong case",
+        )
+    )
+    lines.append(
+        (
+            "Automatic reconnect: browser / by hand",
+            "not a load figure: contract_tests/reconnect.py implements CONTRACT.md 7 and "
+            "tests/test_reconnect.py checks it",
+        )
+    )
+    return lines
+
+
+def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    sizes = sorted({r["users"] for r in results})
+    (out / "compare.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+    images = []
+    for key, label, unit in METRICS[:9]:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        width = 0.8 / len(MODES)
+        for i, mode in enumerate(MODES):
+            vals = [
+                next(
+                    (
+                        r.get(key) or 0
+                        for r in results
+                        if r["mode"] == mode and r["users"] == n and "error" not in r
+                    ),
+                    0,
+                )
+                for n in sizes
+            ]
+            ax.bar([j + i * width for j in range(len(sizes))], vals, width, label=mode)
+        ax.set_xticks([j + width for j in range(len(sizes))], [f"{n} clients" for n in sizes])
+        ax.set_ylabel(f"{label} ({unit})" if unit else label, fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"{key}.png"
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        images.append((name, label))
+    table = [
+        "<table><tr><th>figure</th>"
+        + "".join(f"<th>{escape(m)}<br>{n}</th>" for n in sizes for m in MODES)
+        + "</tr>"
+    ]
+    for key, label, unit in METRICS:
+        cells = []
+        for n in sizes:
+            for m in MODES:
+                r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
+                value = "did not run" if "error" in r else r.get(key)
+                shown = (
+                    f"{value} {unit}"
+                    if unit and value is not None and "error" not in r
+                    else str(value)
+                )
+                cells.append(f"<td>{escape(shown)}</td>")
+        table.append(f"<tr><td>{escape(label)}</td>{''.join(cells)}</tr>")
+    table.append("</table>")
+    lines = "".join(
+        f"<tr><td>{escape(c)}</td><td>{escape(v)}</td></tr>" for c, v in verdicts(results)
+    )
+    runs = "".join(
+        f"<li>{escape(r['mode'])} at {r['users']}: "
+        + (
+            escape(r["error"])
+            if "error" in r
+            else f"<a href='{escape(r['run'])}/report.html'>{escape(r['run'])}</a>"
+        )
+        + "</li>"
+        for r in results
+    )
+    pics = "".join(f"<img src='{escape(n)}' alt='{escape(c)}'>" for n, c in images)
+    (out / "report.html").write_text(f"""<!doctype html><meta charset=utf-8>
+<title>SSE vs WebSocket</title><style>body{{font:14px/1.4 system-ui,sans-serif;margin:2em}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}table{{border-collapse:collapse}}
+</style><h1>SSE + Redis PubSub vs WebSocket</h1><p>{escape(meta["created"])}</p>
+<h2>The seed's claims, measured</h2><table>{lines}</table>
+<h2>Side by side</h2>{"".join(table)}{pics}
+<h2>Runs</h2><ul>{runs}</ul><p>Command: <code>{escape(meta["command"])}</code></p>""")
+    md: list[str] = [
+        "# SSE + Redis PubSub vs WebSocket",
+        "",
+        f"{meta['created']}",
+        "",
+        "| claim (seed) | measured |",
+        "|---|---|",
+    ]
+    md += [f"| {c} | {v} |" for c, v in verdicts(results)]
+    md += [
+        "",
+        "| figure | " + " | ".join(f"{m} {n}" for n in sizes for m in MODES) + " |",
+        "|---" * (1 + len(sizes) * len(MODES)) + "|",
+    ]
+    for key, label, _ in METRICS:
+        shown_values: list[str] = []
+        for n in sizes:
+            for m in MODES:
+                r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
+                shown_values.append("did not run" if "error" in r else str(r.get(key)))
+        md.append(f"| {label} | " + " | ".join(shown_values) + " |")
+    md += ["", f"Command: `{meta['command']}`", ""]
+    (out / "summary.md").write_text("\n".join(md))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.compare", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--users", default="2000", help="comma-separated N to run, e.g. 2000,12000")
+    p.add_argument("--rate", type=float, default=500.0)
+    p.add_argument("--duration", type=float, default=30.0, help="hold after the ramp (s)")
+    p.add_argument("--broadcast-interval", type=float, default=5.0)
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    args = p.parse_args(argv)
+    try:
+        sizes = [int(n) for n in args.users.split(",")]
+    except ValueError:
+        p.error(f"--users must be whole numbers separated by commas, not {args.users!r}")
+    base = from_profile(
+        "capacity", rate=args.rate, hold=args.duration, broadcast_interval=args.broadcast_interval
+    )
+    created = datetime.now(UTC)
+    out = args.reports / f"compare-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in sizes:
+        for mode in MODES:
+            print(f"== {mode} with {n} clients")
+            results.append(one(mode, n, base, out))
+    meta = {
+        "created": created.isoformat(),
+        "command": "python -m loadtests.compare " + " ".join(argv or sys.argv[1:]),
+    }
+    write(out, results, meta)
+    print(f"report: {out / 'report.html'}")
+    for claim, measured in verdicts(results):
+        print(f"- {claim}: {measured}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtests.config import BudgetError, LoadEnv, RunConfig, check_budget, from_profile
+
+
+def test_profiles_and_overrides() -> None:
+    smoke = from_profile("smoke")
+    assert smoke.users == 300 and smoke.ramp == 2.0
+    custom = from_profile("capacity", scenario="idle", users=2000, rate=100, hold=30)
+    assert (custom.scenario, custom.users, custom.duration) == ("idle", 2000, 50.0)
+    with pytest.raises(BudgetError, match="unknown profile"):
+        from_profile("huge")
+    with pytest.raises(BudgetError, match="unknown scenario"):
+        from_profile("smoke", scenario="storm")
+
+
+def test_a_run_that_fits_lists_its_budget() -> None:
+    lines = check_budget(RunConfig(users=10_000), fd_limit=20_000, ports=28_232)
+    assert any("nginx worker: 10000 descriptors" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        (RunConfig(users=30_000, instances=1, nginx_workers=4, generator_workers=2), "--instances"),
+        (
+            RunConfig(
+                users=30_000,
+                instances=2,
+                nginx_workers=4,
+                generator_workers=1,
+                source_addresses=("127.0.0.2", "127.0.0.3"),
+            ),
+            "--generator-workers",
+        ),
+        (RunConfig(users=15_000, nginx_workers=1, generator_workers=2), "--nginx-workers"),
+        (
+            RunConfig(users=36_000, instances=2, nginx_workers=4, generator_workers=2),
+            "--source-addresses",
+        ),
+    ],
+    ids=["server", "generator", "nginx", "ports"],
+)
+def test_a_run_that_does_not_fit_is_refused_before_starting(config: RunConfig, named: str) -> None:
+    with pytest.raises(BudgetError, match=named.replace("-", r"\-")):
+        check_budget(config, fd_limit=20_000, ports=28_232)
+
+
+def test_load_env_round_trips_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = LoadEnv(
+        target="http://127.0.0.1:1",
+        secret="s",
+        scenario="fanout",
+        run_dir=tmp_path,
+        publish_from=1.5,
+        publish_until=9.5,
+        broadcast_interval=2.0,
+        publish_rate=3.0,
+        users=10,
+        generator_workers=2,
+        churn_hold=3.0,
+        source_addresses=("127.0.0.2", "127.0.0.3"),
+    )
+    for name, value in env.to_environ().items():
+        monkeypatch.setenv(name, value)
+    assert LoadEnv.from_environ() == env
+    monkeypatch.delenv("LOAD_TARGET")
+    with pytest.raises(RuntimeError, match="LOAD_TARGET"):
+        LoadEnv.from_environ()

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loadtests.summary import (
+    HEADLINE_KEYS,
+    Threshold,
+    failures,
+    headline,
+    per_broadcast,
+    resources,
+)
+
+
+def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str, str]:
+    return {
+        "Name": name,
+        "Request Count": str(count),
+        "50%": str(p50),
+        "95%": str(p99),
+        "99%": str(p99),
+        "Max Response Time": str(top),
+    }
+
+
+def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, Any]:
+    return {
+        "t": t,
+        "wall": 1000 + t,
+        "total_connections": conns,
+        "servers": [
+            {
+                "rss_mb": rss,
+                "cpu_seconds": cpu,
+                "frames_sent": frames,
+                "fds": conns,
+                "loop_lag_ms": {"max_ms": 3.0},
+            }
+        ],
+        "nginx": [],
+        "generators": [{"cpu_percent": 40.0}],
+    }
+
+
+def test_lost_is_expected_minus_received_per_broadcast() -> None:
+    stats = {
+        "broadcast 1": stat("broadcast 1", 100, 5, 9, 10),
+        "broadcast 2": stat("broadcast 2", 97, 6, 11, 12),
+    }
+    published = [
+        {"seq": 1, "sent_at": 1.0, "expected": 100},
+        {"seq": 2, "sent_at": 2.0, "expected": 100},
+        {"seq": 3, "sent_at": 3.0, "expected": 100},
+    ]
+    got = per_broadcast(stats, published)
+    assert [b["lost"] for b in got] == [0, 3, 100]
+    assert got[1]["p99_ms"] == 11.0 and got[2]["p50_ms"] is None
+
+
+def test_resources_of_the_hold_phase() -> None:
+    baseline = row(0, 0, 50.0, 0.0, 0)
+    rows = [
+        row(1, 500, 60, 1.0, 0),
+        row(10, 1000, 90.0, 2.0, 1000),
+        row(11, 1000, 90.0, 2.5, 3000),
+        row(12, 1000, 90.0, 3.0, 5000),
+    ]
+    res = resources(rows, baseline, hold_from=1010)
+    assert res["connections_held"] == 1000
+    assert res["mem_per_conn_kb"] == pytest.approx(40 * 1024 / 1000, rel=1e-3)
+    assert res["cpu_us_per_msg"] == pytest.approx(1.0 / 4000 * 1e6)
+    assert res["server_rss_slope_mb_per_min"] == 0
+    assert res["generator_saturated"] is False
+    assert res["loop_lag_max_ms"] == 3.0
+
+
+def test_failures_by_kind_and_headline() -> None:
+    fails = failures(
+        [
+            {"Method": "WS", "Name": "close 1006", "Occurrences": "2"},
+            {"Method": "WS", "Name": "gap", "Occurrences": "1"},
+            {"Method": "HTTP", "Name": "broadcast", "Occurrences": "4"},
+            {"Method": "WS", "Name": "connect", "Occurrences": "3"},
+        ]
+    )
+    assert fails == {"close 1006": 2, "gap": 1, "publish": 4, "connect": 3}
+    res = resources([row(10, 10, 60, 1, 0), row(11, 10, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
+    figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res)
+    assert figures["unexpected_closes"] == 2 and figures["gaps"] == 1
+    assert figures["p99_ms"] == 8.0 and figures["connect_failures"] == 3
+    assert set(figures) - {"generator_saturated"} <= HEADLINE_KEYS
+
+
+@pytest.mark.parametrize(
+    ("text", "figures", "ok"),
+    [
+        ("p99_ms<250", {"p99_ms": 120.0}, True),
+        ("p99_ms < 250", {"p99_ms": 260.0}, False),
+        ("lost==0", {"lost": 0}, True),
+        ("lost==0", {"lost": 3}, False),
+        ("mem_per_conn_kb<=20", {"mem_per_conn_kb": None}, False),
+    ],
+)
+def test_thresholds(text: str, figures: dict[str, Any], ok: bool) -> None:
+    assert Threshold.parse(text, HEADLINE_KEYS).check(figures)[0] is ok
+
+
+@pytest.mark.parametrize("bad", ["p99<250", "p99_ms<<3", "lost", "p99_ms<fast"])
+def test_a_bad_threshold_is_named(bad: str) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        Threshold.parse(bad, HEADLINE_KEYS)
