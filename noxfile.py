@@ -72,3 +72,25 @@ def smoke(session: nox.Session) -> None:
         "connect_failures==0",
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Micro-benchmarks of the hot paths against the baseline in loadtests/bench/baseline."""
+    install(session, "load")
+    storage = "--benchmark-storage=file://loadtests/bench/baseline"
+    if "--save-baseline" in session.posargs:
+        mode = ["--benchmark-save=baseline"]
+    else:
+        mode = ["--benchmark-compare"]
+    session.run(
+        "pytest",
+        "loadtests/bench",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-only",
+        "--benchmark-columns=min,mean,stddev,rounds",
+        storage,
+        *mode,
+        *[a for a in session.posargs if a != "--save-baseline"],
+    )

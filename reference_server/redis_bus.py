@@ -133,8 +133,12 @@ class RedisBus:
         self._ttl = max(1, round(presence_ttl))
         # Named per process, so `CLIENT LIST` tells the bus (one subscription) from SSE feeds.
         pid = os.getpid()
-        self._redis = aioredis.Redis.from_url(
-            url, max_connections=64, client_name=f"{BUS_CLIENT}-{pid}"
+        # A blocking pool: a burst of connects or closes waits for a connection instead of
+        # failing with "too many connections" (10k streams closing at once release 10k slots).
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=64, timeout=30, client_name=f"{BUS_CLIENT}-{pid}"
+            )
         )
         # The legacy per-connection SSE mode holds one PubSub connection per client: its own pool.
         self._feeds = aioredis.ConnectionPool.from_url(
@@ -177,7 +181,7 @@ class RedisBus:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(presence_key(self.instance))
             await self._redis.srem(INSTANCES_KEY, self.instance)
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
         await self._feeds.aclose()
 
     # -- notifications --------------------------------------------------------------------
