@@ -94,3 +94,10 @@ def bench(session: nox.Session) -> None:
         *mode,
         *[a for a in session.posargs if a != "--save-baseline"],
     )
+
+
+@nox.session(python=PYTHON)
+def compare(session: nox.Session) -> None:
+    """SSE per-connection, SSE shared and WebSocket under the same load, side by side."""
+    install(session, "load")
+    session.run("python", "-m", "loadtests.compare", *session.posargs)

@@ -67,6 +67,7 @@ def render(config: NginxConfig) -> str:
         "user_line": "user root;" if os.geteuid() == 0 else "# not root: workers keep our user",
         "upstream_servers": upstreams,
         "status_server": status,
+        "reuseport": " reuseport" if config.worker_processes > 1 else "",
     }
     return _Template(template).substitute(values)
 

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from loadtests.compare import broke, verdicts
+
+
+def result(mode: str, users: int, **figures: Any) -> dict[str, Any]:
+    base = {
+        "connect_failures": 0,
+        "unexpected_closes": 0,
+        "lost": 0,
+        "p50_ms": 10.0,
+        "p99_ms": 20.0,
+        "redis_clients_max": 5,
+        "redis_pubsub_clients_max": 1,
+        "redis_clients_after": 5,
+    }
+    return {"mode": mode, "users": users, **base, **figures}
+
+
+def test_verdicts_name_what_was_measured_and_where_each_mode_broke() -> None:
+    results = [
+        result("websocket", 100),
+        result("sse-shared", 100),
+        result("sse-per-connection", 100, redis_pubsub_clients_max=101, redis_clients_max=120),
+        result("websocket", 12000),
+        result("sse-shared", 12000),
+        result("sse-per-connection", 12000, connect_failures=1990),
+    ]
+    lines = dict(verdicts(results))
+    assert (
+        "101 Redis PubSub connections"
+        in lines["Connection management: every SSE connection creates its own PubSub connection"]
+    )
+    count = lines[
+        "Connection count: SSE limited by Redis connections, WebSocket only by the server"
+    ]
+    assert "sse-per-connection: broke at 12000 (1990 connect failures)" in count
+    assert "websocket: held every N tried (up to 12000)" in count
+
+
+def test_a_run_that_could_not_start_is_broken_with_its_reason() -> None:
+    assert broke({"mode": "websocket", "users": 5, "error": "budget"}) == "budget"
+    assert broke(result("websocket", 5)) is None
