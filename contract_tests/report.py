@@ -21,13 +21,14 @@ PACKAGES = ("ws-notify-harness", "websockets", "httpx", "jsonschema", "pyjwt", "
 SHOWN = (Verdict.FAIL, Verdict.NON_STRICT)
 
 
-def environment(extra: dict[str, str]) -> dict[str, Any]:
-    versions = {}
-    for name in PACKAGES:
+def environment(extra: dict[str, Any], packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """Python, platform, package versions and the git commit, for a report (load runs too)."""
+    versions: dict[str, str | None] = {}
+    for name in packages:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+            versions[name] = None
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"],
         capture_output=True,

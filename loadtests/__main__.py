@@ -57,8 +57,25 @@ def parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         help="e.g. 'p99_ms<250' or 'lost==0': exit 1 when missed (repeatable)",
     )
+    p.add_argument(
+        "--server-setting",
+        dest="server_settings",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an environment setting for the servers, e.g. GC_THRESHOLD=700,10,10 (repeatable)",
+    )
     p.add_argument("--reports", type=Path, default=Path("reports"))
     return p
+
+
+def settings_pairs(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--server-setting {pair!r} is not NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.get("thresholds"):
         args["thresholds"] = tuple(args["thresholds"])
     try:
+        if args.get("server_settings"):
+            args["server_settings"] = settings_pairs(args["server_settings"])
         config = from_profile(profile, **args)
         outcome = run(config, reports)
     except (BudgetError, ValueError, StackError, LoadError) as exc:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
-import sys
 from html import escape
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from contract_tests.report import environment as shared_environment
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -42,33 +40,10 @@ LABELS = {
 
 
 def environment() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parent,
-    ).stdout.strip()
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "memory_gb": round(_memory() / 2**30, 1),
-        "packages": versions,
-        "git_commit": commit or None,
-    }
-
-
-def _memory() -> int:
     import psutil
 
-    return int(psutil.virtual_memory().total)
+    machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
+    return shared_environment(machine, PACKAGES)
 
 
 def _fmt(value: Any, unit: str) -> str:
