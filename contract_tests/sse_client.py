@@ -141,36 +141,39 @@ class SseStream:
 
 
 class BlockingSseStream:
-    """One open legacy SSE stream, blocking (the locust SSE users, under gevent)."""
+    """One open legacy SSE stream, blocking (the locust SSE users, under gevent).
 
-    def __init__(self, http: httpx.Client, response: httpx.Response) -> None:
-        self._http = http
+    Streams share one `httpx.Client` (`shared_client`): making a client per stream builds an
+    SSL context each time, and that alone saturated the generator at a few thousand streams.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.status: int = response.status_code
         self._lines = response.iter_lines()
         self._parser = SseParser()
 
+    @staticmethod
+    def shared_client(base: str, timeout: float = 10.0) -> httpx.Client:
+        """A client for many concurrent streams: no limit on connections, none kept idle."""
+        return httpx.Client(
+            base_url=base,
+            trust_env=False,
+            timeout=httpx.Timeout(timeout, read=None),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
+
     @classmethod
     def open(
         cls,
-        base: str,
+        http: httpx.Client,
         path: str,
         token: str | None,
         *,
         last_event_id: str | None = None,
-        timeout: float = 10.0,
-        read_timeout: float | None = None,
     ) -> BlockingSseStream:
-        http = httpx.Client(
-            base_url=base, trust_env=False, timeout=httpx.Timeout(timeout, read=read_timeout)
-        )
         request = http.build_request("GET", path, **sse_request(token, last_event_id, None))
-        try:
-            response = http.send(request, stream=True)
-        except BaseException:
-            http.close()
-            raise
-        return cls(http, response)
+        return cls(http.send(request, stream=True))
 
     def next(self) -> SseEvent:
         """The next event; Closed(None) when the server ends the stream."""
@@ -182,7 +185,6 @@ class BlockingSseStream:
 
     def close(self) -> None:
         self.response.close()
-        self._http.close()
 
 
 def _event_name(event: SseEvent) -> str:

@@ -79,6 +79,8 @@ def broke(result: dict[str, Any]) -> str | None:
         )
         if result.get(k)
     ]
+    if reasons and result.get("generator_saturated"):
+        reasons.append("the generator was saturated: inconclusive")
     return ", ".join(reasons) or None
 
 

@@ -19,8 +19,10 @@ import itertools
 import json
 import random
 import time
+from functools import cache
 from typing import Any
 
+import httpx
 from locust import User, constant, task
 from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
@@ -211,6 +213,18 @@ class ChurnUser(StreamUser):
             stream.close()
 
 
+@cache
+def driver() -> BlockingDriver:
+    """One driver (one HTTP client) for the users of this process that publish or start tasks."""
+    return BlockingDriver(ENV.target, TOKENS.mint("load-admin", admin=True, ttl=86400))
+
+
+@cache
+def sse_http() -> httpx.Client:
+    """One HTTP client for every SSE user of this process."""
+    return BlockingSseStream.shared_client(ENV.target, timeout=60)
+
+
 class SseUser(User):
     """`sse`: the same load over the legacy SSE stream."""
 
@@ -226,11 +240,10 @@ class SseUser(User):
         started = time.perf_counter()
         try:
             stream = BlockingSseStream.open(
-                ENV.target,
+                sse_http(),
                 SSE_NOTIFICATIONS_PATH,
                 TOKENS.mint(self.user_id, ttl=86400),
                 last_event_id=self.tracker.last_id,
-                timeout=60,
             )
             first = stream.next()
         except (OSError, Closed) as exc:
@@ -277,7 +290,7 @@ class TaskUser(User):
 
     def on_start(self) -> None:
         self.user_id = f"load-w{worker_index(self.environment)}-{next(_local)}"
-        self.driver = BlockingDriver(ENV.target, TOKENS.mint("load-admin", admin=True))
+        self.driver = driver()
 
     @task
     def watch(self) -> None:
@@ -299,9 +312,6 @@ class TaskUser(User):
             error=None if kinds and kinds[-1] == "completed" else f"ended with {kinds[-1:]}",
         )
 
-    def on_stop(self) -> None:
-        self.driver.close()
-
 
 class Publisher(User):
     """One per run: broadcasts (`fanout`, `sse`) or personal notifications (`personal`)."""
@@ -310,7 +320,7 @@ class Publisher(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.driver = BlockingDriver(ENV.target, TOKENS.mint("load-admin", admin=True))
+        self.driver = driver()
         self.seq = itertools.count(1)
         self.log = open(ENV.run_dir / "published.jsonl", "a")  # noqa: SIM115 - closed in on_stop
 
@@ -355,7 +365,6 @@ class Publisher(User):
 
     def on_stop(self) -> None:
         self.log.close()
-        self.driver.close()
 
 
 SCENARIO_USERS: dict[str, list[type[User]]] = {

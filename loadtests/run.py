@@ -265,10 +265,11 @@ def _follow(
             cpu = sum(s.get("cpu_percent", 0) for s in servers)
             lag = max((s.get("loop_lag_ms", {}).get("max_ms", 0) for s in servers), default=0)
             gen = max((g.get("cpu_percent", 0) for g in row.get("generators", [])), default=0)
+            fds = sum(s.get("fds", 0) for s in servers)
             progress(
-                f"  t={row['t']:>5.0f}s streams {row.get('total_connections')}/"
-                f"{config.users}  server {rss:.0f} MB {cpu:.0f}% CPU, loop lag "
-                f"{lag:.0f} ms  generator max {gen:.0f}% CPU"
+                f"  t={row['t']:>5.0f}s WebSocket streams {row.get('total_connections')}/"
+                f"{config.users}, server files {fds}  server {rss:.0f} MB {cpu:.0f}% CPU, "
+                f"loop lag {lag:.0f} ms  generator max {gen:.0f}% CPU"
             )
 
 
