@@ -45,7 +45,7 @@ METRICS = [
     ("connect_failures", "connect failures", ""),
     ("unexpected_closes", "unexpected closes", ""),
     ("lost", "notifications lost", ""),
-    ("connections_held", "connections held", ""),
+    ("connections_held", "WebSocket streams held (stats)", ""),
 ]
 
 
@@ -66,6 +66,30 @@ def one(mode: str, users: int, base: RunConfig, out: Path) -> dict[str, Any]:
     }
 
 
+REDIS_MAXCLIENTS = 10_000  # redis-server's default, which these runs keep
+
+
+def derive(result: dict[str, Any]) -> dict[str, Any]:
+    """Figures the run could not take from the stats, which count only WebSocket streams."""
+    if "error" in result or result["mode"] == "websocket":
+        return result
+    out = dict(result, connections_held=None)
+    if out.get("mem_per_conn_kb") is None and out.get("server_rss_hold_mb") is not None:
+        grown = out["server_rss_hold_mb"] - out["server_rss_baseline_mb"]
+        out["mem_per_conn_kb"] = round(grown * 1024 / out["users"], 2)
+    return out
+
+
+def causes(result: dict[str, Any]) -> list[str]:
+    """Which limit a run ran into, from its resources."""
+    found = []
+    if (result.get("redis_clients_max") or 0) >= 0.98 * REDIS_MAXCLIENTS:
+        found.append(f"Redis reached maxclients ({REDIS_MAXCLIENTS})")
+    if (result.get("server_fds_max") or 0) >= 0.99 * 20_000:
+        found.append("the server reached its 20000 open-file limit")
+    return found
+
+
 def broke(result: dict[str, Any]) -> str | None:
     """Why this run counts as broken, or None."""
     if "error" in result:
@@ -79,7 +103,9 @@ def broke(result: dict[str, Any]) -> str | None:
         )
         if result.get(k)
     ]
-    if reasons and result.get("generator_saturated"):
+    if reasons:
+        reasons += causes(result)
+    if reasons and result.get("generator_saturated") and not causes(result):
         reasons.append("the generator was saturated: inconclusive")
     return ", ".join(reasons) or None
 
@@ -152,6 +178,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+    results = [derive(r) for r in results]
     sizes = sorted({r["users"] for r in results})
     (out / "compare.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
     images = []
@@ -254,7 +281,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="hold after the ramp (s)")
     p.add_argument("--broadcast-interval", type=float, default=5.0)
     p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="DIR",
+        help="render the report of an earlier comparison again from its compare.json",
+    )
     args = p.parse_args(argv)
+    if args.report_only is not None:
+        saved = json.loads((args.report_only / "compare.json").read_text())
+        results = saved.pop("results")
+        write(args.report_only, results, saved)
+        print(f"report: {args.report_only / 'report.html'}")
+        return 0
     try:
         sizes = [int(n) for n in args.users.split(",")]
     except ValueError:
