@@ -162,6 +162,19 @@ async def _heartbeats(hub: Hub, interval: float) -> None:
         await hub.heartbeat(heartbeat())
 
 
+def _freeze_after_full_collections(
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[str, dict[str, Any]], None]:
+    """After each full collection, freeze what survived: the streams that are open stay out of
+    the next full collection, which then scans only what is newer (GC_FREEZE)."""
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            loop.call_soon_threadsafe(gc.freeze)
+
+    return callback
+
+
 def _close_streams_on_signal(services: Services) -> Callable[[], None]:
     """Run `going_away` on SIGTERM/SIGINT, then the server's own handler; returns an undo."""
     if threading.current_thread() is not threading.main_thread():
@@ -200,9 +213,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*cfg.gc_threshold)
+        refreeze = _freeze_after_full_collections(asyncio.get_running_loop())
+        if cfg.gc_freeze:
+            gc.callbacks.append(refreeze)
         try:
             yield
         finally:
+            if refreeze in gc.callbacks:
+                gc.callbacks.remove(refreeze)
             undo_signals()
             services.going_away()
             beats.cancel()

@@ -39,12 +39,13 @@ class Settings(BaseSettings):
     notifications_archive_size: int = Field(1000, ge=1)
     redis_max_connections: int = Field(20000, ge=2)
     shutdown_timeout: float = Field(10.0, gt=0)
-    fanout_chunk: int = Field(500, ge=1)
+    fanout_chunk: int = Field(200, ge=1)
     presence_ttl: float = Field(15.0, gt=0)
     # Full collections scan every object: with CPython's third threshold (10) they came every
     # few thousand new streams and paused the loop 0.75 s at 10k streams. 100 kept a 10k ramp
     # free of them; 1000 also, but then heavy churn grew memory fast (see README).
     gc_threshold: Annotated[tuple[int, int, int], NoDecode] = (700, 10, 100)
+    gc_freeze: bool = False
 
     @field_validator("ws_allowed_origins", mode="before")
     @classmethod
