@@ -159,7 +159,6 @@ def run(
             redis_port=st.redis.port if st.redis else None,
             generators=[],
             status_url=st.proxy.status_url if st.proxy else None,
-            stats_url=st.servers[0].base,
             admin_token=admin,
         )
         sampler = Sampler(watched, out)
@@ -188,9 +187,7 @@ def run(
         try:
             _follow(procs[0], sampler, config, progress)
         finally:
-            for p in procs[1:]:
-                _stop(p)
-            _stop(procs[0])
+            _stop(procs)
             sampler.stop()
         after = _after(sampler)
         for log in logs.glob("locust-*.log"):
@@ -283,11 +280,15 @@ def _after(sampler: Sampler) -> dict[str, Any]:
     return row
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate all at once, then wait (30 s in all), then kill what is left."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 30
+    for proc in procs:
         try:
-            proc.wait(30)
+            proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)

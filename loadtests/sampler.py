@@ -15,7 +15,7 @@ import psutil
 import redis as redis_sync
 
 from contract_tests.driver import auth_header
-from reference_server.protocol import METRICS_PATH, STATS_PATH
+from reference_server.protocol import METRICS_PATH
 from reference_server.redis_bus import BUS_CLIENT, FEED_CLIENT
 
 
@@ -29,7 +29,6 @@ class Watched:
     redis_port: int | None
     generators: list[int]
     status_url: str | None
-    stats_url: str  # where the run's clients connect (nginx or the single instance)
     admin_token: str
 
 
@@ -124,10 +123,10 @@ class Sampler:
             }
         if w.status_url:
             row["nginx_active"] = self._try(lambda: nginx_active(w.status_url or "", http), None)
-        row["total_connections"] = self._try(
-            lambda: http.get(w.stats_url + STATS_PATH, headers=headers).json()["total_connections"],
-            None,
-        )
+        # Each process's own count, not GET /api/ws/stats: at 80k users that body is megabytes
+        # and answering it every second loaded the server under test.
+        counts = [s.get("notification_streams") for s in servers]
+        row["total_connections"] = None if None in counts else sum(c or 0 for c in counts)
         return row
 
     def sample_now(self) -> dict[str, Any]:
