@@ -192,14 +192,14 @@ def run(
         after = _after(sampler)
         for log in logs.glob("locust-*.log"):
             (out / log.name).write_text(log.read_text(errors="replace")[-20000:])
-        hold_from = publish_from
+        hold_from, hold_until = publish_from, publish_until + config.broadcast_interval
     if not (out / "locust_stats.csv").exists():
         tail = (out / "locust-master.log").read_text(errors="replace")[-2000:]
         raise LoadError(f"locust wrote no statistics; the end of its log:\n{tail}")
     stats = summary.read_stats(out / "locust_stats.csv")
     fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
     broadcasts = summary.per_broadcast(stats, summary.read_jsonl(out / "published.jsonl"))
-    res = summary.resources(sampler.rows, baseline, hold_from)
+    res = summary.resources(sampler.rows, baseline, hold_from, hold_until)
     res.update(summary.leftovers(baseline, after))
     figures = summary.headline(stats, fails, broadcasts, res)
     verdicts = [t.check(figures) for t in thresholds]

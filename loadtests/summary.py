@@ -85,10 +85,13 @@ def _servers(row: dict[str, Any], key: str) -> float:
 
 
 def resources(
-    rows: list[dict[str, Any]], baseline: dict[str, Any], hold_from: float
+    rows: list[dict[str, Any]],
+    baseline: dict[str, Any],
+    hold_from: float,
+    hold_until: float = float("inf"),
 ) -> dict[str, Any]:
-    """Memory and CPU figures of the hold phase (after the ramp)."""
-    hold = [r for r in rows if r["wall"] >= hold_from] or rows[-3:]
+    """Memory and CPU figures of the hold phase: after the ramp, before the users leave."""
+    hold = [r for r in rows if hold_from <= r["wall"] <= hold_until] or rows[-3:]
     conns = median(_series(hold, lambda r: r.get("total_connections"))) if hold else 0
     rss_base = _servers(baseline, "rss_mb")
     rss_hold = median([_servers(r, "rss_mb") for r in hold]) if hold else rss_base
@@ -102,6 +105,9 @@ def resources(
         frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
         cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
         cpu_us = round(cpu / frames * 1e6, 2) if frames > 0 else None
+    gen_rss = (
+        median([sum(g.get("rss_mb", 0) for g in r["generators"]) for r in hold]) if hold else 0.0
+    )
     generator_cpu = _series(
         rows, lambda r: max((g["cpu_percent"] for g in r["generators"]), default=None)
     )
@@ -132,6 +138,8 @@ def resources(
             default=None,
         ),
         "generator_cpu_max_percent": max(generator_cpu, default=None),
+        # Whole locust processes (master included) over the streams they hold.
+        "generator_mem_per_conn_kb": round(gen_rss * 1024 / conns, 2) if conns else None,
         "generator_saturated": any(c >= GENERATOR_SATURATED_CPU for c in generator_cpu),
         "redis_clients_max": max((r.get("connected_clients", 0) for r in redis_rows), default=None),
         "redis_pubsub_clients_max": max(
