@@ -117,6 +117,11 @@ class StreamUser(User):
 
     def connect(self) -> BlockingStreamClient | None:
         started = time.perf_counter()
+
+        def report(error: str | None, length: int = 0) -> None:
+            ms = (time.perf_counter() - started) * 1000
+            fire(self.environment, "WS", "connect", ms, length, error=error)
+
         stream = None
         try:
             stream = BlockingStreamClient.open(
@@ -132,31 +137,13 @@ class StreamUser(User):
         except (OSError, TimeoutError, Closed, InvalidHandshake) as exc:
             if stream is not None:
                 stream.close()
-            fire(
-                self.environment,
-                "WS",
-                "connect",
-                (time.perf_counter() - started) * 1000,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            report(f"{type(exc).__name__}: {exc}")
             return None
         if hello.type != "connected":
             stream.close()
-            fire(
-                self.environment,
-                "WS",
-                "connect",
-                (time.perf_counter() - started) * 1000,
-                error=f"first frame {hello.type}",
-            )
+            report(f"first frame {hello.type}")
             return None
-        fire(
-            self.environment,
-            "WS",
-            "connect",
-            (time.perf_counter() - started) * 1000,
-            len(hello.raw),
-        )
+        report(None, len(hello.raw))
         self.policy.opened()
         return stream
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
+from contract_tests.cases.helpers import until_true
 from contract_tests.client import Closed, StreamClient, notifications_until
 from contract_tests.driver import Driver, DriverError
 from contract_tests.sse_client import SseStream
@@ -39,10 +40,10 @@ def pubsub_clients(r: RedisServer, name: str) -> int:
 
 
 async def wait_for_pubsub(r: RedisServer, name: str, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while (seen := pubsub_clients(r, name)) != count:
-        assert time.monotonic() < deadline, f"{count} PubSub clients {name} expected, saw {seen}"
-        await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return pubsub_clients(r, name) == count
+
+    await until_true(reached, 10, f"{count} PubSub clients {name} never seen")
 
 
 @pytest.fixture(scope="module")

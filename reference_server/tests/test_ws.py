@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -12,6 +11,7 @@ import httpx
 import jwt
 import pytest
 
+from contract_tests.cases.helpers import until_true
 from contract_tests.client import Closed, StreamClient, notifications_until
 from contract_tests.driver import Driver, DriverError, auth_header
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
@@ -22,10 +22,10 @@ Users = Callable[..., str]
 
 
 async def wait_for_stats(driver: Driver, user: str, count: int) -> None:
-    deadline = time.monotonic() + 5
-    while (await driver.stats())["users"].get(user, 0) != count:
-        assert time.monotonic() < deadline, f"stats never showed {count} streams for {user}"
-        await asyncio.sleep(0.02)
+    async def shown() -> bool:
+        return bool((await driver.stats())["users"].get(user, 0) == count)
+
+    await until_true(shown, 5, f"stats never showed {count} streams for {user}")
 
 
 # -- section 1 and 3: endpoints and frames ---------------------------------------------------
