@@ -5,7 +5,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests", "contract", "smoke"]
+nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -72,6 +72,20 @@ def smoke(session: nox.Session) -> None:
         "connect_failures==0",
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """Every fault and attack at full size; writes reports/reliability.md and .json."""
+    install(session, "test")
+    session.run("python", "-m", "loadtests.faults", *session.posargs)
+
+
+@nox.session(name="faults-ci", python=PYTHON)
+def faults_ci(session: nox.Session) -> None:
+    """The bounded part of the fault suite CI runs: hostile input, Redis and server restarts."""
+    install(session, "test")
+    session.run("python", "-m", "loadtests.faults", "--scope", "ci", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import secrets
 import shlex
 import sys
 from collections.abc import Iterator
@@ -20,18 +19,10 @@ from urllib.parse import urlsplit
 
 from contract_tests import report
 from contract_tests.context import CommandTokens, SecretTokens, Target
+from contract_tests.managed import managed_stack
 from contract_tests.registry import CASES, Case, select
 from contract_tests.runner import RunResult, run_target
-from reference_server.stack import StackError, redis_server, scratch_dir, start_nginx, start_server
-
-# The managed stack: settings short enough for a quick run, passed to the suite as known.
-MANAGED = {
-    "WS_HEARTBEAT_INTERVAL": "0.5",
-    "WS_HISTORY_SIZE": "20",
-    "WS_SEND_QUEUE": "16",
-    "WS_ALLOWED_ORIGINS": "https://app.example",
-}
-MANAGED_READ_TIMEOUT = 2.0  # nginx proxy_read_timeout, below the idle hold of 3 s
+from reference_server.stack import StackError, scratch_dir
 
 
 def parser() -> argparse.ArgumentParser:
@@ -138,38 +129,14 @@ def target_from(args: argparse.Namespace, base: str, label: str, **overrides: An
 
 @contextlib.contextmanager
 def managed_targets(args: argparse.Namespace, log: Path) -> Iterator[list[Target]]:
-    """redis-server, the reference server and nginx, with what the suite must know of them."""
-    secret = secrets.token_urlsafe(48)
-    with redis_server(log) as redis:
-        env = {**MANAGED, "JWT_SECRET": secret, "REDIS_URL": redis.url}
-        server = start_server(log, env)
-        try:
-            proxy = start_nginx(
-                log, [f"127.0.0.1:{server.port}"], read_timeout=f"{MANAGED_READ_TIMEOUT:g}s"
-            )
-            try:
-                print(
-                    f"stack: redis-server {redis.url} ({redis.binary.source}), reference server "
-                    f"{server.base}, nginx {proxy.base} ({proxy.binary.source})"
-                )
-                server_log = server.process.log_path
-                known = {
-                    "tokens": SecretTokens(secret),
-                    "heartbeat_interval": 0.5,
-                    "history_size": 20,
-                    "allowed_origin": "https://app.example",
-                    "idle_hold": 3.0,
-                }
-                yield [
-                    target_from(args, server.base, "direct", logs=(server_log,), **known),
-                    target_from(
-                        args, proxy.base, "nginx", logs=(proxy.access_log, server_log), **known
-                    ),
-                ]
-            finally:
-                proxy.process.stop()
-        finally:
-            server.process.stop()
+    """The managed stack, checked directly and through nginx."""
+    with managed_stack(log) as stack:
+        print(f"stack: {stack.describe()}")
+        logs = stack.logs
+        yield [
+            target_from(args, stack.server.base, "direct", logs=logs["direct"], **stack.known),
+            target_from(args, stack.proxy.base, "nginx", logs=logs["nginx"], **stack.known),
+        ]
 
 
 def redacted(argv: list[str]) -> list[str]:

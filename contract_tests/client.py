@@ -158,8 +158,10 @@ class Handshake:
         max_size: int | None = 2**22,
         open_timeout: float = 10.0,
         extra_headers: dict[str, str] | None = None,
+        compression: str | None = None,
     ) -> Handshake:
-        """`token_in` is "query" (`?token=`) or "header" (`Authorization: Bearer`)."""
+        """`token_in` is "query" (`?token=`) or "header" (`Authorization: Bearer`);
+        `compression="deflate"` offers permessage-deflate."""
         if token_in not in ("query", "header"):
             raise ValueError(f"token_in must be 'query' or 'header', not {token_in!r}")
         headers = dict(extra_headers or {})
@@ -171,7 +173,7 @@ class Handshake:
             {
                 "origin": origin,
                 "additional_headers": headers,
-                "compression": None,
+                "compression": compression,
                 "max_queue": max_queue,
                 "max_size": max_size,
                 "open_timeout": open_timeout,
@@ -271,6 +273,17 @@ class StreamClient(_Stream):
     async def send_bytes(self, data: bytes) -> None:
         self._note("sent", f"<{len(data)} binary bytes>")
         await self.ws.send(data)
+
+    async def send_text_bytes(self, data: bytes) -> None:
+        """A text frame with exactly these bytes, valid UTF-8 or not."""
+        self._note("sent", f"<text frame of {len(data)} raw bytes>")
+        await self.ws.send(data, text=True)
+
+    @property
+    def extensions(self) -> str:
+        """The Sec-WebSocket-Extensions the server accepted ("" if none)."""
+        response = self.ws.response
+        return "" if response is None else response.headers.get("Sec-WebSocket-Extensions", "")
 
     async def close(self, code: int = 1000) -> None:
         await self.ws.close(code)

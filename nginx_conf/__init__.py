@@ -36,6 +36,7 @@ class NginxConfig:
     send_timeout: str = "3600s"
     read_timeout: str = "3600s"
     error_log_level: str = "crit"
+    header_buffers: str = "4 32k"  # large_client_header_buffers: count and size
 
     def __post_init__(self) -> None:
         if not self.upstreams:

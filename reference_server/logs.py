@@ -36,12 +36,26 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class NoClientTraces(logging.Filter):
+    """A client's bad bytes are the client's fault: log one line, not a stack trace.
+
+    uvicorn logs an invalid UTF-8 text frame with its traceback; the stream is closed with 1007
+    all the same.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UnicodeDecodeError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def log_config(level: str = "info", access_log: bool = True) -> dict[str, Any]:
     """uvicorn's logging config with the redacting filter on every handler."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": RedactTokens}}
+    config["filters"] = {"redact": {"()": RedactTokens}, "no_client_traces": {"()": NoClientTraces}}
     for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
+        handler["filters"] = ["redact", "no_client_traces"]
     config["loggers"]["reference_server"] = {
         "handlers": ["default"],
         "level": level.upper(),

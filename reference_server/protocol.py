@@ -50,6 +50,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     UNSUPPORTED_DATA = 1003
     ABNORMAL = 1006
+    INVALID_DATA = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     UNAUTHORIZED = 4401
@@ -155,7 +156,7 @@ def parse_client_text(text: str) -> ClientFrame:
     """Classify a client text frame (CONTRACT.md section 4)."""
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return ClientFrame(None, error(ErrorCode.BAD_JSON, "frame is not valid JSON"))
     kind = obj.get(TYPE) if isinstance(obj, dict) else None
     if kind == FrameType.PING.value:

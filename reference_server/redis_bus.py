@@ -41,6 +41,10 @@ BROADCAST_CHANNEL = "broadcast:notifications"
 USER_PATTERN = "notifications:*"
 TASK_PATTERN = "task_progress:*"
 TASK_TTL = 3600
+SEQ_JUMP = 100_000  # see PUBLISH_LUA
+# A lost subscription is retried at least once a second: cheap, and after a Redis restart
+# delivery resumes within about a second (a 5 s cap took 2.3 s; see reports/reliability.md).
+RESUBSCRIBE_MAX_DELAY = 1.0
 BUS_CLIENT = "notify-bus"  # Redis client names, followed by the server's pid
 FEED_CLIENT = "notify-sse"
 
@@ -65,17 +69,22 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-# ARGV: record body (JSON object without id), channel, archive size, epoch, highest seq seen.
-# A Redis that restarted empty gets the epoch back and a sequence that never goes backwards.
+# ARGV: record body (JSON object without id), channel, archive size, epoch, highest seq seen,
+# the jump after an empty restart. A Redis that restarted empty gets the epoch back and a
+# sequence that never goes backwards: it jumps past the highest this instance saw by SEQ_JUMP,
+# because another instance may have published ids this one never saw (their PUBLISH died with
+# Redis), and an id must never be given twice.
 PUBLISH_LUA = """
 local epoch = redis.call('GET', KEYS[2])
+local floor = tonumber(ARGV[5])
 if not epoch then
   epoch = ARGV[4]
   redis.call('SET', KEYS[2], epoch)
+  floor = floor + tonumber(ARGV[6])
 end
 local seq = redis.call('INCR', KEYS[1])
-if seq <= tonumber(ARGV[5]) then
-  seq = tonumber(ARGV[5]) + 1
+if seq <= floor then
+  seq = floor + 1
   redis.call('SET', KEYS[1], seq)
 end
 local rec = '{"id":"' .. epoch .. '-' .. seq .. '",' .. string.sub(ARGV[1], 2)
@@ -192,7 +201,14 @@ class RedisBus:
             keys, channel = [SEQ_KEY, EPOCH_KEY, BROADCAST_KEY], BROADCAST_CHANNEL
         else:
             keys, channel = [SEQ_KEY, EPOCH_KEY, archive_key(user_id)], user_channel(user_id)
-        args: list[str | int] = [body, channel, self._archive_size, self.epoch, self._max_seq]
+        args: list[str | int] = [
+            body,
+            channel,
+            self._archive_size,
+            self.epoch,
+            self._max_seq,
+            SEQ_JUMP,
+        ]
         rec = await self._publish(keys=keys, args=args)
         record: dict[str, Any] = json.loads(rec)
         self._see(record)
@@ -305,7 +321,7 @@ class RedisBus:
                 lost = True
                 log.warning("redis subscription lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

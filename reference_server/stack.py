@@ -165,9 +165,15 @@ class RedisServer:
 
 @contextlib.contextmanager
 def redis_server(
-    log_dir: Path, *, port: int | None = None, maxclients: int | None = None, timeout: float = 15.0
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    maxclients: int | None = None,
+    timeout: float = 15.0,
+    persist: bool = False,
 ) -> Iterator[RedisServer]:
-    """A throwaway redis-server on a loopback port, no persistence."""
+    """A throwaway redis-server on a loopback port; no persistence unless `persist`, then an
+    append-only file fsynced on every write in `log_dir` (a restart there gets the data back)."""
     binary = redis_server_binary()
     port = port or free_port()
     argv = [
@@ -179,7 +185,9 @@ def redis_server(
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if persist else "no",
+        "--appendfsync",
+        "always",
         "--daemonize",
         "no",
         "--dir",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -11,7 +13,7 @@ from contract_tests.cases.helpers import connected
 from contract_tests.client import notifications_until
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
-from reference_server.protocol import NOTIFICATIONS_PATH
+from reference_server.protocol import NOTIFICATIONS_PATH, STATS_PATH, WS_NOTIFICATIONS_PATH
 
 EXTRA = {"x_probe": {"n": 1.5, "list": [1, "a", None], "text": "grüße"}}
 
@@ -123,3 +125,71 @@ async def token_not_logged(ctx: Context) -> None:
             f"no line about the stream appeared in {log} within 5 s",
         )
         ctx.must(signature not in text, f"the token is in {log}")
+
+
+def _no_trace(ctx: Context, what: str, body: str) -> None:
+    ctx.must(
+        "Traceback" not in body and 'File "' not in body, f"{what}: the body has a stack trace"
+    )
+
+
+@case(
+    "http-not-an-upgrade",
+    "1",
+    "a plain GET of a WebSocket path, or a handshake with a wrong Sec-WebSocket-Version, gets a "
+    "4xx answer without a stack trace; nothing is accepted",
+)
+async def http_not_an_upgrade(ctx: Context) -> None:
+    query = {"token": ctx.token(ctx.user())}
+    bad_version = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "8",
+    }
+    async with httpx.AsyncClient(base_url=ctx.target.base, trust_env=False) as http:
+        for what, headers in (("a GET without Upgrade", {}), ("version 8", bad_version)):
+            r = await http.get(WS_NOTIFICATIONS_PATH, params=query, headers=headers)
+            ctx.note("http", "received", f"{what}: {r.status_code} {r.text[:200]!r}")
+            ctx.must(400 <= r.status_code < 500, f"{what} got HTTP {r.status_code}, not a 4xx")
+            _no_trace(ctx, what, r.text)
+
+
+async def raw_get(base: str, target: str, timeout: float) -> bytes:
+    """One HTTP/1.1 GET written by hand: httpx refuses URLs this long. Returns the status line."""
+    parts = urlsplit(base)
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    host = parts.hostname or "127.0.0.1"
+    context = ssl.create_default_context() if secure else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context), timeout
+    )
+    try:
+        request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), timeout)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@case(
+    "http-huge-url",
+    "11",
+    "a 100 KB URL is refused with a 4xx (or the connection closed), and the server still serves",
+)
+async def http_huge_url(ctx: Context) -> None:
+    path = urlsplit(ctx.target.base).path.rstrip("/") + STATS_PATH + "?x=" + "a" * 100_000
+    try:
+        status = await raw_get(ctx.target.base, path, ctx.target.frame_timeout * 2)
+    except ConnectionError as exc:
+        status = f"connection closed: {exc!r}".encode()
+    ctx.note("http", "received", f"100 KB URL: {status!r}")
+    code = status.split(b" ")[1] if status.startswith(b"HTTP/") else b""
+    ctx.must(
+        status == b"" or code.startswith(b"4") or status.startswith(b"connection closed"),
+        f"a 100 KB URL got {status!r}, not a 4xx",
+    )
+    await connected(ctx, ctx.user())

@@ -6,7 +6,7 @@ import json
 
 from contract_tests.cases.helpers import closes_with, connected
 from contract_tests.context import Context
-from contract_tests.registry import Level, Need, case
+from contract_tests.registry import Level, Need, NotRun, case
 from reference_server.protocol import CloseCode
 
 
@@ -105,3 +105,78 @@ async def oversize_frame(ctx: Context) -> None:
     stream = await connected(ctx, ctx.user())
     await stream.send_text(json.dumps({"type": "ping", "pad": "x" * ctx.target.max_message_bytes}))
     await closes_with(ctx, stream, CloseCode.MESSAGE_TOO_BIG, "an oversized frame")
+
+
+@case(
+    "invalid-utf8-1007",
+    "4",
+    "a text frame that is not UTF-8 closes the stream with 1007 (RFC 6455 8.1)",
+    level=Level.SHOULD,
+)
+async def invalid_utf8(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user())
+    await stream.send_text_bytes(b'{"type": "ping", "x": "\xff\xfe"}')
+    await closes_with(ctx, stream, CloseCode.INVALID_DATA, "a text frame with invalid UTF-8")
+
+
+@case(
+    "compressed-frame-1009",
+    "4",
+    "a compressed frame that inflates past WS_MAX_MESSAGE_BYTES closes the stream with 1009",
+)
+async def compression_bomb(ctx: Context) -> None:
+    stream = await connected(ctx, ctx.user(), compression="deflate")
+    if "permessage-deflate" not in stream.extensions:
+        raise NotRun("the server did not accept permessage-deflate (WS_COMPRESSION off)")
+    # 64x the limit of one repeated byte deflates to about a thousandth of its size on the wire.
+    pad = "x" * (64 * ctx.target.max_message_bytes)
+    await stream.send_text(json.dumps({"type": "ping", "pad": pad}))
+    await closes_with(ctx, stream, CloseCode.MESSAGE_TOO_BIG, "a compressed frame over the limit")
+
+
+# Frames written to break naive servers, each with the replies CONTRACT.md 4 allows: markup,
+# query and template injection, NUL bytes, prototype keys, a number too long for some parsers,
+# arrays nested deeper than a recursive JSON parser goes.
+ERROR, PONG, EITHER = ("error",), ("pong",), ("error", "pong")
+HOSTILE_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ('{"type": "<script>alert(1)</script>"}', ERROR),
+    ('{"type": "\'; DROP TABLE notifications; --"}', ERROR),
+    ('{"type": "${jndi:ldap://127.0.0.1/a}", "data": "{{7*7}}"}', ERROR),
+    ('{"type": "ping\\u0000"}', ERROR),
+    ('{"type": "notifications:*"}', ERROR),
+    ('{"__proto__": {"type": "ping"}, "constructor": {"prototype": {"admin": true}}}', ERROR),
+    ('{"type": {"$ne": null}}', ERROR),
+    ('{"type": "ping", "n": ' + "9" * 5000 + "}", EITHER),
+    ("[" * 50_000, ERROR),
+    ('{"type": "ping", "data": {"$where": "sleep(1000)"}}', PONG),
+)
+
+
+@case(
+    "hostile-frames",
+    "4",
+    "injection strings, NUL bytes, huge numbers and deep nesting get `error` (or `pong` for a "
+    "ping); no stack trace, and the stream stays open",
+)
+async def hostile_frames(ctx: Context) -> None:
+    per_stream = max(1, ctx.target.client_rate // 2)  # stay well under the flood limit
+    user = ctx.user()
+    for start in range(0, len(HOSTILE_FRAMES), per_stream):
+        stream = await connected(ctx, user)
+        for text, allowed in HOSTILE_FRAMES[start : start + per_stream]:
+            await stream.send_text(text)
+            reply = await stream.recv(ctx.target.frame_timeout)
+            while reply.type == "heartbeat":
+                reply = await stream.recv(ctx.target.frame_timeout)
+            ctx.shape(reply)
+            ctx.must(
+                reply.type in allowed,
+                f"{text[:40]!r} got `{reply.type}`, not {' or '.join(allowed)}",
+            )
+            ctx.must(
+                "Traceback" not in json.dumps(reply.data),
+                f"the reply to {text[:40]!r} carries a stack trace",
+            )
+        await stream.ping()
+        await stream.expect("pong", timeout=ctx.target.frame_timeout)
+        await stream.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 import time
 
@@ -9,10 +13,35 @@ import jwt
 
 from contract_tests.cases.helpers import closes_with, connected, refused_after_accept
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import Level, Need, case
 from reference_server.protocol import CloseCode
 
 UNAUTHORIZED = CloseCode.UNAUTHORIZED
+
+# Any RSA public key will do: the attack signs HS256 with the server's *public* key, hoping a
+# server that also accepts RS256 uses that PEM as the HMAC secret (algorithm confusion).
+RSA_PUBLIC_PEM = b"""-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEArqc0qDivbWcpKkvBfHGh
+8UQCPRLOti+f2FQSTocMyf7Hp8Yoa6jgoOTHx1GW/QXbSBSPhfu+0D6N4W/sAnhb
+XB+ilnhIttP+bDvJeX4uqaNDLGTMAbWs3Y3LzGa29W6bGVqSODaR16LtIkOnQhlS
+6mqQCWj4mRTxxjuahSz8waOBx+konmtqNgDUcVmRo5bGzvB39rUN9LZwCvez0q6W
+H9p1FJdju4fW2Gkyp6eHy5ftgmHPiVBnYZUEnum1DhanXk6AfHS9g/OoD8VFXj1f
+laJ+Ncl6znX4jTgHyCoDV+bK8zmLkYV5l72mMC27NpQ6yYPTSJJUgrIRV1gwPl+R
+awIDAQAB
+-----END PUBLIC KEY-----
+"""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hs256_with_raw_key(claims: dict[str, object], key: bytes) -> str:
+    """HS256 by hand: PyJWT refuses a PEM as an HMAC secret, which is what the attack needs."""
+    head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64(mac)}"
 
 
 def _later() -> int:
@@ -42,6 +71,18 @@ async def token_alg_none(ctx: Context) -> None:
     await refused_after_accept(ctx, tok, UNAUTHORIZED, "alg none")
 
 
+@case(
+    "token-hs256-public-key",
+    "2",
+    "HS256 signed with an RSA public key as the secret (algorithm confusion): 4401",
+    needs=(),
+)
+async def token_public_key(ctx: Context) -> None:
+    claims: dict[str, object] = {"sub": ctx.user(), "exp": _later(), "role": "admin"}
+    tok = hs256_with_raw_key(claims, RSA_PUBLIC_PEM)
+    await refused_after_accept(ctx, tok, UNAUTHORIZED, "HS256 keyed with an RSA public key")
+
+
 @case("token-expired", "2", "an expired token: 4401", needs=(Need.SECRET,))
 async def token_expired(ctx: Context) -> None:
     tok = ctx.signed({"sub": ctx.user(), "exp": int(time.time()) - 60})
@@ -63,11 +104,39 @@ async def token_claims_missing(ctx: Context) -> None:
         await refused_after_accept(ctx, ctx.signed(claims), UNAUTHORIZED, f"a token with {what}")
 
 
-@case("token-oversized", "2", "an oversized (6 KB) token: 4401", needs=(Need.SECRET,))
+@case(
+    "token-not-yet-valid", "2", "a token whose `nbf` is in the future: 4401", needs=(Need.SECRET,)
+)
+async def token_not_yet_valid(ctx: Context) -> None:
+    tok = ctx.signed({"sub": ctx.user(), "exp": _later(), "nbf": int(time.time()) + 600})
+    await refused_after_accept(ctx, tok, UNAUTHORIZED, "a token valid only from 10 minutes on")
+
+
+@case(
+    "token-oversized",
+    "2",
+    "oversized tokens (6 KB in the header, 16 KB in the query and the header): 4401",
+    needs=(Need.SECRET,),
+)
 async def token_oversized(ctx: Context) -> None:
-    tok = ctx.signed({"sub": ctx.user(), "exp": _later(), "pad": "x" * 4500})
-    ctx.must(len(tok) > 6000, "the oversized token came out too small")
-    await refused_after_accept(ctx, tok, UNAUTHORIZED, "an oversized token", token_in="header")
+    for size, places in ((6_000, ("header",)), (16_000, ("query", "header"))):
+        tok = ctx.signed({"sub": ctx.user(), "exp": _later(), "pad": "x" * (size * 3 // 4)})
+        ctx.must(len(tok) > size, f"the {size // 1000} KB token came out too small")
+        for token_in in places:
+            what = f"a {len(tok) // 1000} KB token in the {token_in}"
+            await refused_after_accept(ctx, tok, UNAUTHORIZED, what, token_in=token_in)
+
+
+@case(
+    "token-query-header-disagree",
+    "2",
+    "a stream whose query token and Authorization header name different users: 4401",
+    level=Level.SHOULD,
+)
+async def token_disagree(ctx: Context) -> None:
+    header = {"Authorization": f"Bearer {ctx.token(ctx.user('header'))}"}
+    tok = ctx.token(ctx.user("query"))
+    await refused_after_accept(ctx, tok, UNAUTHORIZED, "two tokens", extra_headers=header)
 
 
 @case(

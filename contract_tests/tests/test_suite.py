@@ -75,7 +75,13 @@ async def test_without_tokens_cases_are_not_run_never_passed(healthy: ServerHand
     ran = {r.case.id: r.verdict for r in result.results if r.verdict is not Verdict.NOT_RUN}
     assert ran == {
         i: Verdict.PASS
-        for i in ("token-missing", "token-malformed", "token-wrong-key", "token-alg-none")
+        for i in (
+            "token-missing",
+            "token-malformed",
+            "token-wrong-key",
+            "token-alg-none",
+            "token-hs256-public-key",
+        )
     }
 
 

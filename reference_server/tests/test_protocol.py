@@ -39,6 +39,8 @@ def test_connected_carries_user_task_and_an_offset_timestamp() -> None:
         ("[1, 2]", None, ErrorCode.UNKNOWN_TYPE),
         ('"ping"', None, ErrorCode.UNKNOWN_TYPE),
         ('{"type": 7}', None, ErrorCode.UNKNOWN_TYPE),
+        ("[" * 60000, None, ErrorCode.BAD_JSON),  # json raises RecursionError, not ValueError
+        ('{"type": "ping", "n": ' + "9" * 5000 + "}", None, ErrorCode.BAD_JSON),
     ],
 )
 def test_client_frames_are_classified(

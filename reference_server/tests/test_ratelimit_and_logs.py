@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 
-from reference_server.logs import RedactTokens, redact
+from reference_server.logs import NoClientTraces, RedactTokens, redact
 from reference_server.ratelimit import FrameRate
 
 
@@ -40,3 +41,21 @@ def test_filter_rewrites_record_arguments() -> None:
     )
     RedactTokens().filter(record)
     assert "secret.jwt" not in record.getMessage()
+
+
+def test_a_client_decoding_error_is_logged_without_its_traceback() -> None:
+    try:
+        b"\xff".decode()
+    except UnicodeDecodeError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, "Invalid UTF-8", None, exc_info
+    )
+    assert NoClientTraces().filter(record)
+    assert "Traceback" not in logging.Formatter().format(record)
+    try:
+        raise KeyError("a server bug")
+    except KeyError:
+        record.exc_info = sys.exc_info()
+    NoClientTraces().filter(record)
+    assert "Traceback" in logging.Formatter().format(record)  # real bugs keep their trace

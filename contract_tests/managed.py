@@ -1,0 +1,82 @@
+"""The managed stack: redis-server, the reference server and nginx, with settings short enough
+for a quick run, and what the suite must know of them. The contract suite and the fault suite
+both check against it."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract_tests.context import SecretTokens
+from reference_server.stack import (
+    NginxProxy,
+    RedisServer,
+    ServerHandle,
+    redis_server,
+    start_nginx,
+    start_server,
+)
+
+ALLOWED_ORIGIN = "https://app.example"
+MANAGED = {
+    "WS_HEARTBEAT_INTERVAL": "0.5",
+    "WS_HISTORY_SIZE": "20",
+    "WS_SEND_QUEUE": "16",
+    "WS_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
+    "WS_COMPRESSION": "true",  # so that the compressed-frame case runs
+}
+MANAGED_READ_TIMEOUT = 2.0  # nginx proxy_read_timeout, below the idle hold of 3 s
+
+
+@dataclass
+class ManagedStack:
+    secret: str
+    redis: RedisServer
+    server: ServerHandle
+    proxy: NginxProxy
+
+    @property
+    def known(self) -> dict[str, Any]:
+        """Target fields the suite knows because it chose the settings."""
+        return {
+            "tokens": SecretTokens(self.secret),
+            "heartbeat_interval": float(MANAGED["WS_HEARTBEAT_INTERVAL"]),
+            "history_size": int(MANAGED["WS_HISTORY_SIZE"]),
+            "allowed_origin": ALLOWED_ORIGIN,
+            "idle_hold": 3.0,
+        }
+
+    @property
+    def logs(self) -> dict[str, tuple[Path, ...]]:
+        """The logs each target writes to: `direct` the server's, `nginx` both."""
+        server_log = self.server.process.log_path
+        return {"direct": (server_log,), "nginx": (self.proxy.access_log, server_log)}
+
+    def describe(self) -> str:
+        return (
+            f"redis-server {self.redis.url} ({self.redis.binary.source}), reference server "
+            f"{self.server.base}, nginx {self.proxy.base} ({self.proxy.binary.source})"
+        )
+
+
+@contextlib.contextmanager
+def managed_stack(log: Path, settings: Mapping[str, str] | None = None) -> Iterator[ManagedStack]:
+    """Start the three; `settings` override MANAGED. Everything is stopped on the way out."""
+    secret = secrets.token_urlsafe(48)
+    with redis_server(log) as redis:
+        env = {**MANAGED, **(settings or {}), "JWT_SECRET": secret, "REDIS_URL": redis.url}
+        server = start_server(log, env)
+        try:
+            proxy = start_nginx(
+                log, [f"127.0.0.1:{server.port}"], read_timeout=f"{MANAGED_READ_TIMEOUT:g}s"
+            )
+            try:
+                yield ManagedStack(secret, redis, server, proxy)
+            finally:
+                proxy.process.stop()
+        finally:
+            server.process.stop()

@@ -1,0 +1,147 @@
+"""`python -m loadtests.faults`: inject each fault and attack into real processes and write the
+reliability table (reliability.md and .json) with its plots.
+
+`--scope ci` is the bounded part CI runs (hostile input, a Redis restart, a server restart with
+200 streams, the per-user limit race); `--scope full` (the default, `nox -s faults`) runs every
+row at its full size and also writes reports/reliability.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtests.faults.hostile import hostile_rows
+from loadtests.faults.lab import lab
+from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
+from loadtests.faults.table import Outcome, Row, write
+from reference_server.stack import StackError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loadtests.faults", description=__doc__)
+    p.add_argument("--scope", choices=("ci", "full"), default="full", help="how much to run")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="ROW",
+        help="run only this fault (repeatable; `hostile` for the hostile-input rows)",
+    )
+    p.add_argument("--list", action="store_true", help="list the rows and exit")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="where reports go")
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=None,
+        help="hypothesis examples per generated-input row (default: 60 in ci, 400 in full)",
+    )
+    p.add_argument("--keep-logs", action="store_true", help="keep every process log in the run")
+    return p
+
+
+def chosen(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Whether the hostile rows run, and which faults, in order."""
+    ci = args.scope == "ci"
+    faults = [f for f, (_, in_ci) in FAULTS.items() if in_ci or not ci]
+    if not args.only:
+        return True, faults
+    unknown = [o for o in args.only if o != "hostile" and o not in FAULTS]
+    if unknown:
+        raise SystemExit(
+            f"loadtests.faults: unknown row {', '.join(unknown)}; rows: hostile, "
+            + ", ".join(FAULTS)
+        )
+    return "hostile" in args.only, [f for f in FAULTS if f in args.only]
+
+
+async def run_fault(fault_id: str, scale: Scale, out: Path, logs: Path) -> Row:
+    scenario, _ = FAULTS[fault_id]
+    started = time.monotonic()
+    try:
+        with lab(logs / fault_id) as the_lab:
+            row = await asyncio.wait_for(scenario(the_lab, scale, out), timeout=900)
+    except Exception as exc:  # a row that cannot finish is a failed row, with why
+        row = Row(fault_id, "fault", fault_id, "(the scenario did not finish)")
+        row.problems.append(f"{type(exc).__name__}: {exc}"[:600])
+        (logs / f"{fault_id}-error.txt").write_text(traceback.format_exc())
+        row.finish("the scenario raised; see the error above and its logs")
+    row.duration_s = round(time.monotonic() - started, 1)
+    return row
+
+
+async def run(args: argparse.Namespace, out: Path, logs: Path) -> list[Row]:
+    scale = CI if args.scope == "ci" else FULL
+    examples = args.examples or (60 if args.scope == "ci" else 400)
+    with_hostile, faults = chosen(args)
+    rows: list[Row] = []
+    if with_hostile:
+        started = time.monotonic()
+        print(f"== hostile input ({examples} generated examples per property)", flush=True)
+        (logs / "hostile").mkdir(parents=True, exist_ok=True)
+        rows += await hostile_rows(logs / "hostile", examples, lambda s: print(s, flush=True))
+        print(f"== hostile input: {time.monotonic() - started:.0f} s", flush=True)
+    for n, fault_id in enumerate(faults, 1):
+        print(f"== fault {n}/{len(faults)}: {fault_id} ({scale.name} scale)", flush=True)
+        row = await run_fault(fault_id, scale, out, logs)
+        print(
+            f"   {row.outcome.value} in {row.duration_s:.0f} s: {row.observed}"
+            + (f"\n   broken: {'; '.join(row.problems)}" if row.problems else ""),
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list:
+        print("hostile    the hostile-input rows (contract cases, generated input, log scan)")
+        for fault_id, (_, in_ci) in FAULTS.items():
+            print(f"{fault_id:<22} {'ci and full' if in_ci else 'full'}")
+        return 0
+    chosen(args)  # an unknown row stops here, before anything is written
+    created = datetime.now(UTC)
+    out = (args.reports / f"faults-{created.strftime('%Y%m%dT%H%M%SZ')}").resolve()
+    logs = out / "logs"
+    logs.mkdir(parents=True)
+    started = time.monotonic()
+    try:
+        rows = asyncio.run(run(args, out, logs))
+    except StackError as exc:
+        print(f"loadtests.faults: could not start the stack: {exc}", file=sys.stderr)
+        return 2
+    from loadtests.report import environment
+
+    meta: dict[str, Any] = {
+        "created": created.isoformat(),
+        "command": shlex.join(["python", "-m", "loadtests.faults", *(argv or sys.argv[1:])]),
+        "scope": args.scope,
+        "duration_s": round(time.monotonic() - started, 1),
+        "environment": environment(),
+    }
+    md, js = write(out, rows, meta)
+    if not args.keep_logs:
+        shutil.rmtree(logs, ignore_errors=True)
+    if args.scope == "full" and not args.only:
+        write(args.reports, rows, meta, plot_dir=out.name)
+        print(f"table: {args.reports / 'reliability.md'} (and .json)")
+    failed = [r.id for r in rows if r.outcome is not Outcome.PASS]
+    print(f"report: {md} and {js.name}")
+    print(
+        f"result: {len(rows) - len(failed)} of {len(rows)} rows pass"
+        + (f"; not passing: {', '.join(failed)}" if failed else "")
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

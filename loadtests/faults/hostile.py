@@ -1,0 +1,225 @@
+"""The hostile-input rows: contract cases about attacks, run directly and through nginx;
+hypothesis-generated frames and tokens; then every log is searched for tokens, the secret and
+stack traces, and the stack must still serve."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from contract_tests.client import StreamClient
+from contract_tests.context import Target
+from contract_tests.driver import Driver
+from contract_tests.managed import managed_stack
+from contract_tests.properties import Tried, client_frames_property, tokens_property
+from contract_tests.registry import CASES, Verdict
+from contract_tests.runner import CaseResult, run_target
+from loadtests.faults.table import Outcome, Row
+from reference_server.auth import TokenVerifier
+from reference_server.protocol import WS_NOTIFICATIONS_PATH
+from reference_server.stack import start_server
+
+# Contract cases that are attacks, in the order of the issue's list.
+HOSTILE_CASES = (
+    "token-alg-none",
+    "token-hs256-public-key",
+    "token-wrong-key",
+    "token-expired",
+    "token-not-yet-valid",
+    "token-claims-missing",
+    "token-malformed",
+    "token-oversized",
+    "token-missing",
+    "token-query-header-disagree",
+    "origin-allowlist",
+    "invalid-utf8-1007",
+    "binary-frame-1003",
+    "oversize-frame-1009",
+    "compressed-frame-1009",
+    "flood-1008",
+    "bad-json-error-frame",
+    "unknown-type-error-frame",
+    "hostile-frames",
+    "http-not-an-upgrade",
+    "http-huge-url",
+    "task-forbidden-4403",
+    "user-id-exact",
+    "driver-admin-only",
+    "token-not-in-logs",
+)
+JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+TRACE_MARKS = ("Traceback (most recent call last)", 'File "/')
+
+
+def case_row(results: list[tuple[str, CaseResult]]) -> Row:
+    """One row per case: the outcome on every target (label, result) it ran against."""
+    case = results[0][1].case
+    row = Row(
+        case.id,
+        "hostile",
+        case.title,
+        f"{case.title} (CONTRACT.md {case.clause}, {case.level.value})",
+    )
+    parts = []
+    for label, r in results:
+        parts.append(f"{label}: {r.verdict.value}" + (f" ({r.reason})" if r.reason else ""))
+        if r.verdict is Verdict.FAIL:
+            row.problems.append(f"{label}: {r.reason}")
+        elif r.verdict is Verdict.NOT_RUN:
+            row.problems.append(f"{label}: not run ({r.reason})")
+        elif r.verdict is Verdict.NON_STRICT:
+            row.problems.append(f"{label}: a SHOULD was missed ({r.reason})")
+        codes = sorted({str(c) for c in r.close_codes if c is not None})
+        if codes:
+            row.figures[f"{label}_close_codes"] = codes
+        row.duration_s += r.duration
+    return row.finish("; ".join(parts))
+
+
+async def _property_row(row: Row, run: Callable[[], None], tried: Tried, what: str) -> Row:
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(run)
+    except Exception as exc:  # hypothesis re-raises the shrunk failure
+        row.problems.append(f"{type(exc).__name__}: {str(exc)[:600]}")
+    row.duration_s = round(time.monotonic() - started, 2)
+    row.figures.update(examples=tried.examples, answers=tried.answers)
+    return row.finish(f"{tried.examples} generated {what}; answers {tried.answers}")
+
+
+def scan_logs(log_dir: Path, secret: str) -> Row:
+    logs = sorted(p for p in log_dir.rglob("*.log") if p.is_file())
+    row = Row(
+        "logs-clean",
+        "hostile",
+        "after all of the above: every log of the server, Redis and nginx searched",
+        "no token (nothing shaped like a JWT), no secret, no stack trace in any log line",
+    )
+    findings: dict[str, int] = {}
+    lines = 0
+    for log in logs:
+        for n, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
+            lines += 1
+            for name, hit in (
+                ("token", JWT_LIKE.search(line) is not None),
+                ("secret", secret in line),
+                ("stack trace", any(m in line for m in TRACE_MARKS)),
+            ):
+                if hit:
+                    findings[name] = findings.get(name, 0) + 1
+                    if len(row.problems) < 5:
+                        row.problems.append(f"{name} in {log.name}:{n}: {line[:160]!r}")
+    row.figures.update(logs=[p.name for p in logs], lines=lines, findings=findings)
+    return row.finish(
+        f"{lines} lines in {len(logs)} logs ({', '.join(p.name for p in logs)}): "
+        + (", ".join(f"{k}: {v}" for k, v in findings.items()) or "nothing found")
+    )
+
+
+async def still_serves(base: str, admin: str, tokens: TokenVerifier) -> Row:
+    row = Row(
+        "still-serves",
+        "hostile",
+        "after all of the above, through nginx",
+        "a new stream connects and gets a notification published for it",
+    )
+    user = f"survivor-{int(time.time())}"
+    stream = await StreamClient.open(base, WS_NOTIFICATIONS_PATH, tokens.mint(user))
+    driver = Driver(base, admin)
+    try:
+        await stream.expect("connected", timeout=10)
+        published = await driver.publish(user, "still here")
+        got = await stream.expect("notification", timeout=10)
+        row.check(got.data.get("id") == published["id"], "the notification did not arrive")
+    finally:
+        await driver.aclose()
+        await stream.close()
+    return row.finish("a new stream connected through nginx and got its notification")
+
+
+async def hostile_rows(
+    log_dir: Path, examples: int, progress: Callable[[str], None] = print
+) -> list[Row]:
+    rows: list[Row] = []
+    with managed_stack(log_dir) as stack:
+        progress(f"hostile input: {stack.describe()}")
+        logs = stack.logs
+        targets = [
+            Target(stack.server.base, "direct", logs=logs["direct"], **stack.known),
+            Target(stack.proxy.base, "nginx", logs=logs["nginx"], **stack.known),
+        ]
+        cases = [CASES[c] for c in HOSTILE_CASES]
+        by_case: dict[str, list[tuple[str, CaseResult]]] = {}
+        for target in targets:
+            run = await run_target(target, cases, progress)
+            for result in run.results:
+                by_case.setdefault(result.case.id, []).append((target.label, result))
+        rows += [case_row(by_case[c]) for c in HOSTILE_CASES]
+
+        # Generated input needs a server that tolerates a fast sender: same Redis and secret.
+        fuzz = start_server(
+            log_dir,
+            {
+                "JWT_SECRET": stack.secret,
+                "REDIS_URL": stack.redis.url,
+                "WS_CLIENT_RATE": "100000",
+                "WS_MAX_CONNECTIONS_PER_USER": "1000",
+                "WS_HEARTBEAT_INTERVAL": "30",
+            },
+            name="server-fuzz",
+        )
+        tokens = TokenVerifier(stack.secret, "HS256", 1 << 16)
+        admin = tokens.mint("faults-admin", admin=True)
+        try:
+            victim = Driver(fuzz.base, admin)
+            marker = f"victim-secret-{time.time_ns()}"
+            await victim.publish("victim", marker)
+            await victim.aclose()
+            run_frames, tried_frames = client_frames_property(
+                fuzz.base, tokens.mint, marker, examples
+            )
+            rows.append(
+                await _property_row(
+                    Row(
+                        "generated-frames",
+                        "hostile",
+                        "hypothesis: arbitrary client frames (JSON, text, binary, injection)",
+                        "each gets its CONTRACT.md 4 answer (pong, error, or 1003 for binary); "
+                        "the stream still answers a ping; no frame carries another user's data "
+                        "or a stack trace",
+                    ),
+                    run_frames,
+                    tried_frames,
+                    "frames",
+                )
+            )
+            run_tokens, tried_tokens = tokens_property(fuzz.base, stack.secret, examples)
+            rows.append(
+                await _property_row(
+                    Row(
+                        "generated-tokens",
+                        "hostile",
+                        "hypothesis: tokens over arbitrary claims and algorithms, tampered "
+                        "tokens, arbitrary text, in the query or the header",
+                        "in exactly when CONTRACT.md 2 says (HS256, string `sub`, future "
+                        "`exp`, no future `nbf`), as that `sub`; otherwise 4401 after accept "
+                        "with nothing delivered",
+                    ),
+                    run_tokens,
+                    tried_tokens,
+                    "tokens",
+                )
+            )
+        finally:
+            fuzz.process.stop()
+        rows.append(await still_serves(stack.proxy.base, admin, tokens))
+        alive = stack.server.process.alive() and stack.proxy.process.alive()
+        rows[-1].check(alive, "the server or nginx is no longer running")
+        if not alive:
+            rows[-1].outcome = Outcome.FAIL
+    # Stopped: every log is complete.
+    rows.append(scan_logs(log_dir, stack.secret))
+    return rows

@@ -1,0 +1,109 @@
+"""The fault suite's bookkeeping and table, without processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadtests.faults.__main__ import chosen, main, parser
+from loadtests.faults.ledger import Ledger, Receipts, tally
+from loadtests.faults.scenarios import FAULTS
+from loadtests.faults.table import Outcome, Row, markdown, write
+
+
+def _ledger(**published: list[str]) -> Ledger:
+    ledger = Ledger()
+    for user, ids in published.items():
+        for n, nid in enumerate(ids):
+            ledger.acknowledged(user, nid, sent_at=float(n))
+    return ledger
+
+
+def _stream(user: str, *ids: str, at: float = 10.0) -> Receipts:
+    r = Receipts(f"{user}-stream", user)
+    for nid in ids:
+        r.got(nid, at)
+    return r
+
+
+def test_each_stream_owes_every_notification_of_its_user() -> None:
+    ledger = _ledger(a=["1", "2", "3"], b=["4"])
+    counted = tally(ledger, [_stream("a", "1", "3"), _stream("a", "1", "2", "3"), _stream("b")])
+    assert (counted.expected, counted.delivered, counted.lost) == (7, 5, 2)
+
+
+def test_duplicates_order_and_strangers_are_counted_apart() -> None:
+    ledger = _ledger(a=["1", "2", "3"])
+    counted = tally(ledger, [_stream("a", "2", "1", "2", "3", "x")])
+    assert counted.duplicates == 1
+    assert counted.out_of_order == 1
+    assert counted.unacknowledged == 1
+    assert counted.lost == 0
+
+
+def test_an_archive_fetch_is_not_a_duplicate_and_is_counted() -> None:
+    r = Receipts("s", "a")
+    r.got("1", 1.0)
+    r.got("1", 2.0, archive=True)  # already had it: skipped
+    r.got("2", 2.0, archive=True)
+    r.got("2", 3.0)  # the live copy of what the archive gave: skipped
+    counted = tally(_ledger(a=["1", "2"]), [r])
+    assert (counted.lost, counted.duplicates, counted.from_archive) == (0, 0, 1)
+    assert r.overlap == 1
+
+
+def test_latency_is_first_arrival_minus_send() -> None:
+    ledger = _ledger(a=["1", "2"])  # sent at 0.0 and 1.0
+    counted = tally(ledger, [_stream("a", "1", "2", at=1.5)])
+    assert counted.latencies == (0.5, 1.5)
+    assert counted.percentile(50) == pytest.approx(1.0)
+
+
+@given(
+    published=st.lists(st.integers(0, 30), unique=True, max_size=20),
+    received=st.lists(st.integers(0, 40), max_size=40),
+)
+def test_the_tally_adds_up(published: list[int], received: list[int]) -> None:
+    ledger = _ledger(u=[str(n) for n in published])
+    counted = tally(ledger, [_stream("u", *(str(n) for n in received))])
+    distinct = set(received)
+    assert counted.delivered + counted.lost == counted.expected == len(published)
+    assert counted.duplicates == len(received) - len(distinct)
+    assert counted.unacknowledged == len(distinct - set(published))
+    assert counted.lost == len(set(published) - distinct)
+
+
+def test_a_row_fails_on_any_problem_and_the_table_says_why(tmp_path: Path) -> None:
+    good = Row("a", "fault", "t", "nothing lost").finish("fine")
+    bad = Row("b|c", "hostile", "t", "e")
+    bad.check(False, "2 deliveries lost")
+    bad.plots.append("b.png")
+    bad.finish("saw | this")
+    assert (good.outcome, bad.outcome) == (Outcome.PASS, Outcome.FAIL)
+    text = markdown([good, bad], {"scope": "ci"}, plot_dir="run")
+    assert "| b\\|c |" in text and "saw \\| this **Broken:** 2 deliveries lost" in text
+    assert "| n/a | n/a | n/a | pass |" in text
+    assert "(run/b.png)" in text
+    md, js = write(tmp_path, [good, bad], {"scope": "ci"})
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["outcome"] for r in rows] == ["pass", "fail"] and md.exists()
+
+
+def test_the_ci_scope_holds_hostile_input_and_a_restart() -> None:
+    hostile, faults = chosen(parser().parse_args(["--scope", "ci"]))
+    assert hostile and "server-sigkill" in faults
+    assert set(faults) < set(FAULTS)
+    _, everything = chosen(parser().parse_args([]))
+    assert everything == list(FAULTS)
+
+
+def test_an_unknown_row_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="unknown row nope"):
+        main(["--only", "nope"])
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(f in listed for f in FAULTS)
