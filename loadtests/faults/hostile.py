@@ -65,14 +65,15 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
     )
     parts = []
     for label, r in results:
-        parts.append(f"{label}: {r.verdict.value}" + (f" ({r.reason})" if r.reason else ""))
+        codes = sorted({str(c) for c in r.close_codes if c is not None})
+        seen = f"{label}: {r.verdict.value}" + (f", closed {'/'.join(codes)}" if codes else "")
+        parts.append(seen + (f" ({r.reason})" if r.reason else ""))
         if r.verdict is Verdict.FAIL:
             row.problems.append(f"{label}: {r.reason}")
         elif r.verdict is Verdict.NOT_RUN:
             row.problems.append(f"{label}: not run ({r.reason})")
         elif r.verdict is Verdict.NON_STRICT:
             row.problems.append(f"{label}: a SHOULD was missed ({r.reason})")
-        codes = sorted({str(c) for c in r.close_codes if c is not None})
         if codes:
             row.figures[f"{label}_close_codes"] = codes
         row.duration_s += r.duration

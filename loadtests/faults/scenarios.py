@@ -37,6 +37,7 @@ class Scale:
     publish_rate: float  # notifications a second
     limit_rounds: int  # rounds of simultaneous connects of one user
     half_open: int  # peers that stop answering pings
+    drain: float = 60.0  # seconds to wait for every owed delivery before counting the lost
 
     @property
     def settle(self) -> float:
@@ -44,7 +45,9 @@ class Scale:
         return 2.0 if self.name == "ci" else 4.0
 
 
-CI = Scale("ci", restart_clients=200, clients=60, publish_rate=40, limit_rounds=5, half_open=10)
+CI = Scale(
+    "ci", restart_clients=200, clients=60, publish_rate=40, limit_rounds=5, half_open=10, drain=30
+)
 FULL = Scale(
     "full", restart_clients=3000, clients=600, publish_rate=150, limit_rounds=30, half_open=200
 )
@@ -211,7 +214,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
     up = time.time()
     await _published_at_least(load.ledger, load.ledger.total + int(scale.publish_rate), 60)
     await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish()
+    counted = await load.finish(scale.drain)
     await archive.aclose()
     _delivery(row, load.ledger, counted, clients, killed, may_lose_before=not persist)
     after = [
@@ -299,7 +302,7 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
     finally:
         admin.close()
     await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish()
+    counted = await load.finish(scale.drain)
     await archive.aclose()
     _delivery(row, load.ledger, counted, clients, killed_wall)
     row.recovery_s = None if back is None else round(back, 3)
@@ -317,7 +320,13 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
 
 
 async def _restart_under_load(
-    lab: Lab, scale: Scale, out: Path, row: Row, sig: int, clients_n: int
+    lab: Lab,
+    scale: Scale,
+    out: Path,
+    row: Row,
+    sig: int,
+    clients_n: int,
+    client: type[WsClient] = WsClient,
 ) -> tuple[Load, dict[str, Any]]:
     lab.start_redis()
     settings = lab.settings(WS_HEARTBEAT_INTERVAL="5", WS_HISTORY_SIZE="100")
@@ -328,7 +337,7 @@ async def _restart_under_load(
     users = _users(f"restart-{sig}", clients_n)
     archive = Archive(proxy.base, lab.admin)
     clients: list[Client] = [
-        WsClient(f"ws-{i}", u, proxy.base, lab.token(u), archive) for i, u in enumerate(users)
+        client(f"ws-{i}", u, proxy.base, lab.token(u), archive) for i, u in enumerate(users)
     ]
     load = await _load(clients, [proxy.base], lab.admin, users, scale.publish_rate)
     await _published_at_least(load.ledger, int(scale.publish_rate * scale.settle), 60)
@@ -339,7 +348,7 @@ async def _restart_under_load(
     ready = time.time()
     back = await load.fleet.all_back(hit, timeout=120)
     await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish()
+    counted = await load.finish(scale.drain)
     await archive.aclose()
     _delivery(row, load.ledger, counted, clients, hit)
     row.recovery_s = round(back - hit, 3)
@@ -486,7 +495,7 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
     hello = await fresh.expect("connected", timeout=10)
     await fresh.close()
     await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish()
+    counted = await load.finish(scale.drain)
     await archive.aclose()
     _delivery(row, load.ledger, counted, clients, reloaded)
     closed = sum(len(c.life.closes) for c in clients)
@@ -549,7 +558,7 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
     finally:
         await flooder.aclose()
     await asyncio.sleep(max(0.0, phase - (time.time() - split)))  # the second phase as long
-    counted = await load.finish()
+    counted = await load.finish(scale.drain)
     await archive.aclose()
     _delivery(row, load.ledger, counted, clients, split)
     before = sorted(

@@ -67,8 +67,12 @@ def markdown(rows: Iterable[Row], meta: dict[str, Any], plot_dir: str = "") -> s
         "",
         "lost = notifications the server acknowledged (201) that a stream of their user never "
         "got, neither live, nor by resume, nor from the archive after `resync`; duplicates = the "
-        "same id twice on one stream; recovery = seconds from the fault to the last stream back "
-        "(or the subscription back). n/a: the row delivers nothing or nothing had to recover.",
+        "same id twice on one stream; recovery = seconds from the fault until the last stream was "
+        "back (server restarts), the subscriptions were back (PubSub killed), the first "
+        "notification published after Redis came back had reached every stream of its user "
+        "(Redis restarts), or the last mute peer was dropped (half-open); n/a: the row delivers "
+        "nothing, or nothing had to recover. Close codes of the hostile rows are those the "
+        "suite's streams saw. Figures behind each row: reliability.json.",
         "",
         "| row | expected | observed | lost | dup | recovery s | result |",
         "|---|---|---|---|---|---|---|",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loadtests.faults.__main__ import chosen, main, parser
+from loadtests.faults.fleet import WsClient
+from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
-from loadtests.faults.scenarios import FAULTS
+from loadtests.faults.scenarios import FAULTS, Scale, _restart_under_load
 from loadtests.faults.table import Outcome, Row, markdown, write
 
 
@@ -107,3 +111,28 @@ def test_an_unknown_row_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert all(f in listed for f in FAULTS)
+
+
+class Forgetful(WsClient):
+    """Reconnects without `last_id` and never asks the archive: what CONTRACT.md 5 tells a
+    client not to do. The suite must see its losses."""
+
+    async def _session(self, stop: asyncio.Event) -> int | None:
+        self.last_id = None
+        return await super()._session(stop)
+
+    async def _fetch(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("client", "loses"), [(WsClient, False), (Forgetful, True)])
+async def test_a_restart_loses_nothing_unless_the_client_forgets(
+    tmp_path: Path, client: type[WsClient], loses: bool
+) -> None:
+    scale = Scale("ci", 30, 30, publish_rate=60, limit_rounds=1, half_open=1, drain=10)
+    row = Row("restart", "fault", "a SIGKILL restart", "lost 0")
+    with lab(tmp_path / "lab") as the_lab:
+        await _restart_under_load(the_lab, scale, tmp_path, row, signal.SIGKILL, 30, client)
+    assert row.lost is not None
+    assert (row.lost > 0) is loses, row.figures
+    assert row.duplicates == 0
