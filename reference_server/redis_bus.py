@@ -42,8 +42,8 @@ USER_PATTERN = "notifications:*"
 TASK_PATTERN = "task_progress:*"
 TASK_TTL = 3600
 SEQ_JUMP = 100_000  # see PUBLISH_LUA
-# A lost subscription is retried at least once a second: cheap, and after a Redis restart
-# delivery resumes within about a second (a 5 s cap took 2.3 s; see reports/reliability.md).
+# A lost subscription is retried at least once a second: cheap, and delivery resumes about a
+# second after Redis does (with a 5 s cap, one restart took 2.3 s before the first delivery).
 RESUBSCRIBE_MAX_DELAY = 1.0
 BUS_CLIENT = "notify-bus"  # Redis client names, followed by the server's pid
 FEED_CLIENT = "notify-sse"

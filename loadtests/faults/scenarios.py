@@ -24,6 +24,7 @@ from loadtests.faults.lab import Lab
 from loadtests.faults.ledger import Ledger, Tally, missing, tally
 from loadtests.faults.table import Row
 from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
+from reference_server.redis_bus import BUS_CLIENT
 from reference_server.stack import ServerHandle
 
 
@@ -212,6 +213,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
     refused_during = load.ledger.refused - refused
     await asyncio.to_thread(lambda: lab.start_redis(persist=persist))
     up = time.time()
+    resubscribed = await _subscriptions_back(lab, 2, 60)
     await _published_at_least(load.ledger, load.ledger.total + int(scale.publish_rate), 60)
     await asyncio.sleep(scale.settle)  # keep publishing after the fault
     counted = await load.finish(scale.drain)
@@ -223,7 +225,8 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         for nid in ids
         if load.ledger.sent_at[nid] >= up
     ]
-    row.recovery_s = _first_everywhere(load, after, up)
+    row.recovery_s = None if resubscribed is None else round(resubscribed - up, 3)
+    row.figures["first_notification_everywhere_s"] = _first_everywhere(load, after, up)
     ws_closed = sum(len(c.life.closes) for c in ws)
     sse = [c for c in clients if isinstance(c, SseClient)]
     sse_reopened = sum(1 for c in sse if len(c.life.opens) > 1)
@@ -247,9 +250,27 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         f"{len(ws)} WebSocket streams on 2 instances: 0 closed, at least {min(beats_during)} "
         f"heartbeats each during the {up - killed:.1f} s outage; {refused_during} publishes "
         f"refused (503) and retried; {sse_reopened}/{len(sse)} SSE clients reconnected with "
-        f"Last-Event-ID ({resyncs} resyncs, fetched from the archive); "
+        f"Last-Event-ID ({resyncs} got `resync` and fetched the archive); both subscriptions "
+        f"back {row.recovery_s} s after Redis; "
         f"{load.ledger.total} published, {counted.delivered} of {counted.expected} deliveries made"
     )
+
+
+async def _subscriptions_back(lab: Lab, servers: int, timeout: float) -> float | None:
+    """When (wall clock) every server's bus subscription was back in CLIENT LIST, or None."""
+    assert lab.redis is not None
+    admin = redis.Redis.from_url(lab.redis.url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.RedisError):
+                subs = admin.client_list(_type="pubsub")
+                if sum(1 for c in subs if c.get("name", "").startswith(BUS_CLIENT)) >= servers:
+                    return time.time()
+            await asyncio.sleep(0.02)
+    finally:
+        admin.close()
+    return None
 
 
 def _first_everywhere(load: Load, ids: list[str], since: float) -> float | None:

@@ -68,9 +68,8 @@ def markdown(rows: Iterable[Row], meta: dict[str, Any], plot_dir: str = "") -> s
         "lost = notifications the server acknowledged (201) that a stream of their user never "
         "got, neither live, nor by resume, nor from the archive after `resync`; duplicates = the "
         "same id twice on one stream; recovery = seconds from the fault until the last stream was "
-        "back (server restarts), the subscriptions were back (PubSub killed), the first "
-        "notification published after Redis came back had reached every stream of its user "
-        "(Redis restarts), or the last mute peer was dropped (half-open); n/a: the row delivers "
+        "back (server restarts), both servers' subscriptions were back (PubSub killed, Redis "
+        "restarts), or the last mute peer was dropped (half-open); n/a: the row delivers "
         "nothing, or nothing had to recover. Close codes of the hostile rows are those the "
         "suite's streams saw. Figures behind each row: reliability.json.",
         "",
