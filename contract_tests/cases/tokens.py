@@ -115,16 +115,31 @@ async def token_not_yet_valid(ctx: Context) -> None:
 @case(
     "token-oversized",
     "2",
-    "oversized tokens (6 KB in the header, 16 KB in the query and the header): 4401",
+    "an oversized (6 KB) token in the header: 4401",
     needs=(Need.SECRET,),
 )
 async def token_oversized(ctx: Context) -> None:
-    for size, places in ((6_000, ("header",)), (16_000, ("query", "header"))):
-        tok = ctx.signed({"sub": ctx.user(), "exp": _later(), "pad": "x" * (size * 3 // 4)})
-        ctx.must(len(tok) > size, f"the {size // 1000} KB token came out too small")
-        for token_in in places:
-            what = f"a {len(tok) // 1000} KB token in the {token_in}"
-            await refused_after_accept(ctx, tok, UNAUTHORIZED, what, token_in=token_in)
+    await _oversized(ctx, 6_000, ("header",))
+
+
+@case(
+    "token-16kb",
+    "2",
+    "a 16 KB token in the query and in the header: 4401 (a proxy's default header buffers, "
+    "8 KB in nginx, answer 414 or 400 first: raise them)",
+    level=Level.SHOULD,
+    needs=(Need.SECRET,),
+)
+async def token_16kb(ctx: Context) -> None:
+    await _oversized(ctx, 16_000, ("query", "header"))
+
+
+async def _oversized(ctx: Context, size: int, places: tuple[str, ...]) -> None:
+    tok = ctx.signed({"sub": ctx.user(), "exp": _later(), "pad": "x" * (size * 3 // 4)})
+    ctx.must(len(tok) > size, f"the {size // 1000} KB token came out too small")
+    for token_in in places:
+        what = f"a {len(tok) // 1000} KB token in the {token_in}"
+        await refused_after_accept(ctx, tok, UNAUTHORIZED, what, token_in=token_in)
 
 
 @case(

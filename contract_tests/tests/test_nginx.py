@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from contract_tests.client import StreamClient
+from contract_tests.context import SecretTokens, Target
 from contract_tests.driver import Driver
+from contract_tests.registry import CASES
+from contract_tests.runner import run_target
 from contract_tests.sse_client import SseStream
 from nginx_conf import NginxConfig, render
 from reference_server.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
 from reference_server.stack import nginx_binary, nginx_command
-from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
+from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
 
@@ -109,3 +112,16 @@ async def test_a_heartbeat_slower_than_the_read_timeout_loses_idle_streams(
     assert frames == []
     assert time.monotonic() - started < 4
     assert client.close_code == 1006  # nginx drops the TCP connection: no close frame
+
+
+@pytest.mark.parametrize(("buffers", "verdict"), [("4 8k", "non-strict"), ("4 32k", "pass")])
+async def test_header_buffers_decide_whether_a_16kb_token_reaches_the_server(
+    servers: Servers, buffers: str, verdict: str
+) -> None:
+    backend = servers.start()
+    proxy = servers.proxy(backend, header_buffers=buffers)
+    target = Target(proxy.base, buffers, tokens=SecretTokens(SECRET))
+    run = await run_target(target, [CASES["token-16kb"]], progress=lambda line: None)
+    assert run.results[0].verdict.value == verdict, run.results[0].reason
+    if verdict == "non-strict":  # nginx's default answers before the server can say 4401
+        assert "HTTP 414" in run.results[0].reason

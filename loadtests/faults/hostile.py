@@ -32,6 +32,7 @@ HOSTILE_CASES = (
     "token-claims-missing",
     "token-malformed",
     "token-oversized",
+    "token-16kb",
     "token-missing",
     "token-query-header-disagree",
     "origin-allowlist",

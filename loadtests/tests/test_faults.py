@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from loadtests.faults.__main__ import chosen, main, parser
 from loadtests.faults.fleet import WsClient
+from loadtests.faults.hostile import scan_logs
 from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
 from loadtests.faults.scenarios import FAULTS, Scale, _restart_under_load
@@ -136,3 +137,19 @@ async def test_a_restart_loses_nothing_unless_the_client_forgets(
     assert row.lost is not None
     assert (row.lost > 0) is loses, row.figures
     assert row.duplicates == 0
+
+
+def test_the_log_scan_finds_tokens_secrets_and_traces(tmp_path: Path) -> None:
+    secret = "s3cret-" + "k" * 40
+    tok = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "server.log").write_text("GET /api/ws/notifications?token=[redacted] 101\n")
+    assert scan_logs(clean, secret).outcome is Outcome.PASS
+    dirty = tmp_path / "dirty"
+    (dirty / "nginx").mkdir(parents=True)
+    (dirty / "server.log").write_text(f"token={tok}\nTraceback (most recent call last):\n")
+    (dirty / "nginx" / "error.log").write_text(f"secret is {secret}\n")
+    row = scan_logs(dirty, secret)
+    assert row.outcome is Outcome.FAIL
+    assert row.figures["findings"] == {"token": 1, "stack trace": 1, "secret": 1}
