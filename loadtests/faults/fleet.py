@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,6 @@ class Life:
 class Client:
     """A stream that reconnects after any close the contract says to reconnect after."""
 
-    kind = "ws"
-
     def __init__(
         self,
         name: str,
@@ -77,7 +75,6 @@ class Client:
         archive: Archive,
         *,
         jitter: bool = True,
-        on_frame: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.user = user
@@ -88,7 +85,6 @@ class Client:
         self.life = Life()
         self.policy = ReconnectPolicy(jitter=jitter)
         self.last_id: str | None = None
-        self.on_frame = on_frame
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -152,8 +148,6 @@ class WsClient(Client):
                 # Waits as long as the stream is quiet: Fleet.close cancels the task, and
                 # websockets' recv is safe to cancel. (Polling 3000 streams cost a core.)
                 frame = await stream.recv(WS_SILENCE)
-                if self.on_frame is not None:
-                    self.on_frame(frame.type)
                 if frame.type == FrameType.NOTIFICATION:
                     self._notification(str(frame.data["id"]))
                 elif frame.type == FrameType.HEARTBEAT:
@@ -176,8 +170,6 @@ class WsClient(Client):
 
 class SseClient(Client):
     """The legacy SSE stream; it resumes with Last-Event-ID as a browser's EventSource does."""
-
-    kind = "sse"
 
     async def _session(self, stop: asyncio.Event) -> int | None:
         try:
@@ -254,9 +246,6 @@ class Fleet:
                     f"({failed} failed attempts, {quit_} gave up)"
                 ) from None
         return time.time()
-
-    def down(self) -> list[Client]:
-        return [c for c in self.clients if not c.life.up.is_set()]
 
     async def close(self) -> None:
         """Stop every client now: a client waiting for a frame or a retry is cancelled."""

@@ -122,11 +122,6 @@ class Lab:
     def rss(handle: ServerHandle) -> int:
         return int(psutil.Process(handle.process.pid).memory_info().rss)
 
-    def logs(self) -> list[Path]:
-        """Every log the lab's processes wrote (server, redis, nginx error and access logs)."""
-        found = [p for p in self.log_dir.rglob("*.log") if p.is_file()]
-        return sorted(found)
-
 
 @contextlib.contextmanager
 def lab(log_dir: Path) -> Iterator[Lab]:
