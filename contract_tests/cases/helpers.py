@@ -69,10 +69,12 @@ def raise_fail(ctx: Context, message: str) -> None:
     ctx.must(False, message)
 
 
-async def until_true(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    """Poll an async predicate every 50 ms until it holds; TimeoutError naming `what`."""
+async def until_true(
+    check: Callable[[], Awaitable[bool]], timeout: float, what: str, poll: float = 0.05
+) -> None:
+    """Poll an async predicate every `poll` seconds until it holds; TimeoutError naming `what`."""
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)

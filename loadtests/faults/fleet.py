@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from websockets.exceptions import InvalidHandshake
 
+from contract_tests.cases.helpers import until_true
 from contract_tests.client import Closed, ProtocolViolation, StreamClient
 from contract_tests.driver import Driver, DriverError
 from contract_tests.reconnect import ReconnectPolicy
@@ -221,11 +222,11 @@ class Fleet:
 
     async def all_back(self, since: float, timeout: float) -> float:
         """Wait until every client has opened again after `since` (wall clock); returns when."""
-        deadline = time.monotonic() + timeout
-        while any(not c.life.opens or c.life.opens[-1] < since for c in self.clients):
-            if time.monotonic() > deadline:
-                raise TimeoutError("not every client came back")
-            await asyncio.sleep(0.02)
+
+        async def back() -> bool:
+            return all(c.life.opens and c.life.opens[-1] >= since for c in self.clients)
+
+        await until_true(back, timeout, "not every client came back", poll=0.02)
         return max(c.life.opens[-1] for c in self.clients)
 
     async def all_up(self, timeout: float, clients: Sequence[Client] | None = None) -> float:
@@ -269,9 +270,20 @@ class Publisher:
     def __init__(self, bases: Sequence[str], admin: str, ledger: Ledger) -> None:
         self.drivers = [Driver(base, admin, timeout=5) for base in bases]
         self.ledger = ledger
-        self.sent = 0
-        self.gave_up = 0
         self._turn = itertools.cycle(self.drivers)
+        self._progress = asyncio.Condition()  # notified at each acknowledged publish
+
+    async def reached(self, total: int, timeout: float = 60.0) -> None:
+        """Wait until `total` publishes have been acknowledged; TimeoutError saying how many."""
+        async with self._progress:
+            try:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self.ledger.total >= total), timeout
+                )
+            except TimeoutError:
+                raise TimeoutError(
+                    f"only {self.ledger.total} of {total} notifications published"
+                ) from None
 
     async def publish(self, user: str, title: str, retry_for: float = 30.0) -> str | None:
         deadline = time.monotonic() + retry_for
@@ -283,13 +295,14 @@ class Publisher:
                 status = getattr(exc, "status", None)
                 self.ledger.refusal(f"HTTP {status}" if status else type(exc).__name__)
                 if time.monotonic() > deadline:
-                    self.gave_up += 1
+                    self.ledger.abandoned += 1
                     return None
                 await asyncio.sleep(0.1)  # a retry interval, not a wait for an event
                 continue
             nid = str(record["id"])
             self.ledger.acknowledged(user, nid, sent)
-            self.sent += 1
+            async with self._progress:
+                self._progress.notify_all()
             return nid
 
     async def run(self, users: Sequence[str], rate: float, stop: asyncio.Event, limit: int) -> None:
@@ -309,20 +322,19 @@ class Publisher:
             await driver.aclose()
 
 
-async def delivered(
-    ledger: Ledger, clients: Sequence[Client], timeout: float, poll: float = 0.1
-) -> bool:
-    """Wait until every client has every id published for its user (or timeout): the event the
-    rows wait for before counting, instead of a fixed pause."""
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = any(
-            not set(ledger.published.get(c.user, ())) <= c.receipts.arrived.keys()
+async def delivered(ledger: Ledger, clients: Sequence[Client], timeout: float) -> bool:
+    """Wait until every client still trying has every id published for its user, or the
+    timeout: what the rows wait for before they count."""
+
+    async def complete() -> bool:
+        return all(
+            set(ledger.published.get(c.user, ())) <= c.receipts.arrived.keys()
             for c in clients
             if c.life.gave_up is False
         )
-        if not missing:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(poll)
+
+    try:
+        await until_true(complete, timeout, "deliveries", poll=0.1)
+    except TimeoutError:
+        return False
+    return True

@@ -41,6 +41,8 @@ class Ledger:
     sent_at: dict[str, float] = field(default_factory=dict)
     refused: int = 0  # publishes answered with an error: signalled to the publisher, retried
     refusals: dict[str, int] = field(default_factory=dict)  # how: "HTTP 503", "ReadTimeout"
+    abandoned: int = 0  # publishes still refused when the publisher stopped retrying
+    owner: dict[str, str] = field(default_factory=dict)  # id -> the user it was published for
 
     def refusal(self, how: str) -> None:
         self.refused += 1
@@ -49,6 +51,7 @@ class Ledger:
     def acknowledged(self, user: str, nid: str, sent_at: float) -> None:
         self.published.setdefault(user, []).append(nid)
         self.sent_at[nid] = sent_at
+        self.owner[nid] = user
 
     @property
     def total(self) -> int:

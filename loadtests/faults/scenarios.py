@@ -97,6 +97,7 @@ def _delivery(
         published=ledger.total,
         refused_and_retried=ledger.refused,
         refusals=ledger.refusals,
+        publishes_abandoned=ledger.abandoned,
         expected_deliveries=counted.expected,
         lost_acknowledged_before_fault=lost_before,
         out_of_order=counted.out_of_order,
@@ -118,40 +119,56 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-async def _published_at_least(ledger: Ledger, n: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while ledger.total < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {ledger.total} of {n} notifications published")
-        await asyncio.sleep(0.05)
-
-
 class Load:
-    """A fleet and a publisher running against a lab; `finish` stops publishing, waits until
-    everything acknowledged is delivered (or the timeout), stops the fleet and tallies."""
+    """Clients, a publisher and the archive the clients catch up from, running against a lab.
+    `finish` goes on publishing for a while, stops, waits until everything acknowledged is
+    delivered (or the drain timeout), stops the clients and tallies."""
 
-    def __init__(self, fleet: Fleet, publisher: Publisher, users: list[str], rate: float) -> None:
+    def __init__(
+        self, fleet: Fleet, publisher: Publisher, archive: Archive, users: list[str], rate: float
+    ) -> None:
         self.fleet = fleet
         self.publisher = publisher
+        self.archive = archive
         self.ledger = publisher.ledger
+        self.rate = rate
         self.stop = asyncio.Event()
         self._job = asyncio.create_task(publisher.run(users, rate, self.stop, limit=1_000_000))
 
-    async def finish(self, timeout: float = 60.0) -> Tally:
+    @classmethod
+    async def start(
+        cls,
+        clients: list[Client],
+        archive: Archive,
+        bases: list[str],
+        admin: str,
+        users: list[str],
+        scale: Scale,
+    ) -> Load:
+        """Connect every client, then publish until `scale.settle` seconds' worth went out."""
+        fleet = Fleet(clients)
+        await fleet.start(timeout=120)
+        load = cls(fleet, Publisher(bases, admin, Ledger()), archive, users, scale.publish_rate)
+        await load.publisher.reached(int(scale.publish_rate * scale.settle))
+        return load
+
+    async def finish(self, scale: Scale, keep_publishing: bool = True) -> Tally:
+        if keep_publishing:
+            await asyncio.sleep(scale.settle)  # publishing goes on after the fault, this long
         self.stop.set()
         await self._job
-        await delivered(self.ledger, self.fleet.clients, timeout)
+        await delivered(self.ledger, self.fleet.clients, scale.drain)
         await self.fleet.close()
         await self.publisher.aclose()
+        await self.archive.aclose()
         return tally(self.ledger, self.fleet.receipts)
 
 
-async def _load(
-    clients: list[Client], bases: list[str], admin: str, users: list[str], rate: float
-) -> Load:
-    fleet = Fleet(clients)
-    await fleet.start(timeout=120)
-    return Load(fleet, Publisher(bases, admin, Ledger()), users, rate)
+def _ws_clients(
+    lab: Lab, users: list[str], base: str, archive: Archive, client: type[WsClient] = WsClient
+) -> list[Client]:
+    """One WebSocket client per user, all on `base`."""
+    return [client(f"ws-{i}", u, base, lab.token(u), archive) for i, u in enumerate(users)]
 
 
 # -- Redis ------------------------------------------------------------------------------------
@@ -201,8 +218,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
             WsClient(f"ws-b-{i}", user, b.base, tok, archive),
             SseClient(f"sse-{i}", user, (a, b)[i % 2].base, tok, archive),
         ]
-    load = await _load(clients, [a.base, b.base], lab.admin, users, scale.publish_rate)
-    await _published_at_least(load.ledger, int(scale.publish_rate * scale.settle), 60)
+    load = await Load.start(clients, archive, [a.base, b.base], lab.admin, users, scale)
     ws = [c for c in clients if isinstance(c, WsClient)]
     beats = [c.life.heartbeats for c in ws]
     refused = load.ledger.refused
@@ -214,10 +230,8 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
     await asyncio.to_thread(lambda: lab.start_redis(persist=persist))
     up = time.time()
     resubscribed = await _subscriptions_back(lab, 2, 60)
-    await _published_at_least(load.ledger, load.ledger.total + int(scale.publish_rate), 60)
-    await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish(scale.drain)
-    await archive.aclose()
+    await load.publisher.reached(load.ledger.total + int(scale.publish_rate))
+    counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, killed, may_lose_before=not persist)
     after = [
         nid
@@ -260,24 +274,28 @@ async def _subscriptions_back(lab: Lab, servers: int, timeout: float) -> float |
     """When (wall clock) every server's bus subscription was back in CLIENT LIST, or None."""
     assert lab.redis is not None
     admin = redis.Redis.from_url(lab.redis.url)
-    deadline = time.monotonic() + timeout
+
+    async def back() -> bool:
+        try:
+            subs = admin.client_list(_type="pubsub")
+        except redis.RedisError:
+            return False
+        return sum(1 for c in subs if c.get("name", "").startswith(BUS_CLIENT)) >= servers
+
     try:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError):
-                subs = admin.client_list(_type="pubsub")
-                if sum(1 for c in subs if c.get("name", "").startswith(BUS_CLIENT)) >= servers:
-                    return time.time()
-            await asyncio.sleep(0.02)
+        await until_true(back, timeout, "the servers' subscriptions", poll=0.02)
+    except TimeoutError:
+        return None
     finally:
         admin.close()
-    return None
+    return time.time()
 
 
 def _first_everywhere(load: Load, ids: list[str], since: float) -> float | None:
     """Seconds from `since` until the first of `ids` had reached every stream of its user."""
     best: float | None = None
     for nid in ids:
-        user = next(u for u, owned in load.ledger.published.items() if nid in owned)
+        user = load.ledger.owner[nid]
         arrivals = [c.receipts.arrived.get(nid) for c in load.fleet.clients if c.user == user]
         if arrivals and all(a is not None for a in arrivals):
             done = max(a for a in arrivals if a is not None) - since
@@ -305,26 +323,18 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
             WsClient(f"ws-a-{i}", user, a.base, tok, archive),
             WsClient(f"ws-b-{i}", user, b.base, tok, archive),
         ]
-    load = await _load(clients, [a.base, b.base], lab.admin, users, scale.publish_rate)
-    await _published_at_least(load.ledger, int(scale.publish_rate * scale.settle), 60)
+    load = await Load.start(clients, archive, [a.base, b.base], lab.admin, users, scale)
     assert lab.redis is not None
     admin = redis.Redis.from_url(lab.redis.url)
     try:
         before = len(admin.client_list(_type="pubsub"))
-        killed_at, killed_wall = time.monotonic(), time.time()
+        killed_wall = time.time()
         killed = int(admin.client_kill_filter(_type="pubsub"))
-        back = None
-        deadline = killed_at + 30
-        while time.monotonic() < deadline:
-            if len(admin.client_list(_type="pubsub")) >= before:
-                back = time.monotonic() - killed_at
-                break
-            await asyncio.sleep(0.02)
     finally:
         admin.close()
-    await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish(scale.drain)
-    await archive.aclose()
+    resubscribed = await _subscriptions_back(lab, 2, 30)
+    back = None if resubscribed is None else resubscribed - killed_wall
+    counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, killed_wall)
     row.recovery_s = None if back is None else round(back, 3)
     row.figures.update(streams=len(clients), subscriptions_killed=killed)
@@ -357,20 +367,15 @@ async def _restart_under_load(
     proxy = lab.start_nginx([server], worker_connections=room, worker_rlimit_nofile=room + 1024)
     users = _users(f"restart-{sig}", clients_n)
     archive = Archive(proxy.base, lab.admin)
-    clients: list[Client] = [
-        client(f"ws-{i}", u, proxy.base, lab.token(u), archive) for i, u in enumerate(users)
-    ]
-    load = await _load(clients, [proxy.base], lab.admin, users, scale.publish_rate)
-    await _published_at_least(load.ledger, int(scale.publish_rate * scale.settle), 60)
+    clients = _ws_clients(lab, users, proxy.base, archive, client)
+    load = await Load.start(clients, archive, [proxy.base], lab.admin, users, scale)
     hit = time.time()
     # In threads: the clients must keep running while the server goes down and comes back.
     exit_s = await asyncio.to_thread(lab.kill, server, sig)
     restarted: ServerHandle = await asyncio.to_thread(lab.restart, server)
     ready = time.time()
     back = await load.fleet.all_back(hit, timeout=120)
-    await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish(scale.drain)
-    await archive.aclose()
+    counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, hit)
     row.recovery_s = round(back - hit, 3)
     first_codes: dict[str, int] = {}
@@ -495,11 +500,8 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
     proxy = lab.start_nginx([server])
     users = _users("reload", scale.clients)
     archive = Archive(server.base, lab.admin)
-    clients: list[Client] = [
-        WsClient(f"ws-{i}", u, proxy.base, lab.token(u), archive) for i, u in enumerate(users)
-    ]
-    load = await _load(clients, [server.base], lab.admin, users, scale.publish_rate)
-    await _published_at_least(load.ledger, int(scale.publish_rate * scale.settle), 60)
+    clients = _ws_clients(lab, users, proxy.base, archive)
+    load = await Load.start(clients, archive, [server.base], lab.admin, users, scale)
     generations = [lab.nginx_workers(proxy)]
     reloaded = time.time()
     for _ in range(2):
@@ -511,13 +513,11 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
 
         await until_true(renewed, 30, "nginx workers of the new configuration")
         generations.append(lab.nginx_workers(proxy))
-        await _published_at_least(load.ledger, load.ledger.total + int(scale.publish_rate), 60)
+        await load.publisher.reached(load.ledger.total + int(scale.publish_rate))
     fresh = await StreamClient.open(proxy.base, WS_NOTIFICATIONS_PATH, lab.token("after-reload"))
     hello = await fresh.expect("connected", timeout=10)
     await fresh.close()
-    await asyncio.sleep(scale.settle)  # keep publishing after the fault
-    counted = await load.finish(scale.drain)
-    await archive.aclose()
+    counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, reloaded)
     closed = sum(len(c.life.closes) for c in clients)
     row.figures.update(
@@ -548,10 +548,8 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
     server = lab.start_server(lab.settings(WS_HEARTBEAT_INTERVAL="5", WS_SEND_QUEUE="64"))
     users = _users("calm", scale.clients)
     archive = Archive(server.base, lab.admin)
-    clients: list[Client] = [
-        WsClient(f"ws-{i}", u, server.base, lab.token(u), archive) for i, u in enumerate(users)
-    ]
-    load = await _load(clients, [server.base], lab.admin, users, scale.publish_rate)
+    clients = _ws_clients(lab, users, server.base, archive)
+    load = await Load.start(clients, archive, [server.base], lab.admin, users, scale)
     phase = scale.settle * 2
     await asyncio.sleep(phase)  # a baseline of this length
     split = time.time()
@@ -579,8 +577,7 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
     finally:
         await flooder.aclose()
     await asyncio.sleep(max(0.0, phase - (time.time() - split)))  # the second phase as long
-    counted = await load.finish(scale.drain)
-    await archive.aclose()
+    counted = await load.finish(scale, keep_publishing=False)
     _delivery(row, load.ledger, counted, clients, split)
     before = sorted(
         c.receipts.arrived[n] - load.ledger.sent_at[n]
@@ -653,6 +650,10 @@ async def half_open(lab: Lab, scale: Scale, out: Path) -> Row:
     rss = [lab.rss(server)]
     drops: list[float | None] = []
     users = _users("mute", scale.half_open)
+
+    async def gone() -> bool:
+        return bool((await driver.stats())["total_connections"] == 0)
+
     for _ in range(rounds):
         mutes = [
             await StreamClient.open(server.base, WS_NOTIFICATIONS_PATH, lab.token(u)) for u in users
@@ -662,13 +663,11 @@ async def half_open(lab: Lab, scale: Scale, out: Path) -> Row:
         for m in mutes:
             m.ws.transport.pause_reading()  # the peer no longer sees pings, and answers none
         muted = time.monotonic()
-        dropped = None
-        while time.monotonic() - muted < 30:
-            if (await driver.stats())["total_connections"] == 0:
-                dropped = time.monotonic() - muted
-                break
-            await asyncio.sleep(0.05)
-        drops.append(None if dropped is None else round(dropped, 3))
+        try:
+            await until_true(gone, 30, "the mute peers dropped")
+            drops.append(round(time.monotonic() - muted, 3))
+        except TimeoutError:
+            drops.append(None)
         for m in mutes:
             m.ws.transport.abort()
         files.append(lab.open_files(server))
