@@ -65,8 +65,10 @@ async def private_stream(
     feed = await bus.open_feed(channels)
     loop = asyncio.get_running_loop()
     try:
+        # As in open_user_stream: the sequence before `connected`, so nothing published after
+        # `connected` is taken for already seen.
+        last_seq = 0 if task_id else await bus.current_seq()
         yield connected(user_id, task_id).sse_text()
-        last_seq = 0
         if task_id:
             info = await bus.task_info(task_id)
             if info is not None and info.latest is not None:
@@ -74,15 +76,13 @@ async def private_stream(
                 yield task_item(info.latest).sse_text()
                 if info.latest.terminal:
                     return
-        else:
-            last_seq = await bus.current_seq()
-            if last_id:
-                replay = await bus.resume(user_id, last_id)
-                for item in (
-                    [resync(last_id)] if replay is None else [notification_item(s) for s in replay]
-                ):
-                    last_seq = max(last_seq, item.seq)
-                    yield item.sse_text()
+        elif last_id:
+            replay = await bus.resume(user_id, last_id)
+            for item in (
+                [resync(last_id)] if replay is None else [notification_item(s) for s in replay]
+            ):
+                last_seq = max(last_seq, item.seq)
+                yield item.sse_text()
         next_beat = loop.time() + interval
         while not stopping.is_set():
             wait = min(1.0, max(0.0, next_beat - loop.time()))

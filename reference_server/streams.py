@@ -20,9 +20,11 @@ async def open_user_stream(
     async with hub.lock:  # no publish runs between the replay and going live
         if counted and not hub.has_room(conn.user_id):
             return False
-        conn.offer(connected(conn.user_id))
-        # Read the sequence before the history: whatever is newer than it will arrive live.
+        # Read the sequence before `connected` and the history: whatever is newer arrives live,
+        # and whatever is not was published before `connected` went out, so a client that
+        # fetches the archive once it has `connected` finds it there.
         current = await bus.current_seq()
+        conn.offer(connected(conn.user_id))
         if last_id:
             replay = await bus.resume(conn.user_id, last_id)
             if replay is None:

@@ -105,12 +105,15 @@ class Client:
     async def _session(self, stop: asyncio.Event) -> int | None:
         raise NotImplementedError
 
-    async def _opened(self) -> None:
-        """A reconnect with nothing to resume from (no notification seen yet) has no `last_id`
-        to hand back: such a client catches up from the archive instead."""
+    def _opened(self) -> None:
         self.policy.opened()
         self.life.opens.append(time.time())
         self.life.up.set()
+
+    async def _hello(self) -> None:
+        """On `connected`: a reconnect with nothing to resume from (no notification seen yet)
+        has no `last_id` to hand back, so it catches up from the archive. Only now: what was
+        published before `connected` is in the archive, what comes after arrives live."""
         if len(self.life.opens) > 1 and self.last_id is None:
             await self._fetch()
 
@@ -144,12 +147,14 @@ class WsClient(Client):
             self.life.failed_attempts += 1
             return None
         try:
-            await self._opened()
+            self._opened()
             while not stop.is_set():
                 # Waits as long as the stream is quiet: Fleet.close cancels the task, and
                 # websockets' recv is safe to cancel. (Polling 3000 streams cost a core.)
                 frame = await stream.recv(WS_SILENCE)
-                if frame.type == FrameType.NOTIFICATION:
+                if frame.type == FrameType.CONNECTED:
+                    await self._hello()
+                elif frame.type == FrameType.NOTIFICATION:
                     self._notification(str(frame.data["id"]))
                 elif frame.type == FrameType.HEARTBEAT:
                     self.life.heartbeats += 1
@@ -185,12 +190,14 @@ class SseClient(Client):
             await stream.aclose()
             return None
         try:
-            await self._opened()
+            self._opened()
             while not stop.is_set():
                 # No short timeout here: cancelling a read of httpx's line iterator ends the
                 # stream. Heartbeats bring the loop back to the stop flag.
                 event = await stream.next(SSE_SILENCE)
-                if event.event == FrameType.NOTIFICATION and event.id:
+                if event.event == FrameType.CONNECTED:
+                    await self._hello()
+                elif event.event == FrameType.NOTIFICATION and event.id:
                     self._notification(event.id)
                 elif event.event == FrameType.HEARTBEAT:
                     self.life.heartbeats += 1
