@@ -26,18 +26,19 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff and mypy --strict over every package."""
+    """ruff, mypy --strict, and import-linter's dependency rules over every package."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
     """The reference server for a person to try (`-- --redis --instances 2`)."""
     install(session, "test")
-    session.run("python", "-m", "reference_server.playground", *session.posargs)
+    session.run("python", "-m", "harness.playground", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -90,16 +91,16 @@ def faults_ci(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Micro-benchmarks of the hot paths against the baseline in loadtests/bench/baseline."""
+    """Micro-benchmarks of the hot paths against the baseline in reference_server/bench/baseline."""
     install(session, "load")
-    storage = "--benchmark-storage=file://loadtests/bench/baseline"
+    storage = "--benchmark-storage=file://reference_server/bench/baseline"
     if "--save-baseline" in session.posargs:
         mode = ["--benchmark-save=baseline"]
     else:
         mode = ["--benchmark-compare"]
     session.run(
         "pytest",
-        "loadtests/bench",
+        "reference_server/bench",
         "-p",
         "no:cacheprovider",
         "--benchmark-only",

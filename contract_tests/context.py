@@ -11,30 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
-
-from contract_tests.client import Frame, StreamClient
-from contract_tests.driver import Driver
-from contract_tests.registry import CaseFailed, Need, NotRun
-from contract_tests.schemas import has_utc_offset, violations
-from contract_tests.sse_client import SseStream
-from reference_server.auth import TokenVerifier
-from reference_server.protocol import WS_NOTIFICATIONS_PATH
-
-
-class SecretTokens:
-    """Tokens minted with the target's secret: any claims, any lifetime."""
-
-    def __init__(self, secret: str, algorithm: str = "HS256") -> None:
-        self.secret = secret
-        self.algorithm = algorithm
-        self._minter = TokenVerifier(secret, algorithm, max_bytes=0)
-
-    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
-        return self._minter.mint(user, admin=admin, ttl=ttl or 3600.0)
-
-    def sign(self, claims: dict[str, Any], key: str | None = None) -> str:
-        return jwt.encode(claims, key or self.secret, algorithm=self.algorithm)
+from contract_tests.registry import CaseFailed, Level, Need, NotRun
+from notify_client.client import Frame, StreamClient
+from notify_client.driver import Driver
+from notify_client.sse_client import SseStream
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.schemas import has_utc_offset, violations
+from notify_contract.tokens import Minter
 
 
 class CommandTokens:
@@ -76,7 +59,7 @@ class Target:
 
     base: str
     label: str
-    tokens: SecretTokens | CommandTokens | None = None
+    tokens: Minter | CommandTokens | None = None
     driver_cmd: str | None = None
     heartbeat_interval: float = 30.0
     max_per_user: int = 3
@@ -88,6 +71,8 @@ class Target:
     logs: tuple[Path, ...] = ()
     idle_hold: float | None = None
     frame_timeout: float = 5.0
+    token_in: str = "query"  # where streams carry the token: "query" or "header"
+    without: frozenset[Need] = frozenset()  # parts of the API the target declares it lacks
 
     @property
     def hold(self) -> float:
@@ -104,6 +89,7 @@ class Shared:
     driver: Driver | None = None
     driver_problem: str | None = "driver not probed"
     http_driver_works: bool = False
+    http_driver_exists: bool = False  # it answered, if not as the contract says
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 
@@ -120,10 +106,11 @@ class Entry:
 class Context:
     """Handed to each case: fresh user names, tokens, the driver, recorded streams."""
 
-    def __init__(self, shared: Shared, needs: frozenset[Need]) -> None:
+    def __init__(self, shared: Shared, needs: frozenset[Need], level: Level = Level.MUST) -> None:
         self.shared = shared
         self.target = shared.target
         self.needs = needs
+        self.level = level
         self.started = time.monotonic()
         self.transcript: list[Entry] = []
         self.notes: list[str] = []
@@ -146,7 +133,7 @@ class Context:
 
     def signed(self, claims: dict[str, Any]) -> str:
         """A token with exactly these claims, signed with the target's key."""
-        if not isinstance(self.target.tokens, SecretTokens):
+        if not isinstance(self.target.tokens, Minter):
             raise NotRun("a token with chosen claims needs --jwt-secret")
         return self.target.tokens.sign(claims)
 
@@ -175,6 +162,7 @@ class Context:
         token = tok if tok is not None else (self.token(user) if user else None)
         name = label or f"ws{len(self._streams) + 1}"
         self.note(name, "open", f"{path} as {user or 'nobody'}")
+        handshake.setdefault("token_in", self.target.token_in)
         client = await StreamClient.open(
             self.target.base,
             path,
@@ -224,18 +212,24 @@ class Context:
             raise CaseFailed(message)
 
     def should(self, condition: bool, message: str) -> None:
+        """The outcome a SHOULD rule names: non-strict, not failed. Only SHOULD cases say it."""
+        if self.level is not Level.SHOULD:
+            raise TypeError("should() in a case of a MUST rule: use must()")
         if not condition:
             self.notes.append(message)
             self.note("suite", "note", f"SHOULD missed: {message}")
 
     def shape(self, frame: Frame) -> Frame:
-        """The frame must match its JSON Schema; its timestamps should carry a UTC offset."""
+        """The frame must match its JSON Schema (rule 3.1)."""
         problems = violations({"type": frame.type, "data": frame.data})
         self.must(not problems, f"`{frame.type}` frame breaks its schema: {'; '.join(problems)}")
+        return frame
+
+    def offsets(self, frame: Frame) -> None:
+        """Rule 3.4: the frame's timestamps should carry a UTC offset."""
         for key in ("timestamp", "created_at"):
             value = frame.data.get(key)
             if isinstance(value, str):
                 self.should(
                     has_utc_offset(value), f"`{frame.type}` {key} {value!r} has no UTC offset"
                 )
-        return frame

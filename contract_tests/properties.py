@@ -16,8 +16,9 @@ import jwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract_tests.client import BlockingStreamClient, Closed, Frame
-from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
+from notify_client.client import BlockingStreamClient, Closed, Frame
+from notify_contract.codes import WS_4401_UNAUTHORIZED, CloseCode
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 
 # -- client frames ----------------------------------------------------------------------------
 
@@ -55,7 +56,7 @@ CLIENT_FRAMES = (
 
 
 def contract_answer(frame: str | bytes) -> str:
-    """What CONTRACT.md section 4 says the server does with this client frame."""
+    """What docs/contract.md section 4 says the server does with this client frame."""
     if isinstance(frame, bytes):
         return "close 1003"
     try:
@@ -146,7 +147,7 @@ def _next_reply(client: BlockingStreamClient) -> Frame:
 # -- tokens -----------------------------------------------------------------------------------
 
 NOW = int(time.time())
-# One change to a valid token's claims or algorithm, and whether it stays valid (CONTRACT.md 2).
+# One change to a valid token's claims or algorithm, and whether it stays valid (rule 2.1).
 CHANGES: tuple[tuple[str, dict[str, Any], str, bool], ...] = (
     ("as is", {}, "HS256", True),
     ("no sub", {"sub": None}, "HS256", False),
@@ -166,7 +167,7 @@ CHANGES: tuple[tuple[str, dict[str, Any], str, bool], ...] = (
 
 @dataclass(frozen=True)
 class TokenCase:
-    """One token to present and whether CONTRACT.md 2 lets it in."""
+    """One token to present and whether docs/contract.md 2 lets it in."""
 
     token: str
     valid: bool
@@ -212,7 +213,7 @@ def token_cases(secret: str) -> st.SearchStrategy[TokenCase]:
 def tokens_property(
     base: str, secret: str, examples: int | None = None
 ) -> tuple[Callable[[], None], Tried]:
-    """A token is let in (with its own `sub` as the user) exactly when CONTRACT.md 2 says so;
+    """A token is let in (with its own `sub` as the user) exactly when docs/contract.md 2 says so;
     every other one is closed with 4401 after accept, with nothing delivered."""
     tried = Tried()
 
@@ -229,7 +230,7 @@ def tokens_property(
                 tried.saw("connected")
             else:
                 frames = client.until_closed(5)
-                assert client.close_code == CloseCode.UNAUTHORIZED, (case.how, client.close_code)
+                assert client.close_code == WS_4401_UNAUTHORIZED, (case.how, client.close_code)
                 assert not frames, (case.how, [f.type for f in frames])
                 tried.saw("4401")
         except Closed as exc:

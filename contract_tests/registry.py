@@ -1,27 +1,28 @@
-"""Cases of the contract suite: each tied to a clause of CONTRACT.md and graded like a
-conformance suite (pass, non-strict, fail, not run)."""
+"""Cases of the contract suite: each cites a numbered rule of docs/contract.md, takes its grade
+(MUST or SHOULD) from that rule, and is graded like a conformance suite (pass, non-strict,
+fail, not run)."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from notify_contract.rules import Level, Rule, rule
+
 if TYPE_CHECKING:
-    from contract_tests.context import Context
+    from contract_tests.context import Context, Target
 
-
-class Level(StrEnum):
-    MUST = "MUST"
-    SHOULD = "SHOULD"
+__all__ = ["CASES", "Case", "CaseFailed", "Level", "Need", "NotRun", "Verdict", "case", "select"]
 
 
 class Verdict(StrEnum):
     PASS = "pass"
-    NON_STRICT = "non-strict"  # a SHOULD was missed
-    FAIL = "fail"  # a MUST was broken
+    NON_STRICT = "non-strict"  # the outcome a SHOULD rule names was seen
+    FAIL = "fail"  # a MUST was broken, or a case could not finish
     NOT_RUN = "not run"
 
 
@@ -34,6 +35,14 @@ class Need(StrEnum):
     DRIVER_HTTP = "driver-http"  # the HTTP driver API itself
     LOGS = "logs"  # log files of the server or its proxy
     ORIGIN = "origin"  # an Origin the target allows
+    # Parts of the API a target may declare it lacks (--without): then "not run", not "fail".
+    TASKS = "tasks"
+    SSE = "sse"
+    STATS = "stats"
+    ARCHIVE = "archive"
+
+
+FEATURES = (Need.TASKS, Need.SSE, Need.STATS, Need.ARCHIVE)
 
 
 class CaseFailed(Exception):
@@ -45,21 +54,31 @@ class NotRun(Exception):
 
 
 CaseFn = Callable[["Context"], Awaitable[None]]
+Estimate = Callable[["Target"], float]
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    clause: str
-    level: Level
+    rule: Rule
     title: str
     needs: frozenset[Need]
     run: CaseFn
     timeout: float
+    after: tuple[str, ...]  # cases whose failure makes this one meaningless
+    estimate: Estimate  # seconds it takes against a target, for progress
+
+    @property
+    def clause(self) -> str:
+        return self.rule.id
+
+    @property
+    def level(self) -> Level:
+        return self.rule.level
 
     @property
     def label(self) -> str:
-        return f"[{self.clause}] {self.id}"
+        return f"[{self.rule.id}] {self.id}"
 
 
 CASES: dict[str, Case] = {}
@@ -67,33 +86,52 @@ CASES: dict[str, Case] = {}
 
 def case(
     id: str,
-    clause: str,
+    rule_id: str,
     title: str,
     *,
-    level: Level = Level.MUST,
     needs: Iterable[Need] = (Need.TOKENS,),
     timeout: float = 60.0,
+    after: Iterable[str] = (),
+    estimate: Estimate | None = None,
 ) -> Callable[[CaseFn], CaseFn]:
-    """Register a case; `clause` is the CONTRACT.md section (e.g. "5")."""
+    """Register a case that checks rule `rule_id` ("5.5") of docs/contract.md."""
 
     def register(fn: CaseFn) -> CaseFn:
         if id in CASES:
             raise ValueError(f"two cases named {id!r}")
-        CASES[id] = Case(id, clause, level, title, frozenset(needs), fn, timeout)
+        unknown = [a for a in after if a not in CASES]
+        if unknown:
+            raise ValueError(f"{id} runs after {unknown}, which are not registered before it")
+        CASES[id] = Case(
+            id,
+            rule(rule_id),
+            title,
+            frozenset(needs),
+            fn,
+            timeout,
+            tuple(after),
+            estimate or (lambda target: 0.5),
+        )
         return fn
 
     return register
 
 
 def select(cases: Iterable[Case], keywords: list[str], excludes: list[str]) -> list[Case]:
-    """`-k` keeps cases whose id, clause or title contains any keyword (case-insensitive);
-    `--exclude` drops cases whose id matches any glob."""
+    """`-k` keeps cases whose id or title contains any keyword (case-insensitive), or whose rule
+    is the keyword ("5.5") or in its section ("5"); `--exclude` drops cases whose id matches any
+    glob. Ordered by rule; a case always comes after the cases it depends on."""
     chosen = []
     for c in cases:
-        text = f"{c.clause} {c.id} {c.title}".lower()
-        if keywords and not any(k.lower() in text for k in keywords):
+        if keywords and not any(_matches(c, k) for k in keywords):
             continue
         if any(fnmatch.fnmatchcase(c.id, pattern) for pattern in excludes):
             continue
         chosen.append(c)
-    return sorted(chosen, key=lambda c: int(c.clause))  # stable: file order within a clause
+    return sorted(chosen, key=lambda c: c.rule.key)  # stable: registration order within a rule
+
+
+def _matches(c: Case, keyword: str) -> bool:
+    if re.fullmatch(r"\d+(\.\d+)?", keyword):
+        return keyword in (c.rule.id, str(c.rule.section))
+    return keyword.lower() in f"{c.id} {c.title}".lower()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from html import escape
 from importlib import metadata
@@ -66,6 +67,7 @@ def to_json(runs: list[RunResult], meta: dict[str, Any]) -> dict[str, Any]:
     return {
         **meta,
         "failed": any(run.failed for run in runs),
+        "fix_first": [asdict(g) for g in fix_first(runs)],
         "runs": [
             {
                 "label": run.target.label,
@@ -117,6 +119,60 @@ def _transcript_text(r: CaseResult) -> str:
     return "\n".join(f"{e.at:8.3f}s {e.stream:<10} {e.direction:<8} {e.text}" for e in r.transcript)
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
+_RUN_NAME = re.compile(r"ct-[0-9a-f]{6}-[\w-]+-\d+")
+
+
+def check_of(reason: str) -> str:
+    """A failure reason with its particulars (names, ids, numbers) taken out, so that the same
+    broken check groups together however many cases hit it."""
+    shaped = _RUN_NAME.sub("<user>", reason)
+    shaped = _QUOTED.sub("'…'", shaped)
+    return _NUMBER.sub("N", shaped)
+
+
+@dataclass(frozen=True)
+class FixGroup:
+    """Failures that share their first failing check, largest first: what to fix first."""
+
+    check: str
+    example: str
+    cases: tuple[str, ...]  # "label:case-id"
+
+
+def fix_first(runs: list[RunResult]) -> list[FixGroup]:
+    groups: dict[str, list[CaseResult]] = {}
+    labels: dict[int, str] = {}
+    for run in runs:
+        for r in run.results:
+            if r.verdict is Verdict.FAIL:
+                groups.setdefault(check_of(r.reason), []).append(r)
+                labels[id(r)] = run.target.label
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    return [
+        FixGroup(check, rs[0].reason, tuple(f"{labels[id(r)]}:{r.case.id}" for r in rs))
+        for check, rs in ordered
+    ]
+
+
+def fix_first_text(runs: list[RunResult], shown: int = 5) -> str:
+    """The terminal's "fix first" block."""
+    groups = fix_first(runs)
+    if not groups:
+        return "fix first: nothing failed"
+    lines = ["fix first (failures grouped by their first failing check, largest first):"]
+    for n, g in enumerate(groups[:shown], 1):
+        names = ", ".join(g.cases[:6]) + (
+            f" and {len(g.cases) - 6} more" if len(g.cases) > 6 else ""
+        )
+        lines.append(f"  {n}. {len(g.cases)} case(s): {g.example[:240]}")
+        lines.append(f"     {names}")
+    if len(groups) > shown:
+        lines.append(f"  ... and {len(groups) - shown} more group(s) in the report")
+    return "\n".join(lines)
+
+
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -148,10 +204,22 @@ def to_html(runs: list[RunResult], meta: dict[str, Any]) -> str:
             + f"<td>{run.duration:.1f}s</td></tr>"
         )
     parts.append("</table>")
+    groups = fix_first(runs)
+    if groups:
+        parts.append(
+            "<h2>Fix first</h2><p>Failures grouped by their first failing check, "
+            "largest group first.</p><ol>"
+        )
+        for g in groups:
+            parts.append(
+                f"<li><b>{len(g.cases)} case(s)</b>: {escape(g.example)}<br><small>"
+                f"{escape(', '.join(g.cases))}</small></li>"
+            )
+        parts.append("</ol>")
     for run in runs:
         parts.append(
             f"<h2>{escape(run.target.label)} ({escape(run.target.base)})</h2>"
-            f"<p>driver: {escape(run.driver)}</p><table><tr><th>clause</th><th>case</th>"
+            f"<p>driver: {escape(run.driver)}</p><table><tr><th>rule</th><th>case</th>"
             "<th>level</th><th>verdict</th><th>time</th><th>what</th></tr>"
         )
         for r in run.results:

@@ -9,13 +9,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 import contract_tests.cases  # noqa: F401 - registers the cases
-from contract_tests.client import Closed, ProtocolViolation
-from contract_tests.context import Context, Entry, SecretTokens, Shared, Target
-from contract_tests.driver import CommandDriver, Driver, DriverError
-from contract_tests.registry import Case, CaseFailed, Level, Need, NotRun, Verdict
+from contract_tests.context import CommandTokens, Context, Entry, Shared, Target
+from contract_tests.registry import FEATURES, Case, CaseFailed, Level, Need, NotRun, Verdict
+from notify_client.client import Closed, ProtocolViolation, StreamClient
+from notify_client.driver import CommandDriver, Driver, DriverError, DriverUnsupported
+from notify_contract.codes import describe
+from notify_contract.protocol import NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
+
+PREFLIGHT_SECONDS = 8.0  # an unreachable target is one clear error well within 10 s
+
+
+class TargetUnusable(Exception):
+    """The target does not answer, or is not a WebSocket server: nothing can be checked."""
 
 
 @dataclass
@@ -44,6 +53,44 @@ class RunResult:
     def failed(self) -> bool:
         return self.count(Verdict.FAIL) > 0
 
+    @property
+    def must_not_run(self) -> list[CaseResult]:
+        return [
+            r for r in self.results if r.verdict is Verdict.NOT_RUN and r.case.level is Level.MUST
+        ]
+
+
+async def preflight(target: Target) -> None:
+    """One handshake at the notification path within PREFLIGHT_SECONDS, or TargetUnusable."""
+    url = target.base.rstrip("/") + WS_NOTIFICATIONS_PATH
+    token = None
+    if target.tokens is not None:
+        try:
+            token = target.tokens.mint("contract-preflight")
+        except NotRun:
+            token = None
+    try:
+        stream = await asyncio.wait_for(
+            StreamClient.open(
+                target.base,
+                WS_NOTIFICATIONS_PATH,
+                token,
+                token_in=target.token_in,
+                open_timeout=PREFLIGHT_SECONDS,
+            ),
+            PREFLIGHT_SECONDS + 1,
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise TargetUnusable(
+            f"{url} is not a WebSocket endpoint: the handshake got HTTP {status}, not 101"
+        ) from None
+    except (OSError, TimeoutError) as exc:
+        raise TargetUnusable(f"{url} does not answer: {type(exc).__name__}: {exc}") from None
+    except InvalidHandshake as exc:
+        raise TargetUnusable(f"{url} is not a WebSocket endpoint: {exc}") from None
+    await stream.close()
+
 
 async def probe_driver(shared: Shared) -> None:
     """Find how this target can be made to emit: its driver API, or --driver-cmd."""
@@ -61,8 +108,11 @@ async def probe_driver(shared: Shared) -> None:
     try:
         await http.publish(f"ct-{shared.run_id}-probe", "contract suite probe")
         shared.http_driver_works = True
-    except (DriverError, httpx.HTTPError, ValueError) as exc:
-        problem = f"the driver API (POST /api/notifications) failed: {exc}"
+    except DriverError as exc:
+        problem = f"the driver API failed: {exc}"
+        shared.http_driver_exists = exc.status not in (None, 404, 405)
+    except (httpx.HTTPError, ValueError) as exc:
+        problem = f"the driver API (POST {NOTIFICATIONS_PATH}) failed: {exc}"
     if target.driver_cmd:
         await http.aclose()
         shared.driver = CommandDriver(target.base, admin, target.driver_cmd)
@@ -78,14 +128,16 @@ async def probe_driver(shared: Shared) -> None:
 def missing_need(case: Case, shared: Shared) -> str | None:
     target = shared.target
     for need in (n for n in Need if n in case.needs):  # declaration order: tokens first
+        if need in FEATURES and need in target.without:
+            return f"the target declares it has no {need.value} (--without {need.value})"
         if need is Need.TOKENS and target.tokens is None:
             return "needs tokens: give --jwt-secret or --token-cmd"
-        if need is Need.SECRET and not isinstance(target.tokens, SecretTokens):
+        if need is Need.SECRET and not isinstance(target.tokens, Minter):
             return "needs tokens with chosen claims: give --jwt-secret"
         if need is Need.DRIVER and shared.driver is None:
             return f"needs a way to publish: {shared.driver_problem}"
-        if need is Need.DRIVER_HTTP and not shared.http_driver_works:
-            return f"checks the HTTP driver API, which is not usable: {shared.driver_problem}"
+        if need is Need.DRIVER_HTTP and not (shared.http_driver_works or shared.http_driver_exists):
+            return f"checks the HTTP driver API, not offered here: {shared.driver_problem}"
         if need is Need.LOGS and not target.logs:
             return "needs the server's or the proxy's log: give --log PATH"
         if need is Need.ORIGIN and target.allowed_origin is None:
@@ -93,64 +145,98 @@ def missing_need(case: Case, shared: Shared) -> str | None:
     return None
 
 
-async def run_case(case: Case, shared: Shared) -> CaseResult:
-    missing = missing_need(case, shared)
+def blocked_by(case: Case, done: dict[str, CaseResult]) -> str | None:
+    """Why a case that depends on another cannot mean anything in this run, if it cannot."""
+    for dep in case.after:
+        result = done.get(dep)
+        if result is not None and result.verdict in (Verdict.FAIL, Verdict.NOT_RUN):
+            what = "failed" if result.verdict is Verdict.FAIL else "did not run"
+            return f"needs {dep}, which {what}"
+    return None
+
+
+def _reason(exc: BaseException, case: Case) -> str:
+    if isinstance(exc, Closed):
+        return f"a stream closed unexpectedly: {describe(exc.code)}" + (
+            f", reason {exc.reason!r}" if exc.reason else ""
+        )
+    if isinstance(exc, ProtocolViolation):
+        return f"protocol violation: {exc}"
+    if isinstance(exc, TimeoutError):
+        return (
+            f"timed out: {exc}" if str(exc) else f"the case did not end within {case.timeout:g} s"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def run_case(case: Case, shared: Shared, done: dict[str, CaseResult]) -> CaseResult:
+    missing = missing_need(case, shared) or blocked_by(case, done)
     if missing is not None:
         return CaseResult(case, Verdict.NOT_RUN, missing, 0.0)
-    ctx = Context(shared, case.needs)
+    ctx = Context(shared, case.needs, case.level)
     verdict, reason = Verdict.PASS, ""
     try:
         await asyncio.wait_for(case.run(ctx), case.timeout)
     except NotRun as exc:
         verdict, reason = Verdict.NOT_RUN, str(exc)
+    except DriverUnsupported as exc:
+        verdict, reason = Verdict.NOT_RUN, str(exc)
     except CaseFailed as exc:
         verdict, reason = Verdict.FAIL, str(exc)
-    except Closed as exc:
-        verdict, reason = (
-            Verdict.FAIL,
-            f"a stream closed unexpectedly: code {exc.code} {exc.reason!r}",
-        )
-    except ProtocolViolation as exc:
-        verdict, reason = Verdict.FAIL, f"protocol violation: {exc}"
-    except TimeoutError as exc:
-        verdict, reason = Verdict.FAIL, f"timed out waiting{': ' + str(exc) if str(exc) else ''}"
-    except (InvalidHandshake, OSError, httpx.HTTPError, DriverError) as exc:
-        verdict, reason = Verdict.FAIL, f"{type(exc).__name__}: {exc}"
+    except (Closed, ProtocolViolation, TimeoutError, InvalidHandshake, OSError) as exc:
+        verdict, reason = Verdict.FAIL, _reason(exc, case)
+    except (httpx.HTTPError, DriverError) as exc:
+        verdict, reason = Verdict.FAIL, _reason(exc, case)
     except Exception as exc:
-        verdict, reason = Verdict.FAIL, f"{type(exc).__name__}: {exc}"
+        verdict, reason = Verdict.FAIL, _reason(exc, case)
         ctx.note("suite", "note", traceback.format_exc())
     finally:
         await ctx.close_all()
-    if verdict is Verdict.PASS and ctx.notes:
+    if verdict is Verdict.PASS and ctx.notes:  # only SHOULD cases can take notes
         verdict, reason = Verdict.NON_STRICT, "; ".join(ctx.notes)
-    if verdict is Verdict.FAIL and case.level is Level.SHOULD:
-        verdict = Verdict.NON_STRICT
     duration = round(time.monotonic() - ctx.started, 3)
     return CaseResult(case, verdict, reason, duration, ctx.transcript, ctx.notes, ctx.close_codes)
+
+
+def _left(cases: list[Case], target: Target) -> str:
+    seconds = sum(c.estimate(target) for c in cases)
+    return f"about {seconds:.0f} s left" if seconds >= 1 else "almost done"
 
 
 async def run_target(
     target: Target, cases: list[Case], progress: Callable[[str], None] = print
 ) -> RunResult:
-    """Every case against `target`, in order, printing a line per case."""
+    """Every case against `target`, in order, printing a line per case and the time left."""
     shared = Shared(target)
     started_at, started = time.time(), time.monotonic()
+    await preflight(target)
     await probe_driver(shared)
     how = (
         "driver API"
         if shared.driver and not target.driver_cmd
         else ("--driver-cmd" if shared.driver else f"none ({shared.driver_problem})")
     )
-    progress(f"== {target.label}: {target.base} ({len(cases)} cases; driver: {how})")
-    results = []
+    progress(
+        f"== {target.label}: {target.base} ({len(cases)} cases, {_left(cases, target)}; "
+        f"driver: {how})"
+    )
+    results: list[CaseResult] = []
+    done: dict[str, CaseResult] = {}
     try:
         for n, case in enumerate(cases, 1):
-            result = await run_case(case, shared)
+            expected = case.estimate(target)
+            if expected >= 10:
+                progress(
+                    f"  ... {case.label}: takes about {expected:.0f} s (heartbeat interval "
+                    f"{target.heartbeat_interval:g} s)"
+                )
+            result = await run_case(case, shared, done)
             results.append(result)
+            done[case.id] = result
             detail = f"  {result.reason}" if result.reason else ""
             progress(
                 f"  {n:>3}/{len(cases)} {result.verdict.value:<10} {case.label} "
-                f"({result.duration:.2f}s){detail[:300]}"
+                f"({result.duration:.2f}s, {_left(cases[n:], target)}){detail[:300]}"
             )
     finally:
         if shared.driver is not None:
@@ -159,3 +245,14 @@ async def run_target(
     counts = ", ".join(f"{run.count(v)} {v.value}" for v in Verdict)
     progress(f"== {target.label}: {counts} in {run.duration:.1f}s")
     return run
+
+
+__all__ = [
+    "CaseResult",
+    "CommandTokens",
+    "RunResult",
+    "TargetUnusable",
+    "preflight",
+    "run_case",
+    "run_target",
+]

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.stack import StackError
 from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
 from loadtests.run import LoadError, run
-from reference_server.stack import StackError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -23,9 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from harness.stack import StackError
 from loadtests.config import BudgetError, RunConfig, from_profile
 from loadtests.run import LoadError, run
-from reference_server.stack import StackError
 
 MODES: dict[str, dict[str, Any]] = {
     "websocket": {"scenario": "fanout", "sse_mode": "shared"},
@@ -170,7 +170,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     lines.append(
         (
             "Automatic reconnect: browser / by hand",
-            "not a load figure: contract_tests/reconnect.py implements CONTRACT.md 7 and "
+            "not a load figure: contract_tests/reconnect.py implements docs/contract.md 7 and "
             "tests/test_reconnect.py checks it",
         )
     )

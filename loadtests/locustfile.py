@@ -27,21 +27,21 @@ from locust import User, constant, task
 from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
 
-from contract_tests.client import BlockingStreamClient, Closed
-from contract_tests.driver import BlockingDriver, task_call
-from contract_tests.reconnect import ReconnectPolicy
-from contract_tests.sse_client import BlockingSseStream
 from loadtests.config import LoadEnv
-from reference_server.auth import TokenVerifier
-from reference_server.protocol import (
+from notify_client.client import BlockingStreamClient, Closed
+from notify_client.driver import BlockingDriver, task_call
+from notify_client.sse_client import BlockingSseStream
+from notify_contract.protocol import (
     SSE_NOTIFICATIONS_PATH,
     WS_NOTIFICATIONS_PATH,
     WS_TASKS_PATH,
     FrameType,
 )
+from notify_contract.reconnect import ReconnectPolicy
+from notify_contract.tokens import Minter
 
 ENV = LoadEnv.from_environ()
-TOKENS = TokenVerifier(ENV.secret, "HS256", max_bytes=0)
+TOKENS = Minter(ENV.secret)
 _local = itertools.count()
 
 
@@ -102,7 +102,7 @@ class Tracker:
 
 
 class StreamUser(User):
-    """Holds one WebSocket notification stream; reconnects per CONTRACT.md 7, resuming."""
+    """Holds one WebSocket notification stream; reconnects per docs/contract.md 7, resuming."""
 
     abstract = True
     wait_time = constant(0)
@@ -144,7 +144,7 @@ class StreamUser(User):
             report(f"first frame {hello.type}")
             return None
         report(None, len(hello.raw))
-        self.policy.opened()
+        self.policy.connected()
         return stream
 
     def hold_stream(self) -> None:

@@ -15,11 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests import report, summary
-from loadtests.config import LoadEnv, RunConfig, check_budget, open_file_limit
-from loadtests.sampler import Sampler, Watched
-from reference_server.auth import TokenVerifier
-from reference_server.stack import (
+from harness.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -29,6 +25,10 @@ from reference_server.stack import (
     start_nginx,
     start_server,
 )
+from loadtests import report, summary
+from loadtests.config import LoadEnv, RunConfig, check_budget, open_file_limit
+from loadtests.sampler import Sampler, Watched
+from notify_contract.tokens import Minter
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SETTLE = 5.0  # seconds between the end of the ramp and the first publish
@@ -151,7 +151,7 @@ def run(
     for line in budget:
         progress(f"budget: {line}")
     with scratch_dir("load-") as logs, stack(config, logs) as st:
-        admin = TokenVerifier(st.secret, "HS256", 0).mint("load-admin", admin=True, ttl=86400)
+        admin = Minter(st.secret).mint("load-admin", admin=True, ttl=86400)
         watched = Watched(
             servers={s.process.pid: s.base for s in st.servers},
             nginx_master=st.proxy.process.pid if st.proxy else None,

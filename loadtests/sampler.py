@@ -14,9 +14,8 @@ import httpx
 import psutil
 import redis as redis_sync
 
-from contract_tests.driver import auth_header
-from reference_server.protocol import METRICS_PATH
-from reference_server.redis_bus import BUS_CLIENT, FEED_CLIENT
+from harness.stack import BUS_CLIENT, FEED_CLIENT, METRICS_PATH
+from notify_client.driver import auth_header
 
 
 @dataclass

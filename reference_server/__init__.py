@@ -1,1 +1,1 @@
-"""Reference WebSocket notification server: every clause of CONTRACT.md."""
+"""Reference WebSocket notification server: every clause of docs/contract.md."""

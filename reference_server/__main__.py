@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import uvicorn
@@ -11,8 +10,6 @@ import uvicorn
 from reference_server.auth import TokenVerifier
 from reference_server.logs import log_config
 from reference_server.settings import Settings, SettingsError, load_settings
-
-MAX_REQUEST_LINE = 65536
 
 
 def _serve_args(argv: list[str]) -> argparse.Namespace:
@@ -73,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"reference_server: {exc}", file=sys.stderr)
         return 2
-    # The handshake parser refuses request lines over 8 KiB, and uvicorn then never flushes its
-    # 414: an oversized token would hang instead of getting 4401. Read before websockets loads.
-    os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", str(MAX_REQUEST_LINE))
     uvicorn.run(
         "reference_server.app:create_app",
         factory=True,

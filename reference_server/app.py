@@ -1,4 +1,4 @@
-"""FastAPI wiring: the endpoints of CONTRACT.md section 1 over the hub, the bus and the tasks."""
+"""FastAPI wiring: the endpoints of the contract (section 1) over the hub, the bus and the tasks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import FrameType as StackFrame
 from typing import Annotated, Any
 
+import websockets.http11
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,6 +33,9 @@ from reference_server.protocol import (
     SSE_TASKS_PATH,
     STATS_PATH,
     TASKS_PATH,
+    WS_4401_UNAUTHORIZED,
+    WS_4404_NOT_FOUND,
+    WS_4429_TOO_MANY_CONNECTIONS,
     WS_NOTIFICATIONS_PATH,
     WS_TASKS_PATH,
     CloseCode,
@@ -198,8 +202,20 @@ def _close_streams_on_signal(services: Services) -> Callable[[], None]:
     return undo
 
 
+MAX_REQUEST_LINE = 65536
+
+
+def _allow_long_request_lines() -> None:
+    """The handshake parser refuses request lines over 8 KiB, and uvicorn then never flushes its
+    414: an oversized token would hang instead of getting 4401. The parser reads this module
+    global on every handshake, so raising it here covers every worker process."""
+    limit = websockets.http11.MAX_LINE_LENGTH
+    websockets.http11.MAX_LINE_LENGTH = max(limit, MAX_REQUEST_LINE)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; settings come from the environment unless given."""
+    _allow_long_request_lines()
     services = build_services(settings or load_settings())
     cfg = services.settings
 
@@ -253,16 +269,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             return services.verifier.verify(token_from_request(ws.query_params, ws.headers))
         except AuthError as exc:
-            await ws.close(CloseCode.UNAUTHORIZED, str(exc))
+            await ws.close(WS_4401_UNAUTHORIZED, str(exc))
             return None
 
     async def serve_client(ws: WebSocket, conn: Connection, user: Principal) -> None:
-        """Answer client frames until the peer leaves (CONTRACT.md sections 4, 5 and 11)."""
+        """Answer client frames until the peer leaves (docs/contract.md sections 4, 5 and 11)."""
         loop = asyncio.get_running_loop()
         expiry = loop.call_later(
             max(0.0, user.expires_at - time.time()),
             conn.close,
-            CloseCode.UNAUTHORIZED,
+            WS_4401_UNAUTHORIZED,
             "token expired",
         )
         rate = FrameRate(cfg.ws_client_rate)
@@ -308,7 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             conn.forget()
 
     async def open_notifications(ws: WebSocket, conn: Connection) -> tuple[int, str] | None:
-        full = (CloseCode.TOO_MANY_CONNECTIONS, "too many connections")
+        full = (WS_4429_TOO_MANY_CONNECTIONS, "too many connections")
         if not await services.bus.acquire_slot(conn.user_id):
             return full
         opened = False
@@ -326,7 +342,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if code is None:
             return None
-        return code, "unknown task" if code == CloseCode.NOT_FOUND else "not your task"
+        return code, "unknown task" if code == WS_4404_NOT_FOUND else "not your task"
 
     @app.websocket(WS_NOTIFICATIONS_PATH)
     async def ws_notifications(ws: WebSocket) -> None:

@@ -1,4 +1,4 @@
-"""Token verification (CONTRACT.md section 2): one decoder, pinned algorithm, one failure."""
+"""Token verification (docs/contract.md section 2): one decoder, pinned algorithm, one failure."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class Bus(Protocol):
         """Store and deliver one notification (user_id None: broadcast); return the record."""
 
     async def resume(self, user_id: str, last_id: str) -> list[Stored] | None:
-        """History after `last_id` (CONTRACT.md section 5), or None to resync."""
+        """History after `last_id` (docs/contract.md section 5), or None to resync."""
 
     async def archive(self, user_id: str, after_id: str | None) -> list[dict[str, Any]]: ...
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reference_server.protocol import CloseCode, Outgoing
+from reference_server.protocol import WS_4408_SLOW_CONSUMER, CloseCode, Outgoing
 
 SendFn = Callable[[str], Coroutine[Any, Any, None]]
 CloseFn = Callable[[int, str], Coroutine[Any, Any, None]]
@@ -100,7 +100,7 @@ class Connection:
             self._run(self._send(text))
         elif len(self._backlog) >= self._limit:
             self._backlog.clear()
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            self.close(WS_4408_SLOW_CONSUMER, "slow consumer")
         else:
             self._backlog.append(text)
 
@@ -244,7 +244,7 @@ class Hub:
         for conn in conns:
             conn.offer(item)
             if item.terminal:
-                conn.close(CloseCode.NORMAL, item.frame_type.value)
+                conn.close(CloseCode.NORMAL_CLOSURE, item.frame_type.value)
 
     async def heartbeat(self, item: Outgoing) -> None:
         """Every open stream gets `item`; order against notifications does not matter."""
@@ -284,7 +284,7 @@ class Hub:
 
 
 def stats_from_counts(pairs: Iterable[tuple[str, int]]) -> dict[str, Any]:
-    """The stats body of CONTRACT.md section 8 from (user, count) pairs, summed."""
+    """The stats body of docs/contract.md section 8 from (user, count) pairs, summed."""
     users: dict[str, int] = {}
     for user, n in pairs:
         if n > 0:

@@ -1,4 +1,4 @@
-"""Logging for the server: tokens never reach a log line (CONTRACT.md section 1).
+"""Logging for the server: tokens never reach a log line (docs/contract.md section 1).
 
 uvicorn logs the path with its query string on every request and every WebSocket handshake;
 the filter below rewrites `token=` values in every record that reaches our handlers.

@@ -1,7 +1,8 @@
-"""The wire protocol of CONTRACT.md as data: frame types, close codes, field names, builders.
+"""The server's side of the wire protocol: frame and SSE encoders, its error codes, builders.
 
-No I/O here. The server, the protocol client and the tests all take their constants from this
-module, so a code or a name is spelled once.
+The contract's own facts (paths, frame types, close codes, field names) come from
+`notify_contract`, the package every judge of this server reads too; they are re-exported here
+for the server's modules. No I/O here.
 """
 
 from __future__ import annotations
@@ -9,63 +10,61 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any, Final
 
-# Paths (CONTRACT.md section 1).
-WS_NOTIFICATIONS_PATH: Final = "/api/ws/notifications"
-WS_TASKS_PATH: Final = "/api/ws/tasks/{task_id}"
-STATS_PATH: Final = "/api/ws/stats"
+from notify_contract.codes import (
+    WS_4401_UNAUTHORIZED,
+    WS_4403_FORBIDDEN,
+    WS_4404_NOT_FOUND,
+    WS_4408_SLOW_CONSUMER,
+    WS_4429_TOO_MANY_CONNECTIONS,
+    CloseCode,
+)
+from notify_contract.protocol import (
+    DATA,
+    LAST_ID_PARAM,
+    NOTIFICATION_FIELDS,
+    NOTIFICATIONS_PATH,
+    SSE_NOTIFICATIONS_PATH,
+    SSE_TASKS_PATH,
+    STATS_PATH,
+    STATUS_UNREAD,
+    TASKS_PATH,
+    TOKEN_PARAM,
+    TYPE,
+    WS_NOTIFICATIONS_PATH,
+    WS_TASKS_PATH,
+    FrameType,
+    NotificationKind,
+)
+
+__all__ = [
+    "DATA",
+    "LAST_ID_PARAM",
+    "METRICS_PATH",
+    "NOTIFICATIONS_PATH",
+    "NOTIFICATION_FIELDS",
+    "SSE_NOTIFICATIONS_PATH",
+    "SSE_TASKS_PATH",
+    "STATS_PATH",
+    "STATUS_UNREAD",
+    "TASKS_PATH",
+    "TOKEN_PARAM",
+    "TYPE",
+    "WS_4401_UNAUTHORIZED",
+    "WS_4403_FORBIDDEN",
+    "WS_4404_NOT_FOUND",
+    "WS_4408_SLOW_CONSUMER",
+    "WS_4429_TOO_MANY_CONNECTIONS",
+    "WS_NOTIFICATIONS_PATH",
+    "WS_TASKS_PATH",
+    "CloseCode",
+    "FrameType",
+    "NotificationKind",
+]
+
 METRICS_PATH: Final = "/api/ws/metrics"  # this server's own: per-process figures for load runs
-SSE_NOTIFICATIONS_PATH: Final = "/api/notifications/stream"
-SSE_TASKS_PATH: Final = "/api/stream/tasks/{task_id}"
-NOTIFICATIONS_PATH: Final = "/api/notifications"
-TASKS_PATH: Final = "/api/tasks"
-
-# Field names.
-TYPE: Final = "type"
-DATA: Final = "data"
-TOKEN_PARAM: Final = "token"
-LAST_ID_PARAM: Final = "last_id"
-
-
-class FrameType(StrEnum):
-    """The `type` of a frame (CONTRACT.md sections 3 and 4); also the SSE event names."""
-
-    CONNECTED = "connected"
-    NOTIFICATION = "notification"
-    HEARTBEAT = "heartbeat"
-    PROGRESS = "progress"
-    COMPLETED = "completed"
-    ERROR = "error"
-    PONG = "pong"
-    RESYNC = "resync"
-    PING = "ping"  # client to server
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes (CONTRACT.md section 6)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    UNSUPPORTED_DATA = 1003
-    ABNORMAL = 1006
-    INVALID_DATA = 1007
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    UNAUTHORIZED = 4401
-    FORBIDDEN = 4403
-    NOT_FOUND = 4404
-    SLOW_CONSUMER = 4408
-    TOO_MANY_CONNECTIONS = 4429
-
-
-class NotificationKind(StrEnum):
-    """The notification's own `type` field."""
-
-    ANALYSIS = "analysis"
-    ALERT = "alert"
-    SYSTEM = "system"
 
 
 class ErrorCode(StrEnum):
@@ -73,19 +72,6 @@ class ErrorCode(StrEnum):
 
     BAD_JSON = "bad_json"
     UNKNOWN_TYPE = "unknown_type"
-
-
-NOTIFICATION_FIELDS: Final = (
-    "id",
-    "title",
-    "content",
-    "type",
-    "link",
-    "source",
-    "created_at",
-    "status",
-)
-STATUS_UNREAD: Final = "unread"
 
 
 def utc_now() -> str:
@@ -153,7 +139,7 @@ class ClientFrame:
 
 
 def parse_client_text(text: str) -> ClientFrame:
-    """Classify a client text frame (CONTRACT.md section 4)."""
+    """Classify a client text frame (docs/contract.md section 4)."""
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
@@ -167,7 +153,7 @@ def parse_client_text(text: str) -> ClientFrame:
 
 
 def sse_event(frame_type: FrameType, data: dict[str, Any], event_id: str | None = None) -> str:
-    """One legacy SSE event (CONTRACT.md section 9): `event:`, optional `id:`, one `data:` line."""
+    """One legacy SSE event (rule 9.2): `event:`, optional `id:`, one `data:` line."""
     head = f"event: {frame_type.value}\n"
     if event_id is not None:
         head += f"id: {event_id}\n"

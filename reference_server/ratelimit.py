@@ -1,4 +1,4 @@
-"""The client frame rate limit (CONTRACT.md section 11): at most `rate` frames in any 1 s window."""
+"""The client frame rate limit (rule 11.2): at most `rate` frames in any 1 s window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every limit and interval of the server, read once from the environment (CONTRACT.md s. 10)."""
+"""Every limit and interval of the server, read once from the environment (contract section 10)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
-    # CONTRACT.md section 10
+    # docs/contract.md section 10
     ws_heartbeat_interval: float = Field(30.0, gt=0)
     ws_max_connections_per_user: int = Field(3, ge=1)
     ws_max_message_bytes: int = Field(65536, ge=64)

@@ -1,4 +1,4 @@
-"""The legacy SSE streams (CONTRACT.md section 9), in both PubSub modes.
+"""The legacy SSE streams (docs/contract.md section 9), in both PubSub modes.
 
 `shared`: SSE clients are hub streams like WebSockets, fed by the process's one subscription.
 `per-connection`: the seed's old design, one Redis PubSub connection per SSE client; kept so the

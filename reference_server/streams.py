@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 
 from reference_server.bus import Bus, notification_item, task_item
 from reference_server.hub import Connection, Hub
-from reference_server.protocol import CloseCode, connected, resync
+from reference_server.protocol import (
+    WS_4403_FORBIDDEN,
+    WS_4404_NOT_FOUND,
+    CloseCode,
+    connected,
+    resync,
+)
 
 
 async def open_user_stream(
@@ -39,19 +45,19 @@ async def open_user_stream(
 
 async def open_task_stream(
     hub: Hub, bus: Bus, conn: Connection, task_id: str, *, is_admin: bool
-) -> CloseCode | None:
+) -> int | None:
     """Register a task stream after its latest state; the close code when it may not open."""
     async with hub.lock:
         info = await bus.task_info(task_id)
         if info is None:
-            return CloseCode.NOT_FOUND
+            return WS_4404_NOT_FOUND
         if info.owner != conn.user_id and not is_admin:
-            return CloseCode.FORBIDDEN
+            return WS_4403_FORBIDDEN
         conn.offer(connected(conn.user_id, task_id))
         if info.latest is not None:
             conn.offer(task_item(info.latest))
             if info.latest.terminal:
-                conn.close(CloseCode.NORMAL, info.latest.frame_type.value)
+                conn.close(CloseCode.NORMAL_CLOSURE, info.latest.frame_type.value)
                 return None
         hub.add_task_stream(conn)
     return None

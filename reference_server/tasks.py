@@ -1,4 +1,4 @@
-"""Simulated analysis tasks: they make the task streams of CONTRACT.md section 5 move."""
+"""Simulated analysis tasks: they make the task streams of docs/contract.md section 5 move."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACT.md section 5: heartbeat, fan-out, per-user limit, slow consumers, resume."""
+"""docs/contract.md section 5: heartbeat, fan-out, per-user limit, slow consumers, resume."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import itertools
 import time
 
 from contract_tests.cases.helpers import closes_with, connected, refused_after_accept
-from contract_tests.client import Closed, StreamClient, notifications_until
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
-from reference_server.protocol import CloseCode
+from notify_client.client import Closed, StreamClient, notifications_until
+from notify_contract.codes import WS_4408_SLOW_CONSUMER, WS_4429_TOO_MANY_CONNECTIONS, describe
 
 DRIVEN = (Need.TOKENS, Need.DRIVER)
 
 
-@case("heartbeat-cadence", "5", "a `heartbeat` every WS_HEARTBEAT_INTERVAL seconds", timeout=300)
+@case(
+    "heartbeat-cadence",
+    "5.1",
+    "a `heartbeat` every WS_HEARTBEAT_INTERVAL seconds",
+    timeout=300,
+    estimate=lambda t: 3 * t.heartbeat_interval,
+)
 async def heartbeat_cadence(ctx: Context) -> None:
     interval = ctx.target.heartbeat_interval
     stream = await connected(ctx, ctx.user())
@@ -33,9 +39,10 @@ async def heartbeat_cadence(ctx: Context) -> None:
 
 @case(
     "idle-stream-survives",
-    "5",
+    "5.1",
     "an idle stream stays open (heartbeats keep proxies from timing it out)",
     timeout=600,
+    estimate=lambda t: t.hold,
 )
 async def idle_stream_survives(ctx: Context) -> None:
     hold = ctx.target.hold
@@ -67,7 +74,7 @@ async def idle_stream_survives(ctx: Context) -> None:
 
 @case(
     "fanout-every-stream-once-in-order",
-    "5",
+    "5.3",
     "each notification reaches every stream of its user exactly once, in publish order",
     needs=DRIVEN,
 )
@@ -82,7 +89,7 @@ async def fanout_once_in_order(ctx: Context) -> None:
         ctx.must(got == ids, f"stream {n} of {len(streams)} got {got}, published {ids}")
 
 
-@case("fanout-isolation", "5", "a notification reaches no stream of any other user", needs=DRIVEN)
+@case("fanout-isolation", "5.3", "a notification reaches no stream of any other user", needs=DRIVEN)
 async def fanout_isolation(ctx: Context) -> None:
     alice, bob = ctx.user("alice"), ctx.user("bob")
     a, b = await connected(ctx, alice), await connected(ctx, bob)
@@ -97,7 +104,7 @@ async def fanout_isolation(ctx: Context) -> None:
 
 @case(
     "broadcast-reaches-everyone",
-    "5",
+    "5.3",
     "a broadcast reaches every open notification stream",
     needs=DRIVEN,
 )
@@ -111,7 +118,7 @@ async def broadcast(ctx: Context) -> None:
 
 @case(
     "limit-4429",
-    "5",
+    "5.5",
     "one stream over WS_MAX_CONNECTIONS_PER_USER is closed with 4429; the "
     "user's other streams are untouched",
     needs=DRIVEN,
@@ -120,7 +127,7 @@ async def limit_4429(ctx: Context) -> None:
     user = ctx.user()
     held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
     await refused_after_accept(
-        ctx, ctx.token(user), CloseCode.TOO_MANY_CONNECTIONS, "one stream over the limit"
+        ctx, ctx.token(user), WS_4429_TOO_MANY_CONNECTIONS, "one stream over the limit"
     )
     await ctx.driver.publish(user, "still here")
     for stream in held:
@@ -128,10 +135,18 @@ async def limit_4429(ctx: Context) -> None:
         ctx.must(got.data["title"] == "still here", "a held stream lost its notification")
 
 
-@case("limit-slot-frees", "5", "closing one of the user's streams frees a slot")
+@case(
+    "limit-slot-frees",
+    "5.5",
+    "closing one of the user's streams frees a slot (after one more was refused with 4429)",
+    after=("limit-4429",),
+)
 async def limit_slot_frees(ctx: Context) -> None:
     user = ctx.user()
     held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
+    await refused_after_accept(
+        ctx, ctx.token(user), WS_4429_TOO_MANY_CONNECTIONS, "one stream over the limit"
+    )
     await held[0].close()
     deadline = time.monotonic() + 5
     while True:  # the server may see the close a moment after the client does
@@ -140,17 +155,20 @@ async def limit_slot_frees(ctx: Context) -> None:
             await stream.expect("connected", timeout=ctx.target.frame_timeout)
             return
         except Closed as closed:
-            ctx.must(closed.code == CloseCode.TOO_MANY_CONNECTIONS, f"refused with {closed.code}")
-            ctx.must(time.monotonic() < deadline, "the slot never freed after a close")
+            ctx.must(
+                closed.code == WS_4429_TOO_MANY_CONNECTIONS,
+                f"the stream after a close was refused with {describe(closed.code)}",
+            )
+            ctx.must(time.monotonic() < deadline, "the slot never freed within 5 s of a close")
             await asyncio.sleep(0.1)
 
 
 @case(
     "slow-consumer-4408",
-    "5",
+    "5.6",
     "a stream that stops reading is closed with 4408; the user's "
     "other stream keeps getting everything",
-    needs=DRIVEN,
+    needs=(*DRIVEN, Need.STATS),
     timeout=180,
 )
 async def slow_consumer(ctx: Context) -> None:
@@ -194,7 +212,7 @@ async def slow_consumer(ctx: Context) -> None:
         "the reading stream missed notifications while the other one stalled",
     )
     slow.ws.transport.resume_reading()
-    await closes_with(ctx, slow, CloseCode.SLOW_CONSUMER, "the stalled stream", timeout=60)
+    await closes_with(ctx, slow, WS_4408_SLOW_CONSUMER, "the stalled stream", timeout=60)
 
 
 async def _resume(ctx: Context, user: str, last_id: str) -> StreamClient:
@@ -203,7 +221,7 @@ async def _resume(ctx: Context, user: str, last_id: str) -> StreamClient:
 
 @case(
     "resume-replay",
-    "5",
+    "5.7",
     "a stream opened with last_id first gets what was published after "
     "it, in order, without duplicates, then live ones",
     needs=DRIVEN,
@@ -219,9 +237,9 @@ async def resume_replay(ctx: Context) -> None:
 
 @case(
     "resume-resync",
-    "5",
-    "a last_id older than the history gets `resync`; the archive has the rest",
-    needs=DRIVEN,
+    "5.8",
+    "a last_id older than the history gets `resync`; the archive lists exactly what came after",
+    needs=(*DRIVEN, Need.ARCHIVE),
     timeout=180,
 )
 async def resume_resync(ctx: Context) -> None:
@@ -231,8 +249,16 @@ async def resume_resync(ctx: Context) -> None:
     ]
     stream = await _resume(ctx, user, ids[0])
     ctx.shape(await stream.expect("resync", timeout=ctx.target.frame_timeout))
-    items = [i.get("id") for i in await ctx.driver.after(ctx.token(user), ids[0])]
+    items = [str(i.get("id")) for i in await ctx.driver.after(ctx.token(user), ids[0])]
     ctx.must(
-        bool(items) and items == ids[len(ids) - len(items) :],
-        "after a resync the archive does not list the missed notifications in order",
+        items == ids[1:],
+        f"after a resync the archive after {ids[0]} lists {len(items)} notifications "
+        f"({_ends(items)}), not the {len(ids) - 1} published after it ({_ends(ids[1:])})",
     )
+
+
+def _ends(ids: list[str]) -> str:
+    """The first and last of a list of ids, for a message."""
+    if len(ids) <= 2:
+        return ", ".join(ids) or "none"
+    return f"{ids[0]} ... {ids[-1]}"

@@ -1,21 +1,21 @@
-"""CONTRACT.md section 11: Origin, client flood, exact user ids."""
+"""docs/contract.md section 11: Origin, client flood, exact user ids."""
 
 from __future__ import annotations
 
 from websockets.exceptions import InvalidStatus
 
 from contract_tests.cases.helpers import closes_with, connected
-from contract_tests.client import notifications_until
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
-from reference_server.protocol import CloseCode
+from notify_client.client import notifications_until
+from notify_contract.codes import CloseCode
 
 FOREIGN = "https://contract-suite.invalid"
 
 
 @case(
     "origin-allowlist",
-    "11",
+    "11.1",
     "a handshake from an Origin outside WS_ALLOWED_ORIGINS is "
     "refused with HTTP 403; allowed and absent Origins are served",
     needs=(Need.TOKENS, Need.ORIGIN),
@@ -36,7 +36,7 @@ async def origin(ctx: Context) -> None:
 
 @case(
     "flood-1008",
-    "11",
+    "11.2",
     "more than WS_CLIENT_RATE frames a second closes that stream with "
     "1008; the user's other streams go on",
 )
@@ -52,7 +52,7 @@ async def flood(ctx: Context) -> None:
 
 @case(
     "user-id-exact",
-    "11",
+    "11.3",
     "a user id is an exact string, never a pattern",
     needs=(Need.TOKENS, Need.DRIVER),
 )

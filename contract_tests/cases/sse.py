@@ -1,13 +1,14 @@
-"""CONTRACT.md section 9: the legacy SSE streams."""
+"""docs/contract.md section 9: the legacy SSE streams."""
 
 from __future__ import annotations
 
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
-from contract_tests.sse_client import SseStream
-from reference_server.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
+from notify_client.sse_client import SseStream
+from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
 
-DRIVEN = (Need.TOKENS, Need.DRIVER)
+PLAIN = (Need.TOKENS, Need.SSE)
+DRIVEN = (Need.TOKENS, Need.DRIVER, Need.SSE)
 
 
 async def opened(
@@ -22,7 +23,10 @@ async def opened(
 
 
 @case(
-    "sse-headers", "9", "text/event-stream with Cache-Control: no-cache and X-Accel-Buffering: no"
+    "sse-headers",
+    "9.1",
+    "text/event-stream with Cache-Control: no-cache and X-Accel-Buffering: no",
+    needs=PLAIN,
 )
 async def sse_headers(ctx: Context) -> None:
     stream = await opened(ctx, ctx.user())
@@ -43,7 +47,7 @@ async def sse_headers(ctx: Context) -> None:
 
 @case(
     "sse-notification",
-    "9",
+    "9.2",
     "`event: notification` with `id:` = the notification id and the notification as data",
     needs=DRIVEN,
 )
@@ -59,14 +63,21 @@ async def sse_notification(ctx: Context) -> None:
     )
 
 
-@case("sse-heartbeat", "9", "`event: heartbeat` on SSE streams", timeout=120)
+@case(
+    "sse-heartbeat",
+    "9.2",
+    "`event: heartbeat` on SSE streams",
+    timeout=120,
+    needs=PLAIN,
+    estimate=lambda t: t.heartbeat_interval,
+)
 async def sse_heartbeat(ctx: Context) -> None:
     stream = await opened(ctx, ctx.user())
     wait = ctx.target.heartbeat_interval * 1.5 + ctx.target.frame_timeout
     await stream.expect("heartbeat", timeout=wait, skip=())
 
 
-@case("sse-resume", "9", "resume with the Last-Event-ID header or ?last_id=", needs=DRIVEN)
+@case("sse-resume", "9.3", "resume with the Last-Event-ID header or ?last_id=", needs=DRIVEN)
 async def sse_resume(ctx: Context) -> None:
     user = ctx.user()
     ids = [(await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(3)]
@@ -80,7 +91,10 @@ async def sse_resume(ctx: Context) -> None:
 
 
 @case(
-    "sse-task-stream", "9", "task SSE streams send progress and `completed`, then end", needs=DRIVEN
+    "sse-task-stream",
+    "9.2",
+    "task SSE streams send progress and `completed`, then end",
+    needs=DRIVEN,
 )
 async def sse_task(ctx: Context) -> None:
     owner = ctx.user()

@@ -1,14 +1,15 @@
-"""CONTRACT.md section 8: connection statistics."""
+"""docs/contract.md section 8: connection statistics."""
 
 from __future__ import annotations
 
 import httpx
 
-from contract_tests.cases.helpers import connected, until_true
+from contract_tests.cases.helpers import connected
 from contract_tests.context import Context
-from contract_tests.driver import auth_header
-from contract_tests.registry import NotRun, case
-from reference_server.protocol import STATS_PATH
+from contract_tests.registry import Need, case
+from notify_client.driver import auth_header
+from notify_client.waiting import until_true
+from notify_contract.protocol import STATS_PATH
 
 
 async def _get(ctx: Context, token: str | None) -> httpx.Response:
@@ -18,26 +19,28 @@ async def _get(ctx: Context, token: str | None) -> httpx.Response:
     return response
 
 
-@case("stats-need-admin", "8", "stats need an admin token (unless WS_STATS_PUBLIC)")
-async def stats_need_admin(ctx: Context) -> None:
+@case(
+    "stats-access",
+    "8.2",
+    "stats need an admin token; with WS_STATS_PUBLIC (--stats-public) no token at all",
+    needs=(Need.STATS,),
+)
+async def stats_access(ctx: Context) -> None:
     if ctx.target.stats_public:
-        raise NotRun("the target is declared WS_STATS_PUBLIC (--stats-public)")
+        response = await _get(ctx, None)
+        ctx.must(response.status_code == 200, f"public stats answered {response.status_code}")
+        return
     for label, token in (("no token", None), ("a user token", ctx.token(ctx.user()))):
         status = (await _get(ctx, token)).status_code
         ctx.must(status in (401, 403), f"stats with {label} answered {status}, not 401/403")
     ctx.must((await _get(ctx, ctx.admin)).status_code == 200, "stats refused an admin token")
 
 
-@case("stats-public", "8", "with WS_STATS_PUBLIC, stats need no token", needs=())
-async def stats_public(ctx: Context) -> None:
-    if not ctx.target.stats_public:
-        raise NotRun("the target is not declared WS_STATS_PUBLIC (--stats-public)")
-    response = await _get(ctx, None)
-    ctx.must(response.status_code == 200, f"public stats answered {response.status_code}")
-
-
 @case(
-    "stats-count-streams", "8", "stats count each user's open notification streams; totals add up"
+    "stats-count-streams",
+    "8.1",
+    "stats count each user's open notification streams; totals add up",
+    needs=(Need.TOKENS, Need.STATS),
 )
 async def stats_counts(ctx: Context) -> None:
     a, b = ctx.user("a"), ctx.user("b")

@@ -1,14 +1,16 @@
-"""CONTRACT.md sections 3 and 5: task streams."""
+"""docs/contract.md sections 3 and 5: task streams."""
 
 from __future__ import annotations
 
 from contract_tests.cases.helpers import closes_with, refused_after_accept
-from contract_tests.client import Frame, StreamClient
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
-from reference_server.protocol import WS_TASKS_PATH, CloseCode
+from notify_client.client import Frame, StreamClient
+from notify_contract.codes import WS_4403_FORBIDDEN, WS_4404_NOT_FOUND, CloseCode
+from notify_contract.protocol import WS_TASKS_PATH
 
-DRIVEN = (Need.TOKENS, Need.DRIVER)
+PLAIN = (Need.TOKENS, Need.TASKS)
+DRIVEN = (Need.TOKENS, Need.DRIVER, Need.TASKS)
 
 
 def path(task_id: str) -> str:
@@ -25,13 +27,15 @@ async def watch(
 
 
 async def to_the_end(ctx: Context, stream: StreamClient) -> list[Frame]:
-    frames = await closes_with(ctx, stream, CloseCode.NORMAL, "a finished task stream", timeout=30)
+    frames = await closes_with(
+        ctx, stream, CloseCode.NORMAL_CLOSURE, "a finished task stream", timeout=30
+    )
     return [ctx.shape(f) for f in frames if f.type != "heartbeat"]
 
 
 @case(
     "task-progress-completed",
-    "5",
+    "5.4",
     "the owner sees progress steps in order "
     "(progress = 100*step/total), then `completed`, then close 1000",
     needs=DRIVEN,
@@ -63,7 +67,7 @@ async def task_progress(ctx: Context) -> None:
 
 @case(
     "task-error",
-    "5",
+    "5.4",
     "a failing task sends `error` (task_id, message), then close 1000",
     needs=DRIVEN,
 )
@@ -80,7 +84,7 @@ async def task_error(ctx: Context) -> None:
     ctx.must(frames[-1].data.get("task_id") == task_id, "`error` names another task")
 
 
-@case("task-forbidden-4403", "5", "another user's task stream is closed with 4403", needs=DRIVEN)
+@case("task-forbidden-4403", "5.4", "another user's task stream is closed with 4403", needs=DRIVEN)
 async def task_forbidden(ctx: Context) -> None:
     task_id = await ctx.driver.start_task(
         ctx.token(ctx.user()), total_steps=3, step_interval_ms=200
@@ -88,24 +92,24 @@ async def task_forbidden(ctx: Context) -> None:
     await refused_after_accept(
         ctx,
         ctx.token(ctx.user("intruder")),
-        CloseCode.FORBIDDEN,
+        WS_4403_FORBIDDEN,
         "another user's task",
         path(task_id),
     )
 
 
-@case("task-unknown-4404", "5", "an unknown task is closed with 4404")
+@case("task-unknown-4404", "5.4", "an unknown task is closed with 4404", needs=PLAIN)
 async def task_unknown(ctx: Context) -> None:
     await refused_after_accept(
         ctx,
         ctx.token(ctx.user()),
-        CloseCode.NOT_FOUND,
+        WS_4404_NOT_FOUND,
         "an unknown task",
         path("no-such-task-" + ctx.shared.run_id),
     )
 
 
-@case("task-admin-may-watch", "5", "an admin may open any task's stream", needs=DRIVEN)
+@case("task-admin-may-watch", "5.4", "an admin may open any task's stream", needs=DRIVEN)
 async def task_admin(ctx: Context) -> None:
     task_id = await ctx.driver.start_task(ctx.token(ctx.user()), total_steps=3, step_interval_ms=50)
     await to_the_end(ctx, await watch(ctx, "contract-admin", task_id, tok=ctx.admin))
@@ -113,7 +117,7 @@ async def task_admin(ctx: Context) -> None:
 
 @case(
     "task-late-subscriber",
-    "5",
+    "5.4",
     "a late subscriber first gets the task's latest state",
     needs=DRIVEN,
 )
@@ -134,7 +138,7 @@ async def task_late(ctx: Context) -> None:
 
 @case(
     "task-ended-subscriber",
-    "5",
+    "5.4",
     "a subscriber after the end gets the end, then close 1000",
     needs=DRIVEN,
 )
@@ -151,7 +155,7 @@ async def task_ended(ctx: Context) -> None:
 
 @case(
     "task-no-cross-talk",
-    "5",
+    "5.4",
     "progress of one task never reaches another task's stream",
     needs=DRIVEN,
 )

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.client import StreamClient
-from contract_tests.context import SecretTokens, Target
-from contract_tests.driver import Driver
+from contract_tests.context import Target
 from contract_tests.registry import CASES
 from contract_tests.runner import run_target
-from contract_tests.sse_client import SseStream
+from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
+from harness.stack import nginx_binary, nginx_command
 from nginx_conf import NginxConfig, render
-from reference_server.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
-from reference_server.stack import nginx_binary, nginx_command
-from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
+from notify_client.client import StreamClient
+from notify_client.driver import Driver
+from notify_client.sse_client import SseStream
+from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
 
 Users = Callable[..., str]
 
@@ -120,7 +121,7 @@ async def test_header_buffers_decide_whether_a_16kb_token_reaches_the_server(
 ) -> None:
     backend = servers.start()
     proxy = servers.proxy(backend, header_buffers=buffers)
-    target = Target(proxy.base, buffers, tokens=SecretTokens(SECRET))
+    target = Target(proxy.base, buffers, tokens=Minter(SECRET))
     run = await run_target(target, [CASES["token-16kb"]], progress=lambda line: None)
     assert run.results[0].verdict.value == verdict, run.results[0].reason
     if verdict == "non-strict":  # nginx's default answers before the server can say 4401

@@ -22,12 +22,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from contract_tests.client import BlockingStreamClient, Closed, Frame
-from contract_tests.driver import BlockingDriver
 from contract_tests.properties import client_frames_property, tokens_property
-from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import ADMIN, SECRET, Servers, token
+from harness.fixtures import ADMIN, SECRET, Servers, token
+from harness.stack import ServerHandle
+from notify_client.client import BlockingStreamClient, Closed, Frame
+from notify_client.driver import BlockingDriver
+from notify_contract.codes import WS_4429_TOO_MANY_CONNECTIONS
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 
 LIMIT = 2
 _runs = itertools.count()
@@ -70,7 +71,7 @@ class StreamsMachine(RuleBasedStateMachine):
                 raise AssertionError(f"stream over the limit got {frame.type}, not 4429")
             finally:
                 client.close()
-            assert code == CloseCode.TOO_MANY_CONNECTIONS
+            assert code == WS_4429_TOO_MANY_CONNECTIONS
             return multiple()
         assert client.expect("connected").data["user_id"] == self.uid(user)
         stream = Stream(user, client)

@@ -3,32 +3,57 @@ that names the fault, grades what it cannot run as "not run", and writes its rep
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import json
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from contract_tests import report
 from contract_tests.__main__ import main as suite_main
-from contract_tests.__main__ import redacted
-from contract_tests.context import SecretTokens, Target
-from contract_tests.registry import CASES, Need, Verdict, select
-from contract_tests.runner import RunResult, run_target
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import SECRET, Servers
+from contract_tests.__main__ import parser, redacted
+from contract_tests.context import Context, Shared, Target
+from contract_tests.options import OptionError, resolve, target_from
+from contract_tests.registry import CASES, Case, Need, Verdict, select
+from contract_tests.runner import RunResult, run_case, run_target
+from harness.fixtures import SECRET, Servers
+from harness.stack import ServerHandle, free_port
+from notify_contract.rules import rule
+from notify_contract.tokens import Minter
 
 BEAT = "0.3"
+HISTORY = 20
 
 
 def target(server: ServerHandle, label: str) -> Target:
     return Target(
         server.base,
         label,
-        tokens=SecretTokens(SECRET),
+        tokens=Minter(SECRET),
         heartbeat_interval=float(BEAT),
+        history_size=HISTORY,
         logs=(server.process.log_path,),
+    )
+
+
+def broken(servers: Servers, fault: str) -> ServerHandle:
+    return start(servers, "reference_server.tests.broken_server", fault)
+
+
+def start(servers: Servers, module: str = "reference_server", fault: str = "") -> ServerHandle:
+    """A server with a quick heartbeat, a short send queue and history (the suite knows them)."""
+    return servers.start(
+        module=module,
+        WS_HEARTBEAT_INTERVAL=BEAT,
+        WS_SEND_QUEUE="16",
+        WS_HISTORY_SIZE=str(HISTORY),
+        BROKEN_FAULT=fault,
     )
 
 
@@ -38,7 +63,7 @@ async def run(t: Target, *ids: str) -> RunResult:
 
 @pytest.fixture(scope="module")
 def healthy(servers: Servers) -> ServerHandle:
-    return servers.start(WS_HEARTBEAT_INTERVAL=BEAT)
+    return start(servers)
 
 
 FAULTS = [
@@ -48,6 +73,10 @@ FAULTS = [
     ("no-heartbeat", "heartbeat-cadence"),
     ("task-broadcast", "task-no-cross-talk"),
     ("log-token", "token-not-in-logs"),
+    ("slow-4409", "slow-consumer-4408"),
+    ("driver-200", "driver-publish"),
+    ("archive-newest", "resume-resync"),
+    ("wrong-user", "connected-shape"),
 ]
 
 
@@ -56,7 +85,9 @@ async def test_the_case_that_names_a_fault_catches_it(
     servers: Servers, healthy: ServerHandle, fault: str, case_id: str
 ) -> None:
     broken = servers.start(
-        module="contract_tests.tests.broken_server", BROKEN_FAULT=fault, WS_HEARTBEAT_INTERVAL=BEAT
+        module="reference_server.tests.broken_server",
+        BROKEN_FAULT=fault,
+        WS_HEARTBEAT_INTERVAL=BEAT,
     )
     caught = await run(target(broken, fault), case_id)
     assert caught.results[0].verdict is Verdict.FAIL, caught.results[0].reason
@@ -99,7 +130,7 @@ async def test_a_driver_command_publishes_instead_of_the_api(
         "print(r.text)\n"
     )
     t = target(healthy, "cmd")
-    admin = SecretTokens(SECRET).mint("driver", admin=True)
+    admin = Minter(SECRET).mint("driver", admin=True)
     t.driver_cmd = f"{sys.executable} {script} {admin}"
     result = await run(t, "fanout-every-stream-once-in-order", "task-progress-completed")
     assert [r.verdict for r in result.results] == [Verdict.PASS, Verdict.PASS]
@@ -110,21 +141,27 @@ def test_selection_by_keyword_and_exclude_glob() -> None:
     assert "task-progress-completed" in ids
     assert "task-forbidden-4403" not in ids and "task-unknown-4404" not in ids
     assert all("task" in i or "task" in CASES[i].title for i in ids)
-    assert [c.clause for c in select(CASES.values(), [], [])] == sorted(
-        (c.clause for c in CASES.values()), key=int
-    )
+    ordered = [c.rule.key for c in select(CASES.values(), [], [])]
+    assert ordered == sorted(ordered)
+    assert [c.id for c in select(CASES.values(), ["5.5"], [])] == ["limit-4429", "limit-slot-frees"]
 
 
 async def test_report_files(servers: Servers, tmp_path: Path) -> None:
     broken = servers.start(
-        module="contract_tests.tests.broken_server", BROKEN_FAULT="leak", WS_HEARTBEAT_INTERVAL=BEAT
+        module="reference_server.tests.broken_server",
+        BROKEN_FAULT="leak",
+        WS_HEARTBEAT_INTERVAL=BEAT,
     )
-    result = await run(target(broken, "leaky"), "fanout-isolation", "ping-pong", "stats-public")
+    result = await run(target(broken, "leaky"), "fanout-isolation", "ping-pong", "origin-allowlist")
     meta = {"created": "2026-01-01T00:00:00+00:00", "command": "test"}
     out = report.write(tmp_path / "r", [result], meta)
     data = json.loads((out / "index.json").read_text())
     verdicts = {c["id"]: c["verdict"] for c in data["runs"][0]["cases"]}
-    assert verdicts == {"fanout-isolation": "fail", "ping-pong": "pass", "stats-public": "not run"}
+    assert verdicts == {
+        "fanout-isolation": "fail",
+        "ping-pong": "pass",
+        "origin-allowlist": "not run",
+    }
     assert data["failed"] is True
     failed = next(c for c in data["runs"][0]["cases"] if c["verdict"] == "fail")
     assert any(e["direction"] == "received" for e in failed["transcript"])
@@ -155,9 +192,172 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 async def test_a_proxy_timeout_below_the_heartbeat_is_named(servers: Servers) -> None:
     slow_beat = servers.start(WS_HEARTBEAT_INTERVAL="5", WS_PING_INTERVAL="600")
     proxy = servers.proxy(slow_beat, read_timeout="1s")
-    t = Target(
-        proxy.base, "nginx", tokens=SecretTokens(SECRET), heartbeat_interval=5.0, idle_hold=3.0
-    )
+    t = Target(proxy.base, "nginx", tokens=Minter(SECRET), heartbeat_interval=5.0, idle_hold=3.0)
     result = await run(t, "idle-stream-survives")
     assert result.results[0].verdict is Verdict.FAIL
     assert "proxy read timeout shorter than the heartbeat" in result.results[0].reason
+
+
+async def test_a_case_that_depends_on_a_failed_one_is_not_run(servers: Servers) -> None:
+    result = await run(
+        target(broken(servers, "no-limit"), "no-limit"), "limit-4429", "limit-slot-frees"
+    )
+    verdicts = [(r.verdict, r.reason) for r in result.results]
+    assert verdicts[0][0] is Verdict.FAIL
+    assert verdicts[1] == (Verdict.NOT_RUN, "needs limit-4429, which failed")
+
+
+async def test_a_driver_that_answers_200_fails_its_case_and_leaves_musts_not_run(
+    servers: Servers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = broken(servers, "driver-200")
+    argv = ["--target", server.base, "--jwt-secret", SECRET, "--reports", str(tmp_path)]
+    code = await asyncio.to_thread(suite_main, [*argv, "-k", "driver-publish", "-k", "fanout"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "fail       [1.1] driver-publish" in out
+    assert "not run    [5.3] fanout-isolation" in out
+    assert "result: a MUST is broken (0 pass, 0 non-strict, 1 fail, 2 not run)" in out
+
+
+async def test_must_cases_that_did_not_run_fail_the_run_unless_allowed(
+    healthy: ServerHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--target",
+        healthy.base,
+        "--reports",
+        str(tmp_path),
+        "-k",
+        "token-missing",
+        "-k",
+        "1.5",
+    ]
+    assert await asyncio.to_thread(suite_main, argv) == 1
+    assert "1 MUST case(s) could not run" in capsys.readouterr().out
+    assert await asyncio.to_thread(suite_main, [*argv, "--allow-not-run"]) == 0
+    assert (
+        "result: no MUST broken (1 pass, 0 non-strict, 0 fail, 1 not run)"
+        in capsys.readouterr().out
+    )
+
+
+def test_an_unreachable_target_is_one_error_and_exit_2_within_10_s(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    argv = ["--target", f"http://127.0.0.1:{free_port()}", "--jwt-secret", SECRET]
+    assert suite_main([*argv, "--reports", str(tmp_path)]) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not answer" in err[0] and "ConnectionRefusedError" in err[0]
+
+
+def test_a_target_that_is_not_a_websocket_server_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{web.server_address[1]}"
+        assert suite_main(["--target", base, "--reports", str(tmp_path)]) == 2
+    finally:
+        web.shutdown()
+        web.server_close()
+    assert "is not a WebSocket endpoint: the handshake got HTTP 404" in capsys.readouterr().err
+
+
+async def test_declared_missing_parts_are_not_run_with_the_reason(healthy: ServerHandle) -> None:
+    t = target(healthy, "no sse")
+    t.without = frozenset({Need.SSE, Need.TASKS})
+    result = await run(t, "sse-headers", "task-unknown-4404", "ping-pong")
+    assert [r.verdict for r in result.results] == [Verdict.NOT_RUN, Verdict.NOT_RUN, Verdict.PASS]
+    assert "declares it has no sse" in result.results[0].reason
+
+
+async def test_a_driver_command_may_say_unsupported(healthy: ServerHandle, tmp_path: Path) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import json, sys, httpx\n"
+        "req = json.load(sys.stdin)\n"
+        "if req.pop('action') == 'start_task':\n"
+        "    print('this target has no tasks'); sys.exit(3)\n"
+        f"r = httpx.post('{healthy.base}/api/notifications', json=req,\n"
+        "               headers={'Authorization': 'Bearer ' + sys.argv[1]})\n"
+        "print(r.text)\n"
+    )
+    t = target(healthy, "cmd")
+    t.driver_cmd = f"{sys.executable} {script} {Minter(SECRET).mint('driver', admin=True)}"
+    result = await run(t, "task-progress-completed", "fanout-isolation")
+    assert [r.verdict for r in result.results] == [Verdict.NOT_RUN, Verdict.PASS]
+    assert result.results[0].reason == (
+        "driver: unsupported `start_task` (this target has no tasks)"
+    )
+
+
+def _should_case(body: Callable[[Context], Awaitable[None]]) -> Case:
+    return Case("probe", rule("2.2"), "a SHOULD probe", frozenset(), body, 5.0, (), lambda t: 0)
+
+
+async def test_a_should_case_is_non_strict_only_for_the_outcome_it_names() -> None:
+    shared = Shared(Target("http://127.0.0.1:1", "offline"))
+
+    async def proxy_refusal(ctx: Context) -> None:
+        ctx.should(False, "refused with HTTP 414")
+
+    async def hangs(ctx: Context) -> None:
+        raise TimeoutError("no `connected` within 5 s; got nothing")
+
+    noted = await run_case(_should_case(proxy_refusal), shared, {})
+    assert (noted.verdict, noted.reason) == (Verdict.NON_STRICT, "refused with HTTP 414")
+    timed_out = await run_case(_should_case(hangs), shared, {})
+    assert timed_out.verdict is Verdict.FAIL
+    assert timed_out.reason == "timed out: no `connected` within 5 s; got nothing"
+
+
+def test_a_must_case_cannot_downgrade_itself() -> None:
+    ctx = Context(Shared(Target("http://127.0.0.1:1", "offline")), frozenset())
+    with pytest.raises(TypeError, match="use must"):
+        ctx.should(False, "anything")
+
+
+async def test_fix_first_groups_failures_by_their_first_check(servers: Servers) -> None:
+    wrong = target(broken(servers, "wrong-user"), "wrong-user")
+    ids = ("connected-shape", "fanout-isolation", "limit-4429", "ping-pong", "token-missing")
+    result = await run(wrong, *ids)
+    groups = report.fix_first([result])
+    assert len(groups) == 1 and len(groups[0].cases) == 4  # every case that opens a stream
+    assert groups[0].check == "`connected` names user '…', not '…'"
+    assert "1. 4 case(s): `connected` names user" in report.fix_first_text([result])
+    assert [r.verdict for r in result.results if r.case.id == "token-missing"] == [Verdict.PASS]
+
+
+def test_the_target_file_and_the_command_line(tmp_path: Path) -> None:
+    file = tmp_path / "target.toml"
+    file.write_text(
+        '[target]\nurl = "http://127.0.0.1:9"\njwt_secret = "s"\nwithout = ["sse"]\n'
+        "heartbeat_interval = 2\n"
+    )
+    args = parser().parse_args(["--target-file", str(file), "--heartbeat-interval", "0.5"])
+    values = resolve(args)
+    t = target_from(values, values["url"], "file")
+    assert (t.base, t.heartbeat_interval, t.without) == (
+        "http://127.0.0.1:9",
+        0.5,
+        frozenset({Need.SSE}),
+    )
+    assert isinstance(t.tokens, Minter)
+    file.write_text('[target]\nurl = "http://x"\nheartbeat = 2\n')
+    with pytest.raises(OptionError, match=r"unknown key.*heartbeat"):
+        resolve(parser().parse_args(["--target-file", str(file)]))
+    with pytest.raises(OptionError, match=r"--without chat: known parts are archive, sse"):
+        resolve(parser().parse_args(["--without", "tasks,chat"]))

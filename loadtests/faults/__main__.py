@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.stack import StackError
 from loadtests.faults.hostile import hostile_rows
 from loadtests.faults.lab import lab
 from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
 from loadtests.faults.table import Outcome, Row, write
-from reference_server.stack import StackError
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
 """Clients that live through faults: WebSocket and SSE streams that reconnect by the contract's
-policy (CONTRACT.md 7, with full jitter) and resume, and a publisher that retries what the server
+policy (contract section 7, full jitter) and resume, and a publisher that retries what the server
 refused. Everything goes into a Ledger, so a row can count what was lost.
 
-Built on the one client (`contract_tests.client`, `sse_client`, `driver`); this layer only adds
+Built on the one client (`notify_client.client`, `sse_client`, `driver`); this layer only adds
 the reconnect loop and the bookkeeping.
 """
 
@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 from websockets.exceptions import InvalidHandshake
 
-from contract_tests.cases.helpers import until_true
-from contract_tests.client import Closed, ProtocolViolation, StreamClient
-from contract_tests.driver import Driver, DriverError
-from contract_tests.reconnect import ReconnectPolicy
-from contract_tests.sse_client import SseStream
 from loadtests.faults.ledger import Ledger, Receipts
-from reference_server.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
+from notify_client.client import Closed, ProtocolViolation, StreamClient
+from notify_client.driver import Driver, DriverError
+from notify_client.sse_client import SseStream
+from notify_client.waiting import until_true
+from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
+from notify_contract.reconnect import ReconnectPolicy
 
 # A stream this long without a frame (heartbeats included) is dead: the client reconnects.
 WS_SILENCE = SSE_SILENCE = 60.0
@@ -106,7 +106,7 @@ class Client:
         raise NotImplementedError
 
     def _opened(self) -> None:
-        self.policy.opened()
+        self.policy.connected()
         self.life.opens.append(time.time())
         self.life.up.set()
 
@@ -132,7 +132,7 @@ class Client:
         self.last_id = nid
 
     async def _resync(self) -> None:
-        """CONTRACT.md 5: after `resync`, fetch what was missed from the archive."""
+        """docs/contract.md 5: after `resync`, fetch what was missed from the archive."""
         self.life.resyncs += 1
         await self._fetch()
 

@@ -10,17 +10,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from contract_tests.client import StreamClient
 from contract_tests.context import Target
-from contract_tests.driver import Driver
-from contract_tests.managed import managed_stack
 from contract_tests.properties import Tried, client_frames_property, tokens_property
 from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import CaseResult, run_target
+from harness.managed import managed_stack
+from harness.stack import Process, start_server
 from loadtests.faults.table import Row
-from reference_server.auth import TokenVerifier
-from reference_server.protocol import WS_NOTIFICATIONS_PATH
-from reference_server.stack import Process, start_server
+from notify_client.client import StreamClient
+from notify_client.driver import Driver
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
 
 # Contract cases that are attacks, in the order of the list.
 HOSTILE_CASES = (
@@ -62,7 +62,7 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
         case.id,
         "hostile",
         case.title,
-        f"{case.title} (CONTRACT.md {case.clause}, {case.level.value})",
+        f"{case.title} (docs/contract.md {case.clause}, {case.level.value})",
     )
     parts = []
     for label, r in results:
@@ -121,9 +121,7 @@ def scan_logs(log_dir: Path, secret: str) -> Row:
     )
 
 
-async def still_serves(
-    base: str, admin: str, tokens: TokenVerifier, processes: list[Process]
-) -> Row:
+async def still_serves(base: str, admin: str, tokens: Minter, processes: list[Process]) -> Row:
     row = Row(
         "still-serves",
         "hostile",
@@ -180,7 +178,7 @@ async def hostile_rows(
             },
             name="server-fuzz",
         )
-        tokens = TokenVerifier(stack.secret, "HS256", 1 << 16)
+        tokens = Minter(stack.secret)
         admin = tokens.mint("faults-admin", admin=True)
         try:
             victim = Driver(fuzz.base, admin)
@@ -196,7 +194,7 @@ async def hostile_rows(
                         "generated-frames",
                         "hostile",
                         "hypothesis: arbitrary client frames (JSON, text, binary, injection)",
-                        "each gets its CONTRACT.md 4 answer (pong, error, or 1003 for binary); "
+                        "each gets its rule 4.x answer (pong, error, or 1003 for binary); "
                         "the stream still answers a ping; no frame carries another user's data "
                         "or a stack trace",
                     ),
@@ -213,7 +211,7 @@ async def hostile_rows(
                         "hostile",
                         "hypothesis: tokens over arbitrary claims and algorithms, tampered "
                         "tokens, arbitrary text, in the query or the header",
-                        "in exactly when CONTRACT.md 2 says (HS256, string `sub`, future "
+                        "in exactly when docs/contract.md 2 says (HS256, string `sub`, future "
                         "`exp`, no future `nbf`), as that `sub`; otherwise 4401 after accept "
                         "with nothing delivered",
                     ),

@@ -1,7 +1,7 @@
 """The processes a fault scenario starts, breaks and restarts: redis-server, reference servers
 and nginx on fixed loopback ports, so that a restart comes back where clients reconnect.
 
-Built on `reference_server.stack`, the one way to start the stack; this adds killing and
+Built on `harness.stack`, the one way to start the stack; this adds killing and
 restarting in place, and stops whatever is left when the scenario ends.
 """
 
@@ -18,8 +18,7 @@ from typing import Any
 
 import psutil
 
-from reference_server.auth import TokenVerifier
-from reference_server.stack import (
+from harness.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -28,6 +27,7 @@ from reference_server.stack import (
     start_nginx,
     start_server,
 )
+from notify_contract.tokens import Minter
 
 
 class Lab:
@@ -37,7 +37,7 @@ class Lab:
         self.log_dir = log_dir
         self._stack = stack
         self.secret = secrets.token_urlsafe(48)
-        self.tokens = TokenVerifier(self.secret, "HS256", 1 << 16)
+        self.tokens = Minter(self.secret)
         self.admin = self.tokens.mint("faults-admin", admin=True)
         self.redis: RedisServer | None = None
         self._redis_port = free_port()

@@ -15,17 +15,17 @@ from typing import Any
 
 import redis
 
-from contract_tests.cases.helpers import until_true
-from contract_tests.client import Closed, StreamClient
-from contract_tests.driver import Driver
+from harness.stack import BUS_CLIENT, ServerHandle
 from loadtests.faults import plots
 from loadtests.faults.fleet import Archive, Client, Fleet, Publisher, SseClient, WsClient, delivered
 from loadtests.faults.lab import Lab
 from loadtests.faults.ledger import Ledger, Tally, missing, tally
 from loadtests.faults.table import Row
-from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
-from reference_server.redis_bus import BUS_CLIENT
-from reference_server.stack import ServerHandle
+from notify_client.client import Closed, StreamClient
+from notify_client.driver import Driver
+from notify_client.waiting import until_true
+from notify_contract.codes import WS_4408_SLOW_CONSUMER, WS_4429_TOO_MANY_CONNECTIONS, CloseCode
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 
 
 @dataclass(frozen=True)
@@ -609,7 +609,7 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
         notifications_to_the_slow_reader=sent_to_slow,
         **p,
     )
-    row.check(slow.close_code == CloseCode.SLOW_CONSUMER, f"the slow reader got {slow.close_code}")
+    row.check(slow.close_code == WS_4408_SLOW_CONSUMER, f"the slow reader got {slow.close_code}")
     row.check(closed_after is not None, "the slow reader was still open after 5000 notifications")
     b99, d99 = p["before_p99_ms"], p["during_p99_ms"]
     row.check(
@@ -722,7 +722,7 @@ async def limit_race(lab: Lab, scale: Scale, out: Path) -> Row:
     row.check(max(held) <= 3, f"a user held {max(held)} streams at once")
     row.check(min(held) == 3, f"a round held only {min(held)}: the limit is not reachable")
     row.check(
-        codes.get(str(int(CloseCode.TOO_MANY_CONNECTIONS)), 0) == 9 * len(held),
+        codes.get(str(int(WS_4429_TOO_MANY_CONNECTIONS)), 0) == 9 * len(held),
         f"outcomes {codes}: the extra streams were not all closed with 4429",
     )
     return row.finish(

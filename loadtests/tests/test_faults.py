@@ -115,7 +115,7 @@ def test_an_unknown_row_is_named(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 class Forgetful(WsClient):
-    """Reconnects without `last_id` and never asks the archive: what CONTRACT.md 5 tells a
+    """Reconnects without `last_id` and never asks the archive: what docs/contract.md 5 tells a
     client not to do. The suite must see its losses."""
 
     async def _session(self, stop: asyncio.Event) -> int | None:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from notify_contract.codes import WS_4408_SLOW_CONSUMER
 from reference_server.hub import Connection, Hub, stats_from_counts
 from reference_server.protocol import CloseCode, FrameType, Outgoing
 
@@ -104,7 +105,7 @@ async def test_slow_consumer_is_closed_with_4408_and_does_not_hold_up_others() -
         if slow.closes:
             break
         await asyncio.sleep(0)
-    assert slow.closes == [CloseCode.SLOW_CONSUMER]
+    assert slow.closes == [WS_4408_SLOW_CONSUMER]
     assert slow.titles() == ["n1"]  # what was in flight; the overflowing queue was dropped
 
 
@@ -149,7 +150,7 @@ async def test_task_streams_are_isolated_and_close_after_the_terminal_event() ->
     await hub.to_task("t1", Outgoing(FrameType.PROGRESS, {"step": 1}, seq=1))
     await hub.to_task("t1", Outgoing(FrameType.COMPLETED, {"step": 2}, seq=2, terminal=True))
     assert [json.loads(t)["type"] for t in t1.texts] == ["progress", "completed"]
-    assert t1.closes == [CloseCode.NORMAL]
+    assert t1.closes == [CloseCode.NORMAL_CLOSURE]
     assert t2.texts == [] and t2.closes == []
     assert len(hub.connections()) == 1
 

@@ -13,12 +13,14 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from contract_tests.cases.helpers import until_true
-from contract_tests.client import Closed, StreamClient
-from contract_tests.driver import Driver
+from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
+from harness.stack import server_env
+from notify_client.client import Closed, StreamClient
+from notify_client.driver import Driver
+from notify_client.waiting import until_true
+from notify_contract.codes import WS_4408_SLOW_CONSUMER
+from reference_server.auth import TokenVerifier
 from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
-from reference_server.stack import server_env
-from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
 
@@ -60,9 +62,7 @@ def test_bad_start_is_refused_with_the_variable_named(
 def test_token_command_mints_a_token_the_server_accepts() -> None:
     result = run_cli(["token", "carol", "--admin"], {"JWT_SECRET": SECRET})
     assert result.returncode == 0
-    from reference_server.tests.fixtures import VERIFIER
-
-    principal = VERIFIER.verify(result.stdout.strip())
+    principal = TokenVerifier(SECRET, "HS256", 4096).verify(result.stdout.strip())
     assert principal.user_id == "carol" and principal.is_admin
 
 
@@ -120,7 +120,7 @@ async def test_a_reader_that_stops_is_closed_with_4408_and_the_others_keep_up(
         reader.cancel()
         await driver.aclose()
     frames = await slow.until_closed(timeout=30)  # reading again drains what the kernel held
-    assert slow.close_code == CloseCode.SLOW_CONSUMER
+    assert slow.close_code == WS_4408_SLOW_CONSUMER
     assert len([f for f in frames if f.type == "notification"]) < sent
 
 

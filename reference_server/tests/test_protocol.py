@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from contract_tests.client import ProtocolViolation, parse_frame, stream_url
+from notify_client.client import ProtocolViolation, parse_frame, stream_url
 from reference_server.protocol import (
     ErrorCode,
     FrameType,

@@ -1,4 +1,4 @@
-"""Several instances on one real redis-server (CONTRACT.md sections 8, 9 and 12)."""
+"""Several instances on one real redis-server (docs/contract.md sections 8, 9 and 12)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 import redis as redis_sync
 
-from contract_tests.cases.helpers import until_true
-from contract_tests.client import Closed, StreamClient, notifications_until
-from contract_tests.driver import Driver, DriverError
-from contract_tests.sse_client import SseStream
+from harness.fixtures import ADMIN, Opener, Servers, token
+from harness.stack import RedisServer, ServerHandle, redis_server
+from notify_client.client import Closed, StreamClient, notifications_until
+from notify_client.driver import Driver, DriverError
+from notify_client.sse_client import SseStream
+from notify_client.waiting import until_true
+from notify_contract.codes import WS_4429_TOO_MANY_CONNECTIONS
 from reference_server.protocol import (
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,
@@ -22,8 +25,6 @@ from reference_server.protocol import (
     CloseCode,
 )
 from reference_server.redis_bus import BUS_CLIENT, FEED_CLIENT, SEQ_JUMP
-from reference_server.stack import RedisServer, ServerHandle, redis_server
-from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
 
 pytestmark = pytest.mark.redis
 
@@ -89,7 +90,7 @@ async def test_broadcast_and_tasks_cross_instances(
     await stream.expect("connected")
     frames = [f for f in await stream.until_closed() if f.type != "heartbeat"]
     assert [f.type for f in frames][-1] == "completed"
-    assert stream.close_code == CloseCode.NORMAL
+    assert stream.close_code == CloseCode.NORMAL_CLOSURE
 
 
 async def test_stats_and_the_per_user_limit_cover_both_instances(
@@ -104,7 +105,7 @@ async def test_stats_and_the_per_user_limit_cover_both_instances(
         extra = await open_stream(server, name)
         with pytest.raises(Closed) as info:
             await extra.recv()
-        assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+        assert info.value.code == WS_4429_TOO_MANY_CONNECTIONS
     assert (await drivers[0].stats())["users"][name] == 3
 
 
@@ -126,7 +127,7 @@ async def test_many_streams_of_one_user_opened_at_once_never_exceed_the_limit(
             except Closed as exc:
                 outcomes.append(str(exc.code))
         assert outcomes.count("connected") == 3
-        assert outcomes.count(str(CloseCode.TOO_MANY_CONNECTIONS)) == 9
+        assert outcomes.count(str(WS_4429_TOO_MANY_CONNECTIONS)) == 9
         assert (await drivers[1].stats())["users"][name] == 3
     finally:
         for c in clients:

@@ -1,4 +1,4 @@
-"""Resume with `last_id`, resync and catch-up (CONTRACT.md section 5)."""
+"""Resume with `last_id`, resync and catch-up (docs/contract.md section 5)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from contract_tests.driver import Driver
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import ADMIN, Opener, Servers, token
+from harness.fixtures import ADMIN, Opener, Servers, token
+from harness.stack import ServerHandle
+from notify_client.driver import Driver
 
 Users = Callable[..., str]
 

@@ -1,4 +1,4 @@
-"""Legacy SSE streams (CONTRACT.md section 9) in the in-memory mode, against a real server."""
+"""Legacy SSE streams (docs/contract.md section 9) in the in-memory mode, against a real server."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from contract_tests.client import Closed
-from contract_tests.driver import Driver
-from contract_tests.sse_client import SseStream
+from harness.fixtures import Servers, token
+from harness.stack import ServerHandle
+from notify_client.client import Closed
+from notify_client.driver import Driver
+from notify_client.sse_client import SseStream
 from reference_server.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import Servers, token
 
 Users = Callable[..., str]
 

@@ -1,4 +1,4 @@
-"""Task streams (CONTRACT.md section 5) against a real server."""
+"""Task streams (docs/contract.md section 5) against a real server."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from contract_tests.client import Closed, Frame, StreamClient
-from contract_tests.driver import Driver
+from harness.fixtures import ADMIN, Opener, token
+from harness.stack import ServerHandle
+from notify_client.client import Closed, Frame, StreamClient
+from notify_client.driver import Driver
+from notify_contract.codes import WS_4403_FORBIDDEN, WS_4404_NOT_FOUND
 from reference_server.protocol import WS_TASKS_PATH, CloseCode
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import ADMIN, Opener, token
 
 Users = Callable[..., str]
 
@@ -41,7 +42,7 @@ async def test_owner_sees_every_step_then_completed_then_1000(
         assert f.data["task_id"] == task_id and f.data["total_steps"] == 4
         assert f.data["progress"] == 100 * f.data["step"] / 4
         assert f.data["message"] and f.data["timestamp"]
-    assert client.close_code == CloseCode.NORMAL
+    assert client.close_code == CloseCode.NORMAL_CLOSURE
 
 
 async def test_a_failing_task_sends_error_then_1000(
@@ -56,7 +57,7 @@ async def test_a_failing_task_sends_error_then_1000(
     frames = await rest(client)
     assert [f.type for f in frames] == ["progress", "progress", "error"]
     assert frames[-1].data["task_id"] == task_id and frames[-1].data["message"]
-    assert client.close_code == CloseCode.NORMAL
+    assert client.close_code == CloseCode.NORMAL_CLOSURE
 
 
 async def test_another_users_task_is_4403_unknown_is_4404_admin_may_watch(
@@ -65,8 +66,8 @@ async def test_another_users_task_is_4403_unknown_is_4404_admin_may_watch(
     owner, other = user(), user()
     task_id = await driver.start_task(token(owner), total_steps=3, step_interval_ms=50)
     for who, path, code in (
-        (other, task_path(task_id), CloseCode.FORBIDDEN),
-        (owner, task_path("no-such-task"), CloseCode.NOT_FOUND),
+        (other, task_path(task_id), WS_4403_FORBIDDEN),
+        (owner, task_path("no-such-task"), WS_4404_NOT_FOUND),
     ):
         client = await open_stream(server, who, path)
         with pytest.raises(Closed) as info:
@@ -103,7 +104,7 @@ async def test_a_subscriber_after_the_end_gets_the_end_and_1000(
     await late.expect("connected")
     frames = await rest(late)
     assert [f.type for f in frames] == ["completed"]
-    assert late.close_code == CloseCode.NORMAL
+    assert late.close_code == CloseCode.NORMAL_CLOSURE
 
 
 async def test_progress_never_reaches_another_tasks_stream(

@@ -1,4 +1,4 @@
-"""CONTRACT.md sections 1-8 and 11 against a real uvicorn process (in-memory mode)."""
+"""docs/contract.md sections 1-8 and 11 against a real uvicorn process (in-memory mode)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import httpx
 import jwt
 import pytest
 
-from contract_tests.cases.helpers import until_true
-from contract_tests.client import Closed, StreamClient, notifications_until
-from contract_tests.driver import Driver, DriverError, auth_header
+from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
+from harness.stack import ServerHandle
+from notify_client.client import Closed, StreamClient, notifications_until
+from notify_client.driver import Driver, DriverError, auth_header
+from notify_client.waiting import until_true
+from notify_contract.codes import WS_4401_UNAUTHORIZED, WS_4429_TOO_MANY_CONNECTIONS
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
-from reference_server.stack import ServerHandle
-from reference_server.tests.fixtures import ADMIN, SECRET, Opener, Servers, token
 
 Users = Callable[..., str]
 
@@ -134,7 +135,7 @@ async def test_one_stream_over_the_limit_gets_4429_and_the_others_are_untouched(
     extra = await open_stream(server, name)
     with pytest.raises(Closed) as info:
         await extra.recv()
-    assert info.value.code == CloseCode.TOO_MANY_CONNECTIONS
+    assert info.value.code == WS_4429_TOO_MANY_CONNECTIONS
     await driver.publish(name, "still here")
     for c in held:
         assert (await c.expect("notification")).data["title"] == "still here"
@@ -220,7 +221,7 @@ async def test_every_bad_token_is_4401_after_accept_and_nothing_delivered(
     client = await StreamClient.open(server.base, "/api/ws/notifications", bad)
     with pytest.raises(Closed) as info:
         await client.recv()
-    assert info.value.code == CloseCode.UNAUTHORIZED
+    assert info.value.code == WS_4401_UNAUTHORIZED
     assert client.received == []
 
 
@@ -233,7 +234,7 @@ async def test_token_in_query_and_header_must_agree(server: ServerHandle, user: 
     )
     with pytest.raises(Closed) as info:
         await client.recv()
-    assert info.value.code == CloseCode.UNAUTHORIZED
+    assert info.value.code == WS_4401_UNAUTHORIZED
 
 
 async def test_a_token_that_expires_while_connected_closes_with_4401(
@@ -242,7 +243,7 @@ async def test_a_token_that_expires_while_connected_closes_with_4401(
     client = await open_stream(server, None, tok=token(user(), ttl=1.2))
     await client.expect("connected")
     await client.until_closed(timeout=6)
-    assert client.close_code == CloseCode.UNAUTHORIZED
+    assert client.close_code == WS_4401_UNAUTHORIZED
 
 
 # -- section 8: stats ------------------------------------------------------------------------

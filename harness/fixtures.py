@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-from contract_tests.client import StreamClient
-from contract_tests.driver import Driver
-from reference_server.auth import TokenVerifier
-from reference_server.protocol import WS_NOTIFICATIONS_PATH
-from reference_server.stack import (
+from harness.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -21,9 +17,13 @@ from reference_server.stack import (
     start_nginx,
     start_server,
 )
+from notify_client.client import StreamClient
+from notify_client.driver import Driver
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
 
 SECRET = "reference-server-test-secret-" + "x" * 40
-VERIFIER = TokenVerifier(SECRET, "HS256", 4096)
+VERIFIER = Minter(SECRET)
 BASE_SETTINGS = {"JWT_SECRET": SECRET, "WS_HEARTBEAT_INTERVAL": "2"}
 _ids = itertools.count()
 

@@ -1,9 +1,9 @@
-"""The client reconnect policy of CONTRACT.md section 7, as pure code.
+"""The client reconnect policy of docs/contract.md section 7, as pure code.
 
 Delay before attempt n (n = 0, 1, ...) is `min(base * 2**n, cap)`; at most `max_attempts`
-attempts; a successful open resets the count. With jitter the delay is uniform in [0, that]
-("full jitter"), so a restarted server is not hit by every client at once. The clock and the
-random source are injected: no I/O and no sleeping here.
+attempts; only a `connected` frame resets the count (rule 7.1). With jitter the delay is uniform
+in [0, that] ("full jitter"), so a restarted server is not hit by every client at once. The
+clock and the random source are injected: no I/O and no sleeping here.
 """
 
 from __future__ import annotations
@@ -12,27 +12,19 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
-from reference_server.protocol import CloseCode
+from notify_contract.codes import CLOSE_RULES, Reconnect, reconnect_after
 
-# Close codes after which reconnecting cannot help (CONTRACT.md section 6).
-FINAL_CODES = frozenset(
-    {
-        CloseCode.NORMAL,
-        CloseCode.UNSUPPORTED_DATA,
-        CloseCode.POLICY_VIOLATION,
-        CloseCode.MESSAGE_TOO_BIG,
-        CloseCode.UNAUTHORIZED,
-        CloseCode.FORBIDDEN,
-        CloseCode.NOT_FOUND,
-        CloseCode.TOO_MANY_CONNECTIONS,
-    }
+# Close codes after which reconnecting (with the same token) cannot help.
+FINAL_CODES: Final = frozenset(
+    rule.code for rule in CLOSE_RULES if rule.reconnect in (Reconnect.NO, Reconnect.NEW_TOKEN)
 )
 
 
 def reconnects_after(code: int | None) -> bool:
-    """1001, 4408, 1006 and any other code: yes; the codes in FINAL_CODES: no."""
-    return code not in FINAL_CODES
+    """1001, 1006, 4408, 4429 and any unlisted code: yes; the codes in FINAL_CODES: no."""
+    return reconnect_after(code) in (Reconnect.BACKOFF, Reconnect.RESUME)
 
 
 @dataclass
@@ -61,6 +53,9 @@ class ReconnectPolicy:
         self.attempts += 1
         return self.clock() + delay / 1000.0
 
-    def opened(self) -> None:
-        """A connection opened: the next failure starts again from the first delay."""
+    def connected(self) -> None:
+        """A `connected` frame arrived: the next failure starts again from the first delay.
+
+        Never call this on the socket's open event: 4401 and 4429 come after the open.
+        """
         self.attempts = 0

@@ -1,6 +1,6 @@
 """`nox -s serve`: the stack in the foreground for a person to try, with tokens printed.
 
-    python -m reference_server.playground [--redis] [--instances N] [--nginx] [--port P]
+    python -m harness.playground [--redis] [--instances N] [--nginx] [--port P]
 
 Settings for the servers come from the environment as usual (JWT_SECRET defaults to a
 development secret here, and only here).
@@ -15,22 +15,21 @@ import signal
 import sys
 import threading
 
-from reference_server.auth import TokenVerifier
-from reference_server.settings import SettingsError, load_settings
-from reference_server.stack import (
+from harness.stack import (
     StackError,
     redis_server,
     scratch_dir,
     start_nginx,
     start_server,
 )
+from notify_contract.tokens import Minter
 
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m reference_server.playground", description=__doc__.splitlines()[0]
+        prog="python -m harness.playground", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--redis", action="store_true", help="start redis-server and use it")
     parser.add_argument(
@@ -52,12 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     env = {k: v for k, v in os.environ.items() if k.startswith(("WS_", "JWT_", "SSE_"))}
     env.setdefault("JWT_SECRET", DEV_SECRET)
-    try:
-        settings = load_settings(jwt_secret=env["JWT_SECRET"])
-    except SettingsError as exc:
-        print(f"playground: {exc}", file=sys.stderr)
-        return 2
-    verifier = TokenVerifier(env["JWT_SECRET"], settings.jwt_algorithm, settings.jwt_max_bytes)
+    # A bad setting stops the first server, whose log (naming the variable) the error shows.
+    verifier = Minter(env["JWT_SECRET"], env.get("JWT_ALGORITHM", "HS256"))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _explain(port: int, verifier: TokenVerifier) -> None:
+def _explain(port: int, verifier: Minter) -> None:
     alice = verifier.mint("alice", ttl=86400)
     admin = verifier.mint("admin", admin=True, ttl=86400)
     base = f"127.0.0.1:{port}"

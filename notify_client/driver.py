@@ -1,4 +1,4 @@
-"""The driver API of CONTRACT.md section 1: make a server emit, read its stats and archive.
+"""The driver API of docs/contract.md section 1: make a server emit, read its stats and archive.
 
 Each call is described once (`Call`: an action with its arguments, and the HTTP request that
 performs it) and sent by one of three transports: asyncio HTTP (`Driver`), blocking HTTP
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from reference_server.protocol import NOTIFICATIONS_PATH, STATS_PATH, TASKS_PATH
+from notify_contract.protocol import NOTIFICATIONS_PATH, STATS_PATH, TASKS_PATH
 
 
 class DriverError(Exception):
@@ -181,8 +181,18 @@ class BlockingDriver:
         self.http.close()
 
 
+EXIT_UNSUPPORTED = 3  # a driver command's "this target cannot do that action"
+
+
+class DriverUnsupported(DriverError):
+    """The driver command said the target cannot do this action (exit 3)."""
+
+
 class CommandDriver(Driver):
     """Publishing through the user's command: `{"action": ..., ...args}` on stdin, JSON out.
+
+    Exit 0 with JSON on stdout: done; exit 3: the target does not support the action (the cases
+    that need it are "not run"); any other exit: the call failed.
 
     The actions are `publish` and `broadcast` (print the published notification), and
     `start_task`, which also gets the owner's `token` (print `{"task_id": ...}`); stats and the
@@ -212,6 +222,9 @@ class CommandDriver(Driver):
             check=False,
         )
         self._note("received", f"exit {proc.returncode}: {proc.stdout}{proc.stderr}")
+        if proc.returncode == EXIT_UNSUPPORTED:
+            said = (proc.stdout + proc.stderr).strip()[-300:]
+            raise DriverUnsupported(f"driver: unsupported `{call.action}` ({said or 'exit 3'})")
         if proc.returncode != 0:
             raise DriverError(f"--driver-cmd exited {proc.returncode}: {proc.stderr[-300:]}")
         try:

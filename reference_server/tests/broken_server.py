@@ -1,6 +1,6 @@
 """Deliberately broken variants of the reference server: the contract suite must catch each.
 
-    BROKEN_FAULT=leak python -m contract_tests.tests.broken_server --port 8000
+    BROKEN_FAULT=leak python -m reference_server.tests.broken_server --port 8000
 
 Each fault patches one behaviour in this process, then runs the reference server as usual.
 """
@@ -15,10 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 import reference_server.app
+import reference_server.hub
+import reference_server.streams
 from reference_server import __main__ as server_main
 from reference_server import logs, protocol
+from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
 from reference_server.protocol import FrameType, Outgoing
+from reference_server.redis_bus import RedisBus
 
 
 def leak() -> None:
@@ -80,7 +84,61 @@ def log_token() -> None:
     logs.redact = lambda text: text
 
 
+def slow_4409() -> None:
+    """Slow consumers are closed with 4409 instead of 4408: a wrong constant in the server."""
+    setattr(reference_server.hub, "WS_4408_SLOW_CONSUMER", 4409)  # noqa: B010
+
+
+def driver_200() -> None:
+    """POST /api/notifications answers 200 instead of 201."""
+    original = reference_server.app.create_app
+
+    def create_app(*args: Any, **kwargs: Any) -> Any:
+        app = original(*args, **kwargs)
+
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            publish = scope["type"] == "http" and scope["method"] == "POST"
+            if not (publish and scope["path"] == protocol.NOTIFICATIONS_PATH):
+                return await app(scope, receive, send)
+
+            async def send_200(message: Any) -> None:
+                if message["type"] == "http.response.start" and message["status"] == 201:
+                    message = {**message, "status": 200}
+                await send(message)
+
+            return await app(scope, receive, send_200)
+
+        return wrapped
+
+    reference_server.app.create_app = create_app
+
+
+def archive_newest() -> None:
+    """The archive after an id lists only its newest item."""
+    for cls in (MemoryBus, RedisBus):
+        original = cls.archive
+
+        async def archive(self: Any, user_id: str, after_id: str | None, o: Any = original) -> Any:
+            items = await o(self, user_id, after_id)
+            return items[-1:]
+
+        cls.archive = archive  # type: ignore[method-assign]
+
+
+def wrong_user() -> None:
+    """`connected` names another user than the token's."""
+
+    def connected(user_id: str, task_id: str | None = None) -> Outgoing:
+        return protocol.connected(f"{user_id}-not", task_id)
+
+    setattr(reference_server.streams, "connected", connected)  # noqa: B010
+
+
 FAULTS: dict[str, Callable[[], None]] = {
+    "slow-4409": slow_4409,
+    "driver-200": driver_200,
+    "archive-newest": archive_newest,
+    "wrong-user": wrong_user,
     "log-token": log_token,
     "leak": leak,
     "no-limit": no_limit,

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract_tests.context import SecretTokens
-from reference_server.stack import (
+from harness.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -20,6 +19,7 @@ from reference_server.stack import (
     start_nginx,
     start_server,
 )
+from notify_contract.tokens import Minter
 
 ALLOWED_ORIGIN = "https://app.example"
 MANAGED = {
@@ -43,7 +43,7 @@ class ManagedStack:
     def known(self) -> dict[str, Any]:
         """Target fields the suite knows because it chose the settings."""
         return {
-            "tokens": SecretTokens(self.secret),
+            "tokens": Minter(self.secret),
             "heartbeat_interval": float(MANAGED["WS_HEARTBEAT_INTERVAL"]),
             "history_size": int(MANAGED["WS_HISTORY_SIZE"]),
             "allowed_origin": ALLOWED_ORIGIN,

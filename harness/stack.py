@@ -1,8 +1,10 @@
-"""The one way to start the stack: redis-server and reference servers as real processes.
+"""The one way to start the stack: redis-server, reference servers and nginx as real processes.
 
-Used by the tests, the contract suite, the load runs and `nox -s serve`. Every process listens on
-a free loopback port, logs to a file, is waited for by polling (with a deadline, no fixed sleep)
-and is stopped, then killed if it does not stop, when its context exits.
+Used by the tests, the contract suite, the load runs and `nox -s serve`. The reference server is
+started as `python -m reference_server`, never imported: the harness judges it from outside.
+Every process listens on a free loopback port, logs to a file, is waited for by polling (with a
+deadline, no fixed sleep) and is stopped, then killed if it does not stop, when its context
+exits.
 """
 
 from __future__ import annotations
@@ -20,11 +22,30 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from nginx_conf import NginxConfig, has_stub_status
 from nginx_conf import render as render_nginx
-from reference_server.settings import Settings
+
+# The reference server's own names (not the contract's), for samplers that read its figures:
+# reference_server/tests/test_harness_names.py checks them against the server.
+METRICS_PATH: Final = "/api/ws/metrics"
+BUS_CLIENT: Final = "notify-bus"  # Redis client names, followed by the server's pid
+FEED_CLIENT: Final = "notify-sse"
+# Environment variables the server reads start with one of these; none leaks into a server
+# started here (the same test checks that every server setting is covered).
+SETTING_PREFIXES: Final = (
+    "WS_",
+    "JWT_",
+    "REDIS_URL",
+    "REDIS_MAX_",
+    "SSE_",
+    "NOTIFICATIONS_",
+    "SHUTDOWN_",
+    "FANOUT_",
+    "PRESENCE_",
+    "GC_",
+)
 
 
 class StackError(RuntimeError):
@@ -225,8 +246,7 @@ class ServerHandle:
 
 def server_env(settings: Mapping[str, str]) -> dict[str, str]:
     """This environment without server settings, plus `settings`: no setting leaks in."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTING_PREFIXES)}
     env.update(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -14,7 +14,7 @@ import contextlib
 import json
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -27,14 +27,8 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from reference_server.protocol import (
-    DATA,
-    LAST_ID_PARAM,
-    TOKEN_PARAM,
-    TYPE,
-    CloseCode,
-    FrameType,
-)
+from notify_contract.codes import CloseCode, describe
+from notify_contract.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
 
 T = TypeVar("T")
 
@@ -50,7 +44,9 @@ class Closed(Exception):
     """The stream is closed; `code` is the close code the server sent (1006: none)."""
 
     def __init__(self, code: int | None, reason: str) -> None:
-        super().__init__(f"closed with {code} {reason!r}")
+        super().__init__(
+            f"closed with {describe(code)}" + (f", reason {reason!r}" if reason else "")
+        )
         self.code = code
         self.reason = reason
 
@@ -100,15 +96,22 @@ async def next_of(
     timeout: float,
     skip: Iterable[str],
 ) -> T:
-    """The next item of kind `want`, passing over kinds in `skip`."""
+    """The next item of kind `want`, passing over kinds in `skip`; a TimeoutError says what
+    was awaited and what came instead."""
     deadline = time.monotonic() + timeout
+    skipped: Counter[str] = Counter()
     while True:
-        item = await receive(max(0.0, deadline - time.monotonic()))
+        try:
+            item = await receive(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            seen = ", ".join(f"{n} {k}" for k, n in skipped.items()) or "nothing"
+            raise TimeoutError(f"no `{want}` within {timeout:g} s; got {seen}") from None
         try:
             if wanted(kind(item), want, skip):
                 return item
         except ProtocolViolation:
-            raise ProtocolViolation(f"expected {want}, got {item}") from None
+            raise ProtocolViolation(f"expected `{want}`, got {item}") from None
+        skipped[kind(item)] += 1
 
 
 async def until_closed(receive: Callable[[float], Awaitable[T]], timeout: float) -> list[T]:
@@ -125,7 +128,7 @@ async def until_closed(receive: Callable[[float], Awaitable[T]], timeout: float)
 def stream_url(
     base: str, path: str, *, token: str | None = None, last_id: str | None = None
 ) -> str:
-    """`base` (http://, https://, ws:// or wss://) + `path` + the query of CONTRACT.md."""
+    """`base` (http://, https://, ws:// or wss://) + `path` + the query of docs/contract.md."""
     parts = urlsplit(base)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     query = {}
@@ -248,6 +251,8 @@ class StreamClient(_Stream):
             text = await asyncio.wait_for(self.ws.recv(), timeout)
         except ConnectionClosed:
             raise self._closed() from None
+        except TimeoutError:
+            raise TimeoutError(f"no frame within {timeout:g} s") from None
         return self._received(text)
 
     async def expect(
@@ -303,7 +308,7 @@ class SansIOSocket:
     def close_code(self) -> int | None:
         if self.protocol.close_rcvd is not None:
             return self.protocol.close_rcvd.code
-        return CloseCode.ABNORMAL if self.eof else None
+        return CloseCode.ABNORMAL_CLOSURE if self.eof else None
 
     @property
     def close_reason(self) -> str | None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from contract_tests.client import Closed, ProtocolViolation, next_of, until_closed
-from reference_server.protocol import LAST_ID_PARAM, TOKEN_PARAM, FrameType
+from notify_client.client import Closed, ProtocolViolation, next_of, until_closed
+from notify_contract.protocol import LAST_ID_PARAM, TOKEN_PARAM, FrameType
 
 
 @dataclass(frozen=True)
