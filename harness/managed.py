@@ -5,20 +5,12 @@ both check against it."""
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.stack import (
-    NginxProxy,
-    RedisServer,
-    ServerHandle,
-    redis_server,
-    start_nginx,
-    start_server,
-)
+from harness.stack import NginxProxy, RedisServer, ServerHandle, Stack, StackSpec, stack
 from notify_contract.tokens import Minter
 
 ALLOWED_ORIGIN = "https://app.example"
@@ -34,10 +26,27 @@ MANAGED_READ_TIMEOUT = 2.0  # nginx proxy_read_timeout, below the idle hold of 3
 
 @dataclass
 class ManagedStack:
-    secret: str
-    redis: RedisServer
-    server: ServerHandle
-    proxy: NginxProxy
+    """The running stack and what the suite knows of it because it chose the settings."""
+
+    running: Stack
+
+    @property
+    def secret(self) -> str:
+        return self.running.secret
+
+    @property
+    def redis(self) -> RedisServer:
+        assert self.running.redis is not None
+        return self.running.redis
+
+    @property
+    def server(self) -> ServerHandle:
+        return self.running.servers[0]
+
+    @property
+    def proxy(self) -> NginxProxy:
+        assert self.running.proxy is not None
+        return self.running.proxy
 
     @property
     def known(self) -> dict[str, Any]:
@@ -57,26 +66,17 @@ class ManagedStack:
         return {"direct": (server_log,), "nginx": (self.proxy.access_log, server_log)}
 
     def describe(self) -> str:
-        return (
-            f"redis-server {self.redis.url} ({self.redis.binary.source}), reference server "
-            f"{self.server.base}, nginx {self.proxy.base} ({self.proxy.binary.source})"
-        )
+        return self.running.describe()
 
 
 @contextlib.contextmanager
 def managed_stack(log: Path, settings: Mapping[str, str] | None = None) -> Iterator[ManagedStack]:
     """Start the three; `settings` override MANAGED. Everything is stopped on the way out."""
-    secret = secrets.token_urlsafe(48)
-    with redis_server(log) as redis:
-        env = {**MANAGED, **(settings or {}), "JWT_SECRET": secret, "REDIS_URL": redis.url}
-        server = start_server(log, env)
-        try:
-            proxy = start_nginx(
-                log, [f"127.0.0.1:{server.port}"], read_timeout=f"{MANAGED_READ_TIMEOUT:g}s"
-            )
-            try:
-                yield ManagedStack(secret, redis, server, proxy)
-            finally:
-                proxy.process.stop()
-        finally:
-            server.process.stop()
+    spec = StackSpec(
+        settings={**MANAGED, **(settings or {})},
+        redis=True,
+        nginx=True,
+        nginx_settings={"read_timeout": f"{MANAGED_READ_TIMEOUT:g}s"},
+    )
+    with stack(log, spec) as running:
+        yield ManagedStack(running)

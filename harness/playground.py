@@ -15,13 +15,7 @@ import signal
 import sys
 import threading
 
-from harness.stack import (
-    StackError,
-    redis_server,
-    scratch_dir,
-    start_nginx,
-    start_server,
-)
+from harness.stack import StackError, StackSpec, scratch_dir, stack
 from notify_contract.tokens import Minter
 
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
@@ -56,32 +50,32 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with scratch_dir("playground-") as logs, contextlib.ExitStack() as stack:
+    spec = StackSpec(
+        settings=env,
+        instances=args.instances,
+        redis=args.redis,
+        nginx=args.nginx,
+        first_port=args.port,
+        nginx_port=args.port - 1,
+        secret=env["JWT_SECRET"],
+    )
+    with scratch_dir("playground-") as logs, contextlib.ExitStack() as running:
         try:
-            if args.redis:
-                redis = stack.enter_context(redis_server(logs))
-                env["REDIS_URL"] = redis.url
-                print(
-                    f"redis-server  {redis.url}  ({redis.binary.path}, from {redis.binary.source})"
-                )
-            upstreams = []
-            for i in range(args.instances):
-                handle = start_server(logs, env, port=args.port + i)
-                stack.callback(handle.process.stop)
-                upstreams.append(f"127.0.0.1:{handle.port}")
-                print(f"server        {handle.base}  (log: {handle.process.log_path})")
-            entry = args.port
-            if args.nginx:
-                proxy = start_nginx(logs, upstreams, port=args.port - 1)
-                stack.callback(proxy.process.stop)
-                entry = proxy.port
-                print(
-                    f"nginx         {proxy.base}  ({proxy.binary.path}, from "
-                    f"{proxy.binary.source}; config {proxy.run_dir / 'nginx.conf'})"
-                )
+            st = running.enter_context(stack(logs, spec))
         except StackError as exc:
             print(f"playground: {exc}", file=sys.stderr)
             return 1
+        if st.redis is not None:
+            binary = st.redis.binary
+            print(f"redis-server  {st.redis.url}  ({binary.path}, from {binary.source})")
+        for handle in st.servers:
+            print(f"server        {handle.base}  (log: {handle.process.log_path})")
+        if st.proxy is not None:
+            print(
+                f"nginx         {st.proxy.base}  ({st.proxy.binary.path}, from "
+                f"{st.proxy.binary.source}; config {st.proxy.run_dir / 'nginx.conf'})"
+            )
+        entry = st.proxy.port if st.proxy is not None else args.port
         _explain(entry, verifier)
         stop.wait()
         print("\nstopping ...")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -386,3 +387,90 @@ def scratch_dir(prefix: str = "wsnotify-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reference_server(
+    log_dir: Path, settings: Mapping[str, str], **options: Any
+) -> Iterator[ServerHandle]:
+    """`start_server` as a context manager: stopped on the way out."""
+    handle = start_server(log_dir, settings, **options)
+    try:
+        yield handle
+    finally:
+        handle.process.stop()
+
+
+@contextlib.contextmanager
+def nginx(log_dir: Path, upstreams: list[str], **settings: Any) -> Iterator[NginxProxy]:
+    """`start_nginx` as a context manager: stopped on the way out."""
+    proxy = start_nginx(log_dir, upstreams, **settings)
+    try:
+        yield proxy
+    finally:
+        proxy.process.stop()
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What to start: a redis-server or not, N reference servers, nginx in front or not."""
+
+    settings: Mapping[str, str] = field(default_factory=dict)  # server settings (no secret)
+    instances: int = 1
+    redis: bool = False
+    nginx: bool = False
+    nginx_settings: Mapping[str, Any] = field(default_factory=dict)  # NginxConfig fields
+    server_args: tuple[str, ...] = ()
+    first_port: int | None = None  # servers on consecutive ports from here (else free ports)
+    nginx_port: int | None = None
+    secret: str | None = None  # JWT_SECRET (a fresh random one if None)
+
+
+@dataclass
+class Stack:
+    """What runs: the secret the servers verify tokens with, and the processes."""
+
+    secret: str
+    redis: RedisServer | None
+    servers: list[ServerHandle]
+    proxy: NginxProxy | None
+
+    @property
+    def entry(self) -> str:
+        """Where clients go: nginx if there is one, else the first server."""
+        return self.proxy.base if self.proxy else self.servers[0].base
+
+    def describe(self) -> str:
+        parts = []
+        if self.redis is not None:
+            parts.append(f"redis-server {self.redis.url} ({self.redis.binary.source})")
+        parts += [f"reference server {s.base}" for s in self.servers]
+        if self.proxy is not None:
+            parts.append(f"nginx {self.proxy.base} ({self.proxy.binary.source})")
+        return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def stack(log_dir: Path, spec: StackSpec) -> Iterator[Stack]:
+    """Start what `spec` asks for, in order (Redis, servers, nginx); stop all of it on exit."""
+    secret = spec.secret or secrets.token_urlsafe(48)
+    with contextlib.ExitStack() as running:
+        redis = running.enter_context(redis_server(log_dir)) if spec.redis else None
+        env = {**spec.settings, "JWT_SECRET": secret}
+        if redis is not None:
+            env["REDIS_URL"] = redis.url
+        servers = []
+        for i in range(spec.instances):
+            port = None if spec.first_port is None else spec.first_port + i
+            servers.append(
+                running.enter_context(
+                    reference_server(log_dir, env, port=port, extra_args=list(spec.server_args))
+                )
+            )
+        proxy = None
+        if spec.nginx:
+            upstreams = [f"127.0.0.1:{s.port}" for s in servers]
+            proxy = running.enter_context(
+                nginx(log_dir, upstreams, port=spec.nginx_port, **spec.nginx_settings)
+            )
+        yield Stack(secret, redis, servers, proxy)

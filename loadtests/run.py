@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.stack import (
-    NginxProxy,
-    RedisServer,
-    ServerHandle,
-    free_port,
-    redis_server,
-    scratch_dir,
-    start_nginx,
-    start_server,
-)
+from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.sampler import Sampler, Watched
@@ -38,54 +28,28 @@ class LoadError(RuntimeError):
     """The run itself failed (not the system under test); the message says how."""
 
 
-@dataclass
-class Stack:
-    servers: list[ServerHandle]
-    proxy: NginxProxy | None
-    redis: RedisServer | None
-    secret: str
-
-    @property
-    def entry(self) -> str:
-        return self.proxy.base if self.proxy else self.servers[0].base
-
-
-@contextlib.contextmanager
-def stack(config: RunConfig, logs: Path) -> Iterator[Stack]:
+def stack_spec(config: RunConfig) -> StackSpec:
     """redis-server (when needed), the server instances, nginx in front (unless direct)."""
-    secret = secrets.token_urlsafe(48)
-    with contextlib.ExitStack() as stop:
-        redis = None
-        if config.needs_redis:
-            redis = stop.enter_context(redis_server(logs))
-        env = {
-            "JWT_SECRET": secret,
+    limit = open_file_limit()
+    return StackSpec(
+        settings={
             "WS_HEARTBEAT_INTERVAL": f"{config.heartbeat_interval:g}",
             "SSE_PUBSUB_MODE": config.sse_mode,
             "WS_MAX_CONNECTIONS_PER_USER": "3",
             "REDIS_MAX_CONNECTIONS": str(max(1000, config.users + 100)),
             **config.server_settings,
-        }
-        if redis is not None:
-            env["REDIS_URL"] = redis.url
-        servers = []
-        for _ in range(config.instances):
-            handle = start_server(logs, env, extra_args=["--no-access-log"])
-            stop.callback(handle.process.stop)
-            servers.append(handle)
-        proxy = None
-        if config.via_nginx:
-            limit = open_file_limit()
-            proxy = start_nginx(
-                logs,
-                [f"127.0.0.1:{s.port}" for s in servers],
-                worker_processes=config.nginx_workers,
-                worker_rlimit_nofile=limit,
-                worker_connections=limit - 100,
-                backlog=65535,
-            )
-            stop.callback(proxy.process.stop)
-        yield Stack(servers, proxy, redis, secret)
+        },
+        instances=config.instances,
+        redis=config.needs_redis,
+        nginx=config.via_nginx,
+        nginx_settings={
+            "worker_processes": config.nginx_workers,
+            "worker_rlimit_nofile": limit,
+            "worker_connections": limit - 100,
+            "backlog": 65535,
+        },
+        server_args=("--no-access-log",),
+    )
 
 
 def locust_commands(
@@ -150,7 +114,7 @@ def run(
     )
     for line in budget:
         progress(f"budget: {line}")
-    with scratch_dir("load-") as logs, stack(config, logs) as st:
+    with scratch_dir("load-") as logs, stack(logs, stack_spec(config)) as st:
         admin = Minter(st.secret).mint("load-admin", admin=True, ttl=86400)
         watched = Watched(
             servers={s.process.pid: s.base for s in st.servers},

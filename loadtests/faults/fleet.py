@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidHandshake
 from loadtests.faults.ledger import Ledger, Receipts
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.driver import Driver, DriverError
+from notify_client.session import Delivery, Fetch, StreamSession
 from notify_client.sse_client import SseStream
 from notify_client.waiting import until_true
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
@@ -50,22 +51,22 @@ class Archive:
 
 @dataclass
 class Life:
-    """What happened to one client: when it opened, how it closed, whether it gave up."""
+    """What happened to one client: when it connected, how it closed, whether it gave up."""
 
     attempts: list[float] = field(default_factory=list)  # wall clock of each connect attempt
     due: list[float] = field(default_factory=list)  # when the policy scheduled each retry
     late: list[float] = field(default_factory=list)  # seconds each retry started after its due
-    opens: list[float] = field(default_factory=list)  # wall clock of each successful open
+    opens: list[float] = field(default_factory=list)  # wall clock of each `connected` frame
     closes: list[tuple[float, int | None]] = field(default_factory=list)  # time, close code
     failed_attempts: int = 0  # connects that did not open (refused, 502, timeout)
     gave_up: int | bool | None = False  # False, or the close code after which it stopped
-    heartbeats: int = 0
-    resyncs: int = 0
-    up: asyncio.Event = field(default_factory=asyncio.Event)
+    up: asyncio.Event = field(default_factory=asyncio.Event)  # set from `connected` to close
 
 
 class Client:
-    """A stream that reconnects after any close the contract says to reconnect after."""
+    """A stream that reconnects after any close the contract says to reconnect after. The
+    protocol state (resume id, archive fetches, attempts) is a StreamSession; this adds the
+    socket, the waiting and the receipts."""
 
     def __init__(
         self,
@@ -84,8 +85,11 @@ class Client:
         self.archive = archive
         self.receipts = Receipts(name, user)
         self.life = Life()
-        self.policy = ReconnectPolicy(jitter=jitter)
-        self.last_id: str | None = None
+        self.session = StreamSession(ReconnectPolicy(jitter=jitter))
+
+    @property
+    def last_id(self) -> str | None:
+        return self.session.last_id
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -93,7 +97,8 @@ class Client:
             code = await self._session(stop)
             if stop.is_set():
                 return
-            due = self.policy.next_attempt(code)
+            self.life.up.clear()
+            due = self.session.closed(code)
             if due is None:
                 self.life.gave_up = code
                 return
@@ -105,36 +110,25 @@ class Client:
     async def _session(self, stop: asyncio.Event) -> int | None:
         raise NotImplementedError
 
-    def _opened(self) -> None:
-        self.policy.connected()
-        self.life.opens.append(time.time())
-        self.life.up.set()
+    async def _frame(self, kind: str, data: Mapping[str, Any], event_id: str | None = None) -> None:
+        """One frame or event, through the session; counted only from `connected` on."""
+        step = self.session.received(kind, data, event_id)
+        if kind == FrameType.CONNECTED:
+            self.life.opens.append(time.time())
+            self.life.up.set()
+        if isinstance(step, Delivery):
+            self.receipts.got(step.id, time.time())
+        elif step is Fetch.ARCHIVE:
+            await self._catch_up()
 
-    async def _hello(self) -> None:
-        """On `connected`: a reconnect with nothing to resume from (no notification seen yet)
-        has no `last_id` to hand back, so it catches up from the archive. Only now: what was
-        published before `connected` is in the archive, what comes after arrives live."""
-        if len(self.life.opens) > 1 and self.last_id is None:
-            await self._fetch()
-
-    async def _fetch(self) -> None:
-        for item in await self.archive.after(self.token, self.last_id):
-            nid = str(item["id"])
-            self.receipts.got(nid, time.time(), archive=True)
-            self.last_id = nid
+    async def _catch_up(self) -> None:
+        """The archive after the last id shown (rule 7.5)."""
+        items = await self.archive.after(self.token, self.session.last_id)
+        for delivery in self.session.archived(items):
+            self.receipts.got(delivery.id, time.time(), archive=True)
 
     def _closed(self, code: int | None) -> None:
-        self.life.up.clear()
         self.life.closes.append((time.time(), code))
-
-    def _notification(self, nid: str) -> None:
-        self.receipts.got(nid, time.time())
-        self.last_id = nid
-
-    async def _resync(self) -> None:
-        """docs/contract.md 5: after `resync`, fetch what was missed from the archive."""
-        self.life.resyncs += 1
-        await self._fetch()
 
 
 class WsClient(Client):
@@ -146,20 +140,13 @@ class WsClient(Client):
         except (InvalidHandshake, OSError, TimeoutError):
             self.life.failed_attempts += 1
             return None
+        self.session.opened()
         try:
-            self._opened()
             while not stop.is_set():
                 # Waits as long as the stream is quiet: Fleet.close cancels the task, and
                 # websockets' recv is safe to cancel. (Polling 3000 streams cost a core.)
                 frame = await stream.recv(WS_SILENCE)
-                if frame.type == FrameType.CONNECTED:
-                    await self._hello()
-                elif frame.type == FrameType.NOTIFICATION:
-                    self._notification(str(frame.data["id"]))
-                elif frame.type == FrameType.HEARTBEAT:
-                    self.life.heartbeats += 1
-                elif frame.type == FrameType.RESYNC:
-                    await self._resync()
+                await self._frame(frame.type, frame.data)
         except Closed as exc:
             self._closed(exc.code)
             return exc.code
@@ -189,20 +176,13 @@ class SseClient(Client):
             self.life.failed_attempts += 1
             await stream.aclose()
             return None
+        self.session.opened()
         try:
-            self._opened()
             while not stop.is_set():
                 # No short timeout here: cancelling a read of httpx's line iterator ends the
                 # stream. Heartbeats bring the loop back to the stop flag.
                 event = await stream.next(SSE_SILENCE)
-                if event.event == FrameType.CONNECTED:
-                    await self._hello()
-                elif event.event == FrameType.NOTIFICATION and event.id:
-                    self._notification(event.id)
-                elif event.event == FrameType.HEARTBEAT:
-                    self.life.heartbeats += 1
-                elif event.event == FrameType.RESYNC:
-                    await self._resync()
+                await self._frame(event.event, event.data, event.id)
         except (Closed, ProtocolViolation, httpx.HTTPError, DriverError, TimeoutError):
             self._closed(None)
             return None

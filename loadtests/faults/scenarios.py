@@ -220,12 +220,12 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         ]
     load = await Load.start(clients, archive, [a.base, b.base], lab.admin, users, scale)
     ws = [c for c in clients if isinstance(c, WsClient)]
-    beats = [c.life.heartbeats for c in ws]
+    beats = [c.session.heartbeats for c in ws]
     refused = load.ledger.refused
     killed = time.time()
     await asyncio.to_thread(lab.kill_redis)
     await asyncio.sleep(3.0)  # the outage itself: three seconds without Redis
-    beats_during = [c.life.heartbeats - n for c, n in zip(ws, beats, strict=True)]
+    beats_during = [c.session.heartbeats - n for c, n in zip(ws, beats, strict=True)]
     refused_during = load.ledger.refused - refused
     await asyncio.to_thread(lambda: lab.start_redis(persist=persist))
     up = time.time()
@@ -244,7 +244,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
     ws_closed = sum(len(c.life.closes) for c in ws)
     sse = [c for c in clients if isinstance(c, SseClient)]
     sse_reopened = sum(1 for c in sse if len(c.life.opens) > 1)
-    resyncs = sum(c.life.resyncs for c in clients)
+    resyncs = sum(c.session.resyncs for c in clients)
     row.figures.update(
         streams=len(clients),
         outage_s=round(up - killed, 2),
@@ -421,7 +421,7 @@ async def _restart_under_load(
         "attempt_late_p99_ms": _ms(_q(late, 0.99)),
         "failed_attempts": sum(c.life.failed_attempts for c in clients),
         "gave_up": len(gave_up),
-        "resyncs": sum(c.life.resyncs for c in clients),
+        "resyncs": sum(c.session.resyncs for c in clients),
         "new_pid": restarted.process.pid,
     }
     row.figures.update(facts)

@@ -119,10 +119,10 @@ class Forgetful(WsClient):
     client not to do. The suite must see its losses."""
 
     async def _session(self, stop: asyncio.Event) -> int | None:
-        self.last_id = None
+        self.session.last_id = None
         return await super()._session(stop)
 
-    async def _fetch(self) -> None:
+    async def _catch_up(self) -> None:
         return None
 
 
