@@ -7,7 +7,6 @@ ephemeral port range. The budget is checked before anything starts, not discover
 
 from __future__ import annotations
 
-import os
 import resource
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -161,9 +160,22 @@ def check_budget(
     return lines
 
 
+# The user classes of loadtests/locustfile.py each scenario runs, named on locust's command line.
+SCENARIO_USERS: dict[str, tuple[str, ...]] = {
+    "idle": ("IdleUser",),
+    "fanout": ("IdleUser", "Publisher"),
+    "personal": ("IdleUser", "Publisher"),
+    "churn": ("ChurnUser",),
+    "tasks": ("TaskUser",),
+    "sse": ("SseUser", "Publisher"),
+}
+
+
 @dataclass(frozen=True)
 class LoadEnv:
-    """What the locust processes need to know, passed in their environment."""
+    """What the locust processes need to know of the run: locust options of the locustfile
+    (`--notify-<field>`), passed as `LOCUST_NOTIFY_<FIELD>` variables, which locust's own parser
+    reads (the secret stays out of the process list)."""
 
     target: str
     secret: str
@@ -178,27 +190,44 @@ class LoadEnv:
     churn_hold: float
     source_addresses: tuple[str, ...]
 
+    @staticmethod
+    def variable(name: str) -> str:
+        return f"LOCUST_NOTIFY_{name.upper()}"
+
     def to_environ(self) -> dict[str, str]:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f"LOAD_{f.name.upper()}"] = (
-                ",".join(value) if isinstance(value, tuple) else str(value)
-            )
+            out[self.variable(f.name)] = ",".join(value) if isinstance(value, tuple) else str(value)
         return out
 
     @classmethod
-    def from_environ(cls) -> LoadEnv:
-        env = os.environ
-        missing = [f.name for f in fields(cls) if f"LOAD_{f.name.upper()}" not in env]
+    def add_arguments(cls, parser: Any) -> None:
+        """Register every field as a locust option (`init_command_line_parser`)."""
+        for f in fields(cls):  # not in a group: locust's parser takes its keywords itself only
+            parser.add_argument(
+                f"--notify-{f.name.replace('_', '-')}",
+                dest=f"notify_{f.name}",
+                env_var=cls.variable(f.name),
+                default=None,
+                include_in_web_ui=False,
+            )
+
+    @classmethod
+    def from_options(cls, options: Any) -> LoadEnv:
+        """The run from locust's parsed options; a missing one names itself."""
+        missing = [
+            f.name for f in fields(cls) if getattr(options, f"notify_{f.name}", None) is None
+        ]
         if missing:
             raise RuntimeError(
-                f"locustfile started without LOAD_{missing[0].upper()}: run it through "
-                "`python -m loadtests` (nox -s load), which sets the run's environment"
+                f"locust started without --notify-{missing[0].replace('_', '-')} "
+                f"({cls.variable(missing[0])}): run it through `python -m loadtests` (nox -s "
+                "load), which sets the run's options"
             )
 
         def get(name: str) -> str:
-            return env[f"LOAD_{name.upper()}"]
+            return str(getattr(options, f"notify_{name}"))
 
         return cls(
             target=get("target"),

@@ -1,16 +1,11 @@
-"""Locust users for the capacity scenarios, built on the one protocol client (blocking form).
+"""Locust users for the capacity scenarios.
 
-The orchestrator (`python -m loadtests`) starts locust with this file and passes the run's
-settings in the environment (`LoadEnv`). Every user reports to locust's request events:
-
-| request type | name | response time |
-|---|---|---|
-| `WS` / `SSE` | `connect` | time to the `connected` frame |
-| `WS` / `SSE` | `notification` | delivery latency (now - `sent_at` in the payload) |
-| `WS` / `SSE` | `broadcast <k>` | the same, per broadcast |
-| `WS` / `SSE` | `heartbeat` | 0 |
-| `WS` / `SSE` | `close <code>`, `gap`, `duplicate` | failures: unexpected close, lost or repeated |
-| `HTTP` | `publish`, `broadcast`, `start task` | driver call time |
+By locust's conventions: the user classes a scenario runs are named on locust's command line
+(`locust -f loadtests/locustfile.py IdleUser Publisher`, see `SCENARIO_USERS`); the run's
+settings are locust options of this file (`--notify-target`, ..., set by `python -m loadtests`
+as `LOCUST_NOTIFY_*` variables); nothing is read at import. The streams report to locust
+themselves (`loadtests.locust_client`); `HTTP` requests `publish`, `broadcast` and
+`start task` are driver call times.
 """
 
 from __future__ import annotations
@@ -22,83 +17,64 @@ import time
 from functools import cache
 from typing import Any
 
+import gevent
 import httpx
-from locust import User, constant, task
+from locust import User, constant, events, task
 from locust.env import Environment
-from websockets.exceptions import InvalidHandshake
 
 from loadtests.config import LoadEnv
+from loadtests.locust_client import SseStream, WsStream, fire
 from notify_client.client import BlockingStreamClient, Closed
 from notify_client.driver import BlockingDriver, task_call
 from notify_client.sse_client import BlockingSseStream
-from notify_contract.protocol import (
-    SSE_NOTIFICATIONS_PATH,
-    WS_NOTIFICATIONS_PATH,
-    WS_TASKS_PATH,
-    FrameType,
-)
-from notify_contract.reconnect import ReconnectPolicy
+from notify_contract.protocol import WS_TASKS_PATH
 from notify_contract.tokens import Minter
 
-ENV = LoadEnv.from_environ()
-TOKENS = Minter(ENV.secret)
 _local = itertools.count()
 
 
-def fire(
-    environment: Environment,
-    kind: str,
-    name: str,
-    ms: float,
-    length: int = 0,
-    error: str | None = None,
-) -> None:
-    environment.events.request.fire(  # type: ignore[no-untyped-call]
-        request_type=kind,
-        name=name,
-        response_time=ms,
-        response_length=length,
-        exception=None if error is None else RuntimeError(error),
-        context={},
-    )
+def _options(parser: Any) -> None:
+    LoadEnv.add_arguments(parser)
 
 
-def worker_index(environment: Environment) -> int:
-    return int(getattr(environment.runner, "worker_index", 0) or 0)
+events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
 
 
-def source_address(n: int) -> tuple[str, int] | None:
-    """Spread connections over 127.0.0.x source addresses (each has ~28k ephemeral ports)."""
-    if not ENV.source_addresses:
-        return None
-    return (ENV.source_addresses[n % len(ENV.source_addresses)], 0)
+_runs: dict[int, LoadEnv] = {}
 
 
-class Tracker:
-    """Per stream: latency of each notification, and gaps or repeats in broadcast numbers."""
+def run_of(environment: Environment) -> LoadEnv:
+    """This run's settings, from locust's parsed options (read once per environment)."""
+    key = id(environment)
+    if key not in _runs:
+        _runs[key] = LoadEnv.from_options(environment.parsed_options)
+    return _runs[key]
 
-    def __init__(self, environment: Environment, kind: str) -> None:
-        self.environment = environment
-        self.kind = kind
-        self.last_seq: int | None = None
-        self.last_id: str | None = None
 
-    def notification(self, data: dict[str, Any], size: int) -> None:
-        now = time.time()
-        sent_at = data.get("sent_at")
-        latency = max(0.0, (now - sent_at) * 1000) if isinstance(sent_at, int | float) else 0.0
-        self.last_id = str(data.get("id")) if data.get("id") else self.last_id
-        fire(self.environment, self.kind, "notification", latency, size)
-        seq = data.get("seq")
-        if isinstance(seq, int):
-            fire(self.environment, self.kind, f"broadcast {seq}", latency, size)
-            if self.last_seq is not None:
-                if seq <= self.last_seq:
-                    fire(self.environment, self.kind, "duplicate", 0, error=f"seq {seq} again")
-                elif seq > self.last_seq + 1:
-                    for lost in range(self.last_seq + 1, seq):
-                        fire(self.environment, self.kind, "gap", 0, error=f"seq {lost} lost")
-            self.last_seq = max(seq, self.last_seq or 0)
+@cache
+def tokens(secret: str) -> Minter:
+    return Minter(secret)
+
+
+@cache
+def driver(target: str, secret: str) -> BlockingDriver:
+    """One driver (one HTTP client) for the users of this process that publish or start tasks."""
+    return BlockingDriver(target, tokens(secret).mint("load-admin", admin=True, ttl=86400))
+
+
+@cache
+def sse_http(target: str) -> httpx.Client:
+    """One HTTP client for every SSE user of this process."""
+    return BlockingSseStream.shared_client(target, timeout=60)
+
+
+def user_name(environment: Environment) -> str:
+    worker = int(getattr(environment.runner, "worker_index", 0) or 0)
+    return f"load-w{worker}-{next(_local)}"
+
+
+def wait_until(due: float) -> None:
+    gevent.sleep(max(0.0, due - time.monotonic()))
 
 
 class StreamUser(User):
@@ -108,79 +84,27 @@ class StreamUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        n = next(_local)
-        self.user_id = f"load-w{worker_index(self.environment)}-{n}"
-        self.source = source_address(n)
-        self.tracker = Tracker(self.environment, "WS")
-        self.policy = ReconnectPolicy(jitter=True)
-        self.stream: BlockingStreamClient | None = None
-
-    def connect(self) -> BlockingStreamClient | None:
-        started = time.perf_counter()
-
-        def report(error: str | None, length: int = 0) -> None:
-            ms = (time.perf_counter() - started) * 1000
-            fire(self.environment, "WS", "connect", ms, length, error=error)
-
-        stream = None
-        try:
-            stream = BlockingStreamClient.open(
-                ENV.target,
-                WS_NOTIFICATIONS_PATH,
-                TOKENS.mint(self.user_id, ttl=86400),
-                last_id=self.tracker.last_id,
-                source_address=self.source,
-                max_queue=None,
-                open_timeout=60,
-            )
-            hello = stream.recv(timeout=60)
-        except (OSError, TimeoutError, Closed, InvalidHandshake) as exc:
-            if stream is not None:
-                stream.close()
-            report(f"{type(exc).__name__}: {exc}")
-            return None
-        if hello.type != "connected":
-            stream.close()
-            report(f"first frame {hello.type}")
-            return None
-        report(None, len(hello.raw))
-        self.policy.connected()
-        return stream
-
-    def hold_stream(self) -> None:
-        """Read until the stream closes; then back off and let the task run again."""
-        self.stream = self.stream or self.connect()
-        if self.stream is None:
-            self.back_off(None)
-            return
-        try:
-            while True:
-                frame = self.stream.recv(timeout=3600)
-                if frame.type == FrameType.NOTIFICATION:
-                    self.tracker.notification(frame.data, len(frame.raw))
-                elif frame.type == FrameType.HEARTBEAT:
-                    fire(self.environment, "WS", "heartbeat", 0, len(frame.raw))
-        except Closed as closed:
-            fire(self.environment, "WS", f"close {closed.code}", 0, error=closed.reason or "closed")
-            self.stream.close()  # its socket: an 80k run ran out of descriptors without this
-            self.stream = None
-            self.back_off(closed.code)
+        self.load = run_of(self.environment)
+        self.user_id = user_name(self.environment)
+        sources = self.load.source_addresses
+        n = int(self.user_id.rsplit("-", 1)[1])
+        self.client = WsStream(
+            self.environment,
+            self.load.target,
+            lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),
+            # Spread connections over 127.0.0.x source addresses (~28k ports each).
+            source_address=(sources[n % len(sources)], 0) if sources else None,
+        )
 
     def back_off(self, code: int | None) -> None:
-        due = self.policy.next_attempt(code)
+        due = self.client.next_attempt(code)
         if due is None:
             self.stop()
         else:
-            self.wait_until(due)
-
-    def wait_until(self, due: float) -> None:
-        import gevent
-
-        gevent.sleep(max(0.0, due - time.monotonic()))
+            wait_until(due)
 
     def on_stop(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
+        self.client.close()
 
 
 class IdleUser(StreamUser):
@@ -188,7 +112,10 @@ class IdleUser(StreamUser):
 
     @task
     def hold(self) -> None:
-        self.hold_stream()
+        if self.client.stream is None and not self.client.connect():
+            self.back_off(None)
+            return
+        self.back_off(self.client.hold())
 
 
 class ChurnUser(StreamUser):
@@ -196,33 +123,19 @@ class ChurnUser(StreamUser):
 
     @task
     def churn(self) -> None:
-        stream = self.connect()
-        if stream is None:
+        if not self.client.connect():
             self.back_off(None)
             return
-        deadline = time.monotonic() + random.uniform(0.5, ENV.churn_hold)
+        deadline = time.monotonic() + random.uniform(0.5, self.load.churn_hold)
         try:
             while (left := deadline - time.monotonic()) > 0:
-                try:
-                    stream.recv(timeout=left)
-                except TimeoutError:
-                    break
+                self.client.read(left)
+        except TimeoutError:
+            pass
         except Closed as closed:
-            fire(self.environment, "WS", f"close {closed.code}", 0, error=closed.reason or "")
+            self.client.report.fire(f"close {closed.code}", error=closed.reason or "")
         finally:
-            stream.close()
-
-
-@cache
-def driver() -> BlockingDriver:
-    """One driver (one HTTP client) for the users of this process that publish or start tasks."""
-    return BlockingDriver(ENV.target, TOKENS.mint("load-admin", admin=True, ttl=86400))
-
-
-@cache
-def sse_http() -> httpx.Client:
-    """One HTTP client for every SSE user of this process."""
-    return BlockingSseStream.shared_client(ENV.target, timeout=60)
+            self.client.close()
 
 
 class SseUser(User):
@@ -231,56 +144,18 @@ class SseUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        n = next(_local)
-        self.user_id = f"load-w{worker_index(self.environment)}-{n}"
-        self.tracker = Tracker(self.environment, "SSE")
+        self.load = run_of(self.environment)
+        self.user_id = user_name(self.environment)
+        self.client = SseStream(
+            self.environment,
+            sse_http(self.load.target),
+            lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),
+        )
 
     @task
     def hold(self) -> None:
-        started = time.perf_counter()
-        try:
-            stream = BlockingSseStream.open(
-                sse_http(),
-                SSE_NOTIFICATIONS_PATH,
-                TOKENS.mint(self.user_id, ttl=86400),
-                last_event_id=self.tracker.last_id,
-            )
-            first = stream.next()
-        except (OSError, Closed) as exc:
-            fire(
-                self.environment,
-                "SSE",
-                "connect",
-                (time.perf_counter() - started) * 1000,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            self.stop_briefly()
-            return
-        fire(
-            self.environment,
-            "SSE",
-            "connect",
-            (time.perf_counter() - started) * 1000,
-            error=None
-            if stream.status == 200 and first.event == "connected"
-            else f"HTTP {stream.status}, first event {first.event}",
-        )
-        try:
-            while True:
-                event = stream.next()
-                if event.event == "notification":
-                    self.tracker.notification(event.data, len(json.dumps(event.data)))
-                elif event.event == "heartbeat":
-                    fire(self.environment, "SSE", "heartbeat", 0)
-        except (OSError, Closed) as exc:
-            fire(self.environment, "SSE", "close", 0, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            stream.close()
-
-    def stop_briefly(self) -> None:
-        import gevent
-
-        gevent.sleep(1.0)
+        if not self.client.hold():
+            gevent.sleep(1.0)
 
 
 class TaskUser(User):
@@ -289,16 +164,18 @@ class TaskUser(User):
     wait_time = constant(0.5)
 
     def on_start(self) -> None:
-        self.user_id = f"load-w{worker_index(self.environment)}-{next(_local)}"
-        self.driver = driver()
+        self.load = run_of(self.environment)
+        self.user_id = user_name(self.environment)
+        self.driver = driver(self.load.target, self.load.secret)
 
     @task
     def watch(self) -> None:
-        token = TOKENS.mint(self.user_id, ttl=86400)
+        token = tokens(self.load.secret).mint(self.user_id, ttl=86400)
         started = time.perf_counter()
         task_id = str(self.driver.do(task_call(token, 5, 200, None)))
         fire(self.environment, "HTTP", "start task", (time.perf_counter() - started) * 1000)
-        stream = BlockingStreamClient.open(ENV.target, WS_TASKS_PATH.format(task_id=task_id), token)
+        path = WS_TASKS_PATH.format(task_id=task_id)
+        stream = BlockingStreamClient.open(self.load.target, path, token)
         try:
             frames = stream.until_closed(timeout=60)
         finally:
@@ -320,24 +197,24 @@ class Publisher(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.driver = driver()
+        self.load = run_of(self.environment)
+        self.driver = driver(self.load.target, self.load.secret)
         self.seq = itertools.count(1)
-        self.log = open(ENV.run_dir / "published.jsonl", "a")  # noqa: SIM115 - closed in on_stop
+        self.log = (self.load.run_dir / "published.jsonl").open("a")
 
     @task
     def publish(self) -> None:
-        import gevent
-
-        if not ENV.publish_from <= time.time() <= ENV.publish_until:
+        run = self.load
+        if not run.publish_from <= time.time() <= run.publish_until:
             gevent.sleep(1.0)  # before the ramp ends, or after the last publish
             return
-        if ENV.scenario == "personal":
+        if run.scenario == "personal":
             self.personal()
-            gevent.sleep(1.0 / ENV.publish_rate)
+            gevent.sleep(1.0 / run.publish_rate)
             return
         seq = next(self.seq)
         # Streams that should get it: stats count WebSocket streams; SSE users are all of them.
-        expected = ENV.users if ENV.scenario == "sse" else self.driver.stats()["total_connections"]
+        expected = run.users if run.scenario == "sse" else self.driver.stats()["total_connections"]
         sent_at = time.time()
         try:
             self.driver.broadcast(f"broadcast {seq}", seq=seq, sent_at=sent_at)
@@ -350,11 +227,12 @@ class Publisher(User):
             + "\n"
         )
         self.log.flush()
-        gevent.sleep(max(0.0, ENV.broadcast_interval - (time.time() - sent_at)))
+        gevent.sleep(max(0.0, run.broadcast_interval - (time.time() - sent_at)))
 
     def personal(self) -> None:
-        worker = random.randrange(max(1, ENV.generator_workers))
-        n = random.randrange(max(1, ENV.users // max(1, ENV.generator_workers)))
+        run = self.load
+        worker = random.randrange(max(1, run.generator_workers))
+        n = random.randrange(max(1, run.users // max(1, run.generator_workers)))
         sent_at = time.time()
         try:
             self.driver.publish(f"load-w{worker}-{n}", "personal", sent_at=sent_at)
@@ -365,18 +243,3 @@ class Publisher(User):
 
     def on_stop(self) -> None:
         self.log.close()
-
-
-SCENARIO_USERS: dict[str, list[type[User]]] = {
-    "idle": [IdleUser],
-    "fanout": [IdleUser, Publisher],
-    "personal": [IdleUser, Publisher],
-    "churn": [ChurnUser],
-    "tasks": [TaskUser],
-    "sse": [SseUser, Publisher],
-}
-
-# Locust runs every User class defined here that is not abstract; keep only this scenario's.
-for _cls in (IdleUser, ChurnUser, SseUser, TaskUser, Publisher):
-    _cls.abstract = _cls not in SCENARIO_USERS[ENV.scenario]
-del _cls  # locust collects User classes from this module's names

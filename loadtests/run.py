@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
-from loadtests.config import LoadEnv, RunConfig, check_budget, open_file_limit
+from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.sampler import Sampler, Watched
 from notify_contract.tokens import Minter
 
@@ -80,7 +80,8 @@ def locust_commands(
         "--only-summary",
     ]
     worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    return master, [worker] * config.generator_workers
+    classes = list(SCENARIO_USERS[config.scenario])  # locust runs the user classes named
+    return [*master, *classes], [[*worker, *classes]] * config.generator_workers
 
 
 @dataclass

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import configargparse
 import pytest
 
-from loadtests.config import BudgetError, LoadEnv, RunConfig, check_budget, from_profile
+from loadtests.config import (
+    SCENARIO_USERS,
+    BudgetError,
+    LoadEnv,
+    RunConfig,
+    check_budget,
+    from_profile,
+)
 
 
 def test_profiles_and_overrides() -> None:
@@ -50,7 +59,7 @@ def test_a_run_that_does_not_fit_is_refused_before_starting(config: RunConfig, n
         check_budget(config, fd_limit=20_000, ports=28_232)
 
 
-def test_load_env_round_trips_through_the_environment(
+def test_load_env_round_trips_through_locusts_own_option_parser(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     env = LoadEnv(
@@ -69,7 +78,28 @@ def test_load_env_round_trips_through_the_environment(
     )
     for name, value in env.to_environ().items():
         monkeypatch.setenv(name, value)
-    assert LoadEnv.from_environ() == env
-    monkeypatch.delenv("LOAD_TARGET")
-    with pytest.raises(RuntimeError, match="LOAD_TARGET"):
-        LoadEnv.from_environ()
+
+    class LocustLikeParser(configargparse.ArgumentParser):  # type: ignore[misc]
+        """Locust's parser is configargparse's with `include_in_web_ui` (importing locust here
+        would monkey-patch this test process with gevent)."""
+
+        def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("include_in_web_ui", None)
+            return super().add_argument(*args, **kwargs)
+
+    def parsed() -> Any:
+        parser = LocustLikeParser()
+        LoadEnv.add_arguments(parser)
+        return parser.parse_args([])
+
+    assert LoadEnv.from_options(parsed()) == env
+    monkeypatch.delenv("LOCUST_NOTIFY_TARGET")
+    with pytest.raises(RuntimeError, match="--notify-target"):
+        LoadEnv.from_options(parsed())
+
+
+def test_every_scenario_names_user_classes_the_locustfile_defines() -> None:
+    text = (Path(__file__).parents[1] / "locustfile.py").read_text()
+    for classes in SCENARIO_USERS.values():
+        for name in classes:
+            assert f"class {name}(" in text

@@ -1,0 +1,211 @@
+"""Notification streams for locust users that report to locust themselves, the way locust's
+contrib clients (socket.io, websocket) fire request events: the user only says what to do.
+
+Built on the one protocol client (blocking form, which runs under gevent) and a StreamSession for
+the resume id and the reconnect policy. Request events, per stream kind ("WS" or "SSE"):
+
+| name | response time |
+|---|---|
+| `connect` | time to the `connected` frame (a failure: why it did not come) |
+| `notification` | delivery latency (now - `sent_at` in the payload) |
+| `broadcast <k>` | the same, per broadcast |
+| `heartbeat` | 0 |
+| `close <code>`, `gap`, `duplicate` | failures: unexpected close, lost or repeated |
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+from locust.env import Environment
+from websockets.exceptions import InvalidHandshake
+
+from notify_client.client import BlockingStreamClient, Closed
+from notify_client.session import Delivery, StreamSession
+from notify_client.sse_client import BlockingSseStream
+from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
+from notify_contract.reconnect import ReconnectPolicy
+
+
+def fire(
+    environment: Environment,
+    kind: str,
+    name: str,
+    ms: float,
+    length: int = 0,
+    error: str | None = None,
+) -> None:
+    environment.events.request.fire(  # type: ignore[no-untyped-call]
+        request_type=kind,
+        name=name,
+        response_time=ms,
+        response_length=length,
+        exception=None if error is None else RuntimeError(error),
+        context={},
+    )
+
+
+class Reporter:
+    """What one stream tells locust: latency of each notification, gaps or repeats in the
+    broadcast numbers (`seq`), heartbeats, closes."""
+
+    def __init__(self, environment: Environment, kind: str) -> None:
+        self.environment = environment
+        self.kind = kind
+        self.last_seq: int | None = None
+
+    def fire(self, name: str, ms: float = 0, length: int = 0, error: str | None = None) -> None:
+        fire(self.environment, self.kind, name, ms, length, error)
+
+    def notification(self, delivery: Delivery, size: int) -> None:
+        data = delivery.data
+        sent_at = data.get("sent_at")
+        latency = (
+            max(0.0, (time.time() - sent_at) * 1000) if isinstance(sent_at, int | float) else 0.0
+        )
+        self.fire("notification", latency, size)
+        if delivery.repeat:
+            self.fire("duplicate", error=f"id {delivery.id} again")
+        seq = data.get("seq")
+        if isinstance(seq, int):
+            self.fire(f"broadcast {seq}", latency, size)
+            if self.last_seq is not None:
+                if seq <= self.last_seq:
+                    self.fire("duplicate", error=f"seq {seq} again")
+                elif seq > self.last_seq + 1:
+                    for lost in range(self.last_seq + 1, seq):
+                        self.fire("gap", error=f"seq {lost} lost")
+            self.last_seq = max(seq, self.last_seq or 0)
+
+    def frame(self, kind: str, step: object, size: int) -> None:
+        if isinstance(step, Delivery):
+            self.notification(step, size)
+        elif kind == FrameType.HEARTBEAT:
+            self.fire("heartbeat", 0, size)
+
+
+class WsStream:
+    """One WebSocket notification stream that reconnects by the contract and reports itself."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        target: str,
+        token: Callable[[], str],
+        *,
+        source_address: tuple[str, int] | None = None,
+    ) -> None:
+        self.target = target
+        self.token = token
+        self.source_address = source_address
+        self.session = StreamSession(ReconnectPolicy(jitter=True))
+        self.report = Reporter(environment, "WS")
+        self.stream: BlockingStreamClient | None = None
+
+    def connect(self) -> bool:
+        """Open and read up to `connected`; reports `connect` either way."""
+        started = time.perf_counter()
+        stream = None
+        try:
+            stream = BlockingStreamClient.open(
+                self.target,
+                WS_NOTIFICATIONS_PATH,
+                self.token(),
+                last_id=self.session.last_id,
+                source_address=self.source_address,
+                max_queue=None,
+                open_timeout=60,
+            )
+            self.session.opened()
+            hello = stream.recv(timeout=60)
+        except (OSError, TimeoutError, Closed, InvalidHandshake) as exc:
+            if stream is not None:
+                stream.close()
+            self._connected(started, f"{type(exc).__name__}: {exc}")
+            return False
+        if hello.type != FrameType.CONNECTED:
+            stream.close()
+            self._connected(started, f"first frame {hello.type}")
+            return False
+        self.session.received(hello.type, hello.data)
+        self._connected(started, None, len(hello.raw))
+        self.stream = stream
+        return True
+
+    def _connected(self, started: float, error: str | None, length: int = 0) -> None:
+        self.report.fire("connect", (time.perf_counter() - started) * 1000, length, error)
+
+    def read(self, timeout: float) -> None:
+        """One frame (TimeoutError if none came); Closed when the stream ended."""
+        assert self.stream is not None
+        frame = self.stream.recv(timeout=timeout)
+        self.report.frame(frame.type, self.session.received(frame.type, frame.data), len(frame.raw))
+
+    def hold(self, timeout: float = 3600) -> int | None:
+        """Read until the stream closes; reports the close and returns its code."""
+        try:
+            while True:
+                self.read(timeout)
+        except Closed as closed:
+            self.report.fire(f"close {closed.code}", error=closed.reason or "closed")
+            self.close()  # its socket: an 80k run ran out of descriptors without this
+            return closed.code
+
+    def next_attempt(self, code: int | None) -> float | None:
+        """When to connect again after `code` (monotonic clock), or None: give up."""
+        return self.session.closed(code)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
+class SseStream:
+    """One legacy SSE stream on a shared HTTP client; resumes with Last-Event-ID."""
+
+    def __init__(self, environment: Environment, http: httpx.Client, token: Callable[[], str]):
+        self.http = http
+        self.token = token
+        self.session = StreamSession()
+        self.report = Reporter(environment, "SSE")
+
+    def hold(self) -> bool:
+        """Open, then read until the stream ends; False if it did not open."""
+        started = time.perf_counter()
+        try:
+            stream = BlockingSseStream.open(
+                self.http,
+                SSE_NOTIFICATIONS_PATH,
+                self.token(),
+                last_event_id=self.session.last_id,
+            )
+            first = stream.next()
+        except (OSError, Closed) as exc:
+            self.report.fire(
+                "connect",
+                (time.perf_counter() - started) * 1000,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        ok = stream.status == 200 and first.event == FrameType.CONNECTED
+        error = None if ok else f"HTTP {stream.status}, first event {first.event}"
+        self.report.fire("connect", (time.perf_counter() - started) * 1000, error=error)
+        self.session.received(first.event, first.data, first.id)
+        try:
+            while True:
+                event = stream.next()
+                step = self.session.received(event.event, event.data, event.id)
+                self.report.frame(event.event, step, _size(event.data))
+        except (OSError, Closed) as exc:
+            self.report.fire("close", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            stream.close()
+        return True
+
+
+def _size(data: Mapping[str, Any]) -> int:
+    return len(str(data))
