@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 def chosen(args: argparse.Namespace) -> tuple[bool, list[str]]:
     """Whether the hostile rows run, and which faults, in order."""
     ci = args.scope == "ci"
-    faults = [f for f, (_, in_ci) in FAULTS.items() if in_ci or not ci]
+    faults = [f for f, declared in FAULTS.items() if declared.ci or not ci]
     if not args.only:
         return True, faults
     unknown = [o for o in args.only if o != "hostile" and o not in FAULTS]
@@ -64,13 +64,13 @@ def chosen(args: argparse.Namespace) -> tuple[bool, list[str]]:
 
 
 async def run_fault(fault_id: str, scale: Scale, out: Path, logs: Path) -> Row:
-    scenario, _ = FAULTS[fault_id]
+    declared = FAULTS[fault_id]
+    row = declared.row(scale)
     started = time.monotonic()
     try:
         with lab(logs / fault_id) as the_lab:
-            row = await asyncio.wait_for(scenario(the_lab, scale, out), timeout=900)
+            row = await asyncio.wait_for(declared.run(the_lab, scale, out, row), timeout=900)
     except Exception as exc:  # a row that cannot finish is a failed row, with why
-        row = Row(fault_id, "fault", fault_id, "(the scenario did not finish)")
         row.problems.append(f"{type(exc).__name__}: {exc}"[:600])
         (logs / f"{fault_id}-error.txt").write_text(traceback.format_exc())
         row.finish("the scenario raised; see the error above and its logs")
@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
         print("hostile    the hostile-input rows (contract cases, generated input, log scan)")
-        for fault_id, (_, in_ci) in FAULTS.items():
-            print(f"{fault_id:<22} {'ci and full' if in_ci else 'full'}")
+        for fault_id, declared in FAULTS.items():
+            scope = "ci and full" if declared.ci else "full"
+            print(f"{fault_id:<22} {scope:<12} {declared.row(FULL).title}")
         return 0
     chosen(args)  # an unknown row stops here, before anything is written
     created = datetime.now(UTC)

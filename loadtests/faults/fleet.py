@@ -68,6 +68,8 @@ class Client:
     protocol state (resume id, archive fetches, attempts) is a StreamSession; this adds the
     socket, the waiting and the receipts."""
 
+    attempts = 5  # reconnect attempts without a `connected` frame before giving up (rule 7)
+
     def __init__(
         self,
         name: str,
@@ -85,7 +87,7 @@ class Client:
         self.archive = archive
         self.receipts = Receipts(name, user)
         self.life = Life()
-        self.session = StreamSession(ReconnectPolicy(jitter=jitter))
+        self.session = StreamSession(ReconnectPolicy(jitter=jitter, max_attempts=self.attempts))
 
     @property
     def last_id(self) -> str | None:
@@ -162,7 +164,10 @@ class WsClient(Client):
 
 
 class SseClient(Client):
-    """The legacy SSE stream; it resumes with Last-Event-ID as a browser's EventSource does."""
+    """The legacy SSE stream; it resumes with Last-Event-ID as a browser's EventSource does,
+    and like EventSource it never stops trying (the 5 attempts are the WebSocket store's)."""
+
+    attempts = 1_000_000
 
     async def _session(self, stop: asyncio.Event) -> int | None:
         try:

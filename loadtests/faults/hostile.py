@@ -8,6 +8,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from contract_tests.context import Target
@@ -16,7 +17,7 @@ from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import CaseResult, run_target
 from harness.managed import managed_stack
 from harness.stack import Process, start_server
-from loadtests.faults.table import Row
+from loadtests.faults.table import Facts, Row
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
@@ -55,6 +56,24 @@ JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-
 TRACE_MARKS = ("Traceback (most recent call last)", 'File "/')
 
 
+@dataclass
+class CaseFacts(Facts):
+    close_codes: dict[str, list[str]]  # per target label, the codes its streams saw
+
+
+@dataclass
+class GeneratedFacts(Facts):
+    examples: int
+    answers: dict[str, int]
+
+
+@dataclass
+class LogFacts(Facts):
+    logs: list[str]
+    lines: int
+    findings: dict[str, int]
+
+
 def case_row(results: list[tuple[str, CaseResult]]) -> Row:
     """One row per case: the outcome on every target (label, result) it ran against."""
     case = results[0][1].case
@@ -62,8 +81,10 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
         case.id,
         "hostile",
         case.title,
-        f"{case.title} (docs/contract.md {case.clause}, {case.level.value})",
+        f"{case.title} (docs/contract.md rule {case.clause}, {case.level.value})",
     )
+    facts = CaseFacts({})
+    row.facts = facts
     parts = []
     for label, r in results:
         codes = sorted({str(c) for c in r.close_codes if c is not None})
@@ -76,7 +97,7 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
         elif r.verdict is Verdict.NON_STRICT:
             row.problems.append(f"{label}: a SHOULD was missed ({r.reason})")
         if codes:
-            row.figures[f"{label}_close_codes"] = codes
+            facts.close_codes[label] = codes
         row.duration_s += r.duration
     return row.finish("; ".join(parts))
 
@@ -88,7 +109,7 @@ async def _property_row(row: Row, run: Callable[[], None], tried: Tried, what: s
     except Exception as exc:  # hypothesis re-raises the shrunk failure
         row.problems.append(f"{type(exc).__name__}: {str(exc)[:600]}")
     row.duration_s = round(time.monotonic() - started, 2)
-    row.figures.update(examples=tried.examples, answers=tried.answers)
+    row.facts = GeneratedFacts(tried.examples, dict(tried.answers))
     return row.finish(f"{tried.examples} generated {what}; answers {tried.answers}")
 
 
@@ -114,7 +135,7 @@ def scan_logs(log_dir: Path, secret: str) -> Row:
                     findings[name] = findings.get(name, 0) + 1
                     if len(row.problems) < 5:
                         row.problems.append(f"{name} in {log.name}:{n}: {line[:160]!r}")
-    row.figures.update(logs=[p.name for p in logs], lines=lines, findings=findings)
+    row.facts = LogFacts([p.name for p in logs], lines, findings)
     return row.finish(
         f"{lines} lines in {len(logs)} logs ({', '.join(p.name for p in logs)}): "
         + (", ".join(f"{k}: {v}" for k, v in findings.items()) or "nothing found")

@@ -9,9 +9,8 @@ import signal
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -20,7 +19,7 @@ from loadtests.faults import plots
 from loadtests.faults.fleet import Archive, Client, Fleet, Publisher, SseClient, WsClient, delivered
 from loadtests.faults.lab import Lab
 from loadtests.faults.ledger import Ledger, Tally, missing, tally
-from loadtests.faults.table import Row
+from loadtests.faults.table import DeliveryFacts, Facts, LostSample, Row
 from notify_client.client import Closed, StreamClient
 from notify_client.driver import Driver
 from notify_client.waiting import until_true
@@ -53,13 +52,37 @@ FULL = Scale(
     "full", restart_clients=3000, clients=600, publish_rate=150, limit_rounds=30, half_open=200
 )
 
-Scenario = Callable[[Lab, Scale, Path], Awaitable[Row]]
-FAULTS: dict[str, tuple[Scenario, bool]] = {}  # id -> (scenario, runs in the CI scope)
+Scenario = Callable[[Lab, Scale, Path, Row], Awaitable[Row]]
 
 
-def fault(fault_id: str, *, ci: bool = False) -> Callable[[Scenario], Scenario]:
+@dataclass(frozen=True)
+class FaultRow:
+    """A declared fault: its id, what it does and what is expected (either may name a field of
+    the Scale, as `{clients}`), whether CI runs it, and the scenario that fills its Row."""
+
+    id: str
+    title: str
+    expected: str
+    ci: bool
+    run: Scenario
+
+    def row(self, scale: Scale) -> Row:
+        sizes = asdict(scale)
+        return Row(self.id, "fault", self.title.format(**sizes), self.expected.format(**sizes))
+
+
+FAULTS: dict[str, FaultRow] = {}
+
+
+def fault(
+    fault_id: str, *, title: str, expected: str, ci: bool = False
+) -> Callable[[Scenario], Scenario]:
+    """Declare a fault row, as the contract suite declares its cases."""
+
     def register(fn: Scenario) -> Scenario:
-        FAULTS[fault_id] = (fn, ci)
+        if fault_id in FAULTS:
+            raise ValueError(f"two fault rows named {fault_id!r}")
+        FAULTS[fault_id] = FaultRow(fault_id, title, expected, ci, fn)
         return fn
 
     return register
@@ -82,21 +105,12 @@ def _delivery(
     before the fault is reported but is not a failure (the fault took the only copy)."""
     row.lost, row.duplicates = counted.lost, counted.duplicates
     gaps = missing(ledger, [c.receipts for c in clients])
-    if gaps:  # evidence for whoever reads the row: which streams, and when the ids were sent
-        row.figures["lost_sample"] = [
-            {
-                "stream": name,
-                "id": nid,
-                "sent_after_fault_s": round(ledger.sent_at[nid] - fault_at, 3),
-            }
-            for name, nid in gaps[:20]
-        ]
     before = {nid for _, nid in gaps if ledger.sent_at[nid] < fault_at}
     lost_before = sum(1 for _, nid in gaps if nid in before)
-    row.figures.update(
+    row.delivery = DeliveryFacts(
         published=ledger.total,
         refused_and_retried=ledger.refused,
-        refusals=ledger.refusals,
+        refusals=dict(ledger.refusals),
         publishes_abandoned=ledger.abandoned,
         expected_deliveries=counted.expected,
         lost_acknowledged_before_fault=lost_before,
@@ -105,6 +119,11 @@ def _delivery(
         delivered_from_archive=counted.from_archive,
         latency_p50_ms=_ms(counted.percentile(50)),
         latency_p99_ms=_ms(counted.percentile(99)),
+        # Evidence for whoever reads the row: which streams, and when the ids were sent.
+        lost_sample=[
+            LostSample(name, nid, round(ledger.sent_at[nid] - fault_at, 3))
+            for name, nid in gaps[:20]
+        ],
     )
     if may_lose_before:
         after = counted.lost - lost_before
@@ -174,32 +193,42 @@ def _ws_clients(
 # -- Redis ------------------------------------------------------------------------------------
 
 
-@fault("redis-restart", ci=True)
-async def redis_restart(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "redis-restart",
-        "fault",
-        "Redis (append-only file, fsync always) killed with SIGKILL and restarted; two "
-        "instances, WebSocket and SSE clients",
-        "WebSocket streams stay open (heartbeats go on); publishes during the outage are refused "
-        "with 503 and retried (signalled, not dropped); subscriptions come back and deliver what "
-        "they missed; SSE clients reconnect with Last-Event-ID; lost 0",
-    )
+@fault(
+    "redis-restart",
+    title="Redis (append-only file, fsync always) killed with SIGKILL and restarted; two "
+    "instances, WebSocket and SSE clients",
+    expected="WebSocket streams stay open (heartbeats go on); publishes during the outage are "
+    "refused with 503 and retried (signalled, not dropped); subscriptions come back and deliver "
+    "what they missed; SSE clients reconnect with Last-Event-ID; lost 0",
+    ci=True,
+)
+async def redis_restart(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     return await _redis_restart(lab, scale, row, persist=True)
 
 
-@fault("redis-restart-empty")
-async def redis_restart_empty(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "redis-restart-empty",
-        "fault",
-        "Redis without persistence killed with SIGKILL and restarted empty; two instances, "
-        "WebSocket and SSE clients",
-        "as above, except that what lived only in Redis may go with it: a notification "
-        "acknowledged just before the kill whose PUBLISH had not left Redis; nothing "
-        "acknowledged after the kill is lost; ids move on and are never given twice",
-    )
+@fault(
+    "redis-restart-empty",
+    title="Redis without persistence killed with SIGKILL and restarted empty; two instances, "
+    "WebSocket and SSE clients",
+    expected="as above, except that what lived only in Redis may go with it: a notification "
+    "acknowledged just before the kill whose PUBLISH had not left Redis; nothing acknowledged "
+    "after the kill is lost; ids move on and are never given twice",
+)
+async def redis_restart_empty(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     return await _redis_restart(lab, scale, row, persist=False)
+
+
+@dataclass
+class RedisRestartFacts(Facts):
+    streams: int
+    outage_s: float
+    refused_during_outage: int
+    ws_closed: int
+    ws_min_heartbeats_during_outage: int
+    sse_reconnected: int
+    resyncs: int
+    gave_up: int
+    first_notification_everywhere_s: float | None
 
 
 async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> Row:
@@ -240,12 +269,11 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         if load.ledger.sent_at[nid] >= up
     ]
     row.recovery_s = None if resubscribed is None else round(resubscribed - up, 3)
-    row.figures["first_notification_everywhere_s"] = _first_everywhere(load, after, up)
     ws_closed = sum(len(c.life.closes) for c in ws)
     sse = [c for c in clients if isinstance(c, SseClient)]
     sse_reopened = sum(1 for c in sse if len(c.life.opens) > 1)
     resyncs = sum(c.session.resyncs for c in clients)
-    row.figures.update(
+    row.facts = RedisRestartFacts(
         streams=len(clients),
         outage_s=round(up - killed, 2),
         refused_during_outage=refused_during,
@@ -254,6 +282,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         sse_reconnected=sse_reopened,
         resyncs=resyncs,
         gave_up=len(load.fleet.gave_up()),
+        first_notification_everywhere_s=_first_everywhere(load, after, up),
     )
     row.check(ws_closed == 0, f"{ws_closed} WebSocket streams closed during the outage")
     row.check(min(beats_during) > 0, "a WebSocket stream got no heartbeat during the outage")
@@ -303,14 +332,18 @@ def _first_everywhere(load: Load, ids: list[str], since: float) -> float | None:
     return None if best is None else round(best, 3)
 
 
-@fault("redis-pubsub-killed")
-async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "redis-pubsub-killed",
-        "fault",
-        "Redis kills the servers' PubSub connections (CLIENT KILL TYPE pubsub)",
-        "each server notices, resubscribes and delivers what was published meanwhile; lost 0",
-    )
+@dataclass
+class PubsubFacts(Facts):
+    streams: int
+    subscriptions_killed: int
+
+
+@fault(
+    "redis-pubsub-killed",
+    title="Redis kills the servers' PubSub connections (CLIENT KILL TYPE pubsub)",
+    expected="each server notices, resubscribes and delivers what was published meanwhile; lost 0",
+)
+async def pubsub_killed(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     lab.start_redis()
     settings = lab.settings(WS_HEARTBEAT_INTERVAL="5")
     a, b = lab.start_server(settings), lab.start_server(settings)
@@ -337,7 +370,7 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
     counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, killed_wall)
     row.recovery_s = None if back is None else round(back, 3)
-    row.figures.update(streams=len(clients), subscriptions_killed=killed)
+    row.facts = PubsubFacts(streams=len(clients), subscriptions_killed=killed)
     row.check(killed == before == 2, f"killed {killed} of {before} subscriptions, expected 2")
     row.check(back is not None, "the subscriptions did not come back within 30 s")
     return row.finish(
@@ -350,6 +383,31 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path) -> Row:
 # -- the server -------------------------------------------------------------------------------
 
 
+@dataclass
+class RestartFacts(Facts):
+    streams: int
+    exit_s: float
+    restart_ready_s: float
+    all_back_s: float
+    close_codes: dict[str, int]
+    reconnected: int
+    reconnect_p10_s: float | None
+    reconnect_p50_s: float | None
+    reconnect_p90_s: float | None
+    reconnect_stdev_s: float | None
+    attempts: int
+    attempt_p10_s: float | None
+    attempt_p50_s: float | None
+    attempt_p90_s: float | None
+    busiest_100ms_share_of_attempts: float | None
+    attempt_late_p50_ms: float | None
+    attempt_late_p99_ms: float | None
+    failed_attempts: int
+    gave_up: int
+    resyncs: int
+    new_pid: int
+
+
 async def _restart_under_load(
     lab: Lab,
     scale: Scale,
@@ -358,7 +416,7 @@ async def _restart_under_load(
     sig: int,
     clients_n: int,
     client: type[WsClient] = WsClient,
-) -> tuple[Load, dict[str, Any]]:
+) -> tuple[Load, RestartFacts]:
     lab.start_redis()
     settings = lab.settings(WS_HEARTBEAT_INTERVAL="5", WS_HISTORY_SIZE="100")
     server = lab.start_server(settings)
@@ -401,30 +459,30 @@ async def _restart_under_load(
     plot = plots.reconnects(out / f"{row.id}-reconnects.png", tries, reopen, ready - hit, row.title)
     row.plots.append(plot.name)
     gave_up = load.fleet.gave_up()
-    facts: dict[str, Any] = {
-        "streams": len(clients),
-        "exit_s": round(exit_s, 3),
-        "restart_ready_s": round(ready - hit, 3),
-        "all_back_s": round(back - hit, 3),
-        "close_codes": first_codes,
-        "reconnected": len(reopen),
-        "reconnect_p10_s": _q(reopen, 0.10),
-        "reconnect_p50_s": _q(reopen, 0.50),
-        "reconnect_p90_s": _q(reopen, 0.90),
-        "reconnect_stdev_s": round(statistics.pstdev(reopen), 3) if reopen else None,
-        "attempts": len(tries),
-        "attempt_p10_s": _q(tries, 0.10),
-        "attempt_p50_s": _q(tries, 0.50),
-        "attempt_p90_s": _q(tries, 0.90),
-        "busiest_100ms_share_of_attempts": round(busiest / len(tries), 3) if tries else None,
-        "attempt_late_p50_ms": _ms(_q(late, 0.5)),
-        "attempt_late_p99_ms": _ms(_q(late, 0.99)),
-        "failed_attempts": sum(c.life.failed_attempts for c in clients),
-        "gave_up": len(gave_up),
-        "resyncs": sum(c.session.resyncs for c in clients),
-        "new_pid": restarted.process.pid,
-    }
-    row.figures.update(facts)
+    facts = RestartFacts(
+        streams=len(clients),
+        exit_s=round(exit_s, 3),
+        restart_ready_s=round(ready - hit, 3),
+        all_back_s=round(back - hit, 3),
+        close_codes=first_codes,
+        reconnected=len(reopen),
+        reconnect_p10_s=_q(reopen, 0.10),
+        reconnect_p50_s=_q(reopen, 0.50),
+        reconnect_p90_s=_q(reopen, 0.90),
+        reconnect_stdev_s=round(statistics.pstdev(reopen), 3) if reopen else None,
+        attempts=len(tries),
+        attempt_p10_s=_q(tries, 0.10),
+        attempt_p50_s=_q(tries, 0.50),
+        attempt_p90_s=_q(tries, 0.90),
+        busiest_100ms_share_of_attempts=round(busiest / len(tries), 3) if tries else None,
+        attempt_late_p50_ms=_ms(_q(late, 0.5)),
+        attempt_late_p99_ms=_ms(_q(late, 0.99)),
+        failed_attempts=sum(c.life.failed_attempts for c in clients),
+        gave_up=len(gave_up),
+        resyncs=sum(c.session.resyncs for c in clients),
+        new_pid=restarted.process.pid,
+    )
+    row.facts = facts
     row.check(len(reopen) == len(clients), f"{len(clients) - len(reopen)} clients never came back")
     row.check(not gave_up, f"{len(gave_up)} clients gave up after 5 attempts")
     row.check(
@@ -440,62 +498,65 @@ def _q(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
 
-@fault("server-sigkill", ci=True)
-async def server_sigkill(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "server-sigkill",
-        "fault",
-        f"the server killed (SIGKILL) and restarted behind nginx, {scale.restart_clients} streams",
-        "clients reconnect with jittered backoff, spread out; resume with last_id from the Redis "
-        "history; all back; lost 0",
-    )
+@fault(
+    "server-sigkill",
+    title="the server killed (SIGKILL) and restarted behind nginx, {restart_clients} streams",
+    expected="clients reconnect with jittered backoff, spread out; resume with last_id from the "
+    "Redis history; all back; lost 0",
+    ci=True,
+)
+async def server_sigkill(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     load, f = await _restart_under_load(lab, scale, out, row, signal.SIGKILL, scale.restart_clients)
+    share = f.busiest_100ms_share_of_attempts or 0.0
     return row.finish(
-        f"{f['streams']} streams cut ({f['close_codes']}); new server ready after "
-        f"{f['restart_ready_s']} s; {f['attempts']} reconnect attempts scheduled by jittered "
-        f"backoff at p10/p50/p90 {f['attempt_p10_s']}/{f['attempt_p50_s']}/{f['attempt_p90_s']} s "
-        f"after the kill (busiest 100 ms: {f['busiest_100ms_share_of_attempts']:.0%}; started "
-        f"late by p50/p99 {f['attempt_late_p50_ms']}/{f['attempt_late_p99_ms']} ms, the client "
-        f"process's own delay), {f['failed_attempts']} failed; reconnected at p10/p50/p90 "
-        f"{f['reconnect_p10_s']}/{f['reconnect_p50_s']}/{f['reconnect_p90_s']} s; "
-        f"all back after {f['all_back_s']} s; {load.ledger.total} published, "
+        f"{f.streams} streams cut ({f.close_codes}); new server ready after "
+        f"{f.restart_ready_s} s; {f.attempts} reconnect attempts scheduled by jittered "
+        f"backoff at p10/p50/p90 {f.attempt_p10_s}/{f.attempt_p50_s}/{f.attempt_p90_s} s "
+        f"after the kill (busiest 100 ms: {share:.0%}; started late by p50/p99 "
+        f"{f.attempt_late_p50_ms}/{f.attempt_late_p99_ms} ms, the client process's own delay), "
+        f"{f.failed_attempts} failed; reconnected at p10/p50/p90 "
+        f"{f.reconnect_p10_s}/{f.reconnect_p50_s}/{f.reconnect_p90_s} s; "
+        f"all back after {f.all_back_s} s; {load.ledger.total} published, "
         f"{load.ledger.refused} refused and retried"
     )
 
 
-@fault("server-sigterm")
-async def server_sigterm(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "server-sigterm",
-        "fault",
-        f"SIGTERM under load behind nginx, {scale.clients} streams, then a restart",
-        "every stream gets 1001; the server exits within SHUTDOWN_TIMEOUT (10 s); clients "
-        "reconnect and resume; lost 0",
-    )
+@fault(
+    "server-sigterm",
+    title="SIGTERM under load behind nginx, {clients} streams, then a restart",
+    expected="every stream gets 1001; the server exits within SHUTDOWN_TIMEOUT (10 s); clients "
+    "reconnect and resume; lost 0",
+)
+async def server_sigterm(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     load, f = await _restart_under_load(lab, scale, out, row, signal.SIGTERM, scale.clients)
-    codes = f["close_codes"]
+    codes = f.close_codes
     row.check(
-        codes.get(str(int(CloseCode.GOING_AWAY)), 0) == f["streams"],
+        codes.get(str(int(CloseCode.GOING_AWAY)), 0) == f.streams,
         f"close codes after SIGTERM: {codes}, not 1001 for all",
     )
-    row.check(f["exit_s"] <= 10.0, f"the server took {f['exit_s']} s to exit")
+    row.check(f.exit_s <= 10.0, f"the server took {f.exit_s} s to exit")
     return row.finish(
-        f"{f['streams']} streams, close codes {codes}; the server exited {f['exit_s']} s after "
-        f"SIGTERM; all back {f['all_back_s']} s after it; {load.ledger.total} published"
+        f"{f.streams} streams, close codes {codes}; the server exited {f.exit_s} s after "
+        f"SIGTERM; all back {f.all_back_s} s after it; {load.ledger.total} published"
     )
 
 
 # -- nginx ------------------------------------------------------------------------------------
 
 
-@fault("nginx-reload")
-async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "nginx-reload",
-        "fault",
-        f"nginx reloaded twice (nginx -s reload) under load, {scale.clients} streams",
-        "existing streams stay open and keep receiving; new streams connect; lost 0",
-    )
+@dataclass
+class ReloadFacts(Facts):
+    streams: int
+    nginx_processes: list[int]  # per configuration generation
+    closed: int
+
+
+@fault(
+    "nginx-reload",
+    title="nginx reloaded twice (nginx -s reload) under load, {clients} streams",
+    expected="existing streams stay open and keep receiving; new streams connect; lost 0",
+)
+async def nginx_reload(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     server = lab.start_server(lab.settings(WS_HEARTBEAT_INTERVAL="5"))
     proxy = lab.start_nginx([server])
     users = _users("reload", scale.clients)
@@ -520,9 +581,7 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
     counted = await load.finish(scale)
     _delivery(row, load.ledger, counted, clients, reloaded)
     closed = sum(len(c.life.closes) for c in clients)
-    row.figures.update(
-        streams=len(clients), nginx_processes=[len(g) for g in generations], closed=closed
-    )
+    row.facts = ReloadFacts(len(clients), [len(g) for g in generations], closed)
     row.check(closed == 0, f"{closed} streams closed across the reloads")
     row.check(hello.type == "connected", "a new stream after the reloads did not connect")
     return row.finish(
@@ -536,15 +595,25 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path) -> Row:
 # -- clients that misbehave -------------------------------------------------------------------
 
 
-@fault("slow-consumer")
-async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "slow-consumer",
-        "fault",
-        f"one client stops reading while {scale.clients} others are served",
-        "the reader that stopped is closed with 4408 once its queue is full; the others' "
-        "latency is unchanged (distributions side by side); lost 0 for the others",
-    )
+@dataclass
+class SlowConsumerFacts(Facts):
+    streams: int
+    slow_close_code: int | None
+    slow_closed_after_s: float | None
+    notifications_to_the_slow_reader: int
+    before_p50_ms: float | None
+    before_p99_ms: float | None
+    during_p50_ms: float | None
+    during_p99_ms: float | None
+
+
+@fault(
+    "slow-consumer",
+    title="one client stops reading while {clients} others are served",
+    expected="the reader that stopped is closed with 4408 once its queue is full; the others' "
+    "latency is unchanged (distributions side by side); lost 0 for the others",
+)
+async def slow_consumer(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     server = lab.start_server(lab.settings(WS_HEARTBEAT_INTERVAL="5", WS_SEND_QUEUE="64"))
     users = _users("calm", scale.clients)
     archive = Archive(server.base, lab.admin)
@@ -595,23 +664,21 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
         out / "slow-consumer-latency.png", before, during, "no slow reader", "one slow reader"
     )
     row.plots.append(plot.name)
-    p = {
-        "before_p50_ms": _ms(_q(before, 0.5)),
-        "before_p99_ms": _ms(_q(before, 0.99)),
-        "during_p50_ms": _ms(_q(during, 0.5)),
-        "during_p99_ms": _ms(_q(during, 0.99)),
-    }
     row.recovery_s = None
-    row.figures.update(
+    p = SlowConsumerFacts(
         streams=len(clients),
         slow_close_code=slow.close_code,
         slow_closed_after_s=None if closed_after is None else round(closed_after, 3),
         notifications_to_the_slow_reader=sent_to_slow,
-        **p,
+        before_p50_ms=_ms(_q(before, 0.5)),
+        before_p99_ms=_ms(_q(before, 0.99)),
+        during_p50_ms=_ms(_q(during, 0.5)),
+        during_p99_ms=_ms(_q(during, 0.99)),
     )
+    row.facts = p
     row.check(slow.close_code == WS_4408_SLOW_CONSUMER, f"the slow reader got {slow.close_code}")
     row.check(closed_after is not None, "the slow reader was still open after 5000 notifications")
-    b99, d99 = p["before_p99_ms"], p["during_p99_ms"]
+    b99, d99 = p.before_p99_ms, p.during_p99_ms
     row.check(
         b99 is not None and d99 is not None and d99 <= 3 * b99 + 50,
         f"the others' p99 went from {b99} ms to {d99} ms",
@@ -620,24 +687,34 @@ async def slow_consumer(lab: Lab, scale: Scale, out: Path) -> Row:
         f"the slow reader was closed with {slow.close_code} after {sent_to_slow} notifications "
         f"of 16 KB, {closed_after and round(closed_after, 2)} s after it stopped reading; the "
         f"other {len(clients)} streams' latency p50/p99: "
-        f"{p['before_p50_ms']}/{p['before_p99_ms']} ms without it, "
-        f"{p['during_p50_ms']}/{p['during_p99_ms']} ms with it"
+        f"{p.before_p50_ms}/{p.before_p99_ms} ms without it, "
+        f"{p.during_p50_ms}/{p.during_p99_ms} ms with it"
     )
 
 
-@fault("half-open-client")
-async def half_open(lab: Lab, scale: Scale, out: Path) -> Row:
-    interval, timeout, rounds = 1.0, 1.0, 3
-    bound = 2 * interval + timeout + 0.5
-    row = Row(
-        "half-open-client",
-        "fault",
-        f"{rounds} rounds of {scale.half_open} clients that stop answering WebSocket pings "
-        "without closing",
-        f"each dropped within WS_PING_INTERVAL + WS_PING_TIMEOUT ({interval + timeout:g} s; "
-        f"{bound:g} s allowing for the ping to come due); slots and descriptors freed; memory "
-        "reused (no growth from round to round)",
-    )
+HALF_OPEN_ROUNDS = 3
+PING_INTERVAL = PING_TIMEOUT = 1.0
+DROP_BOUND = 2 * PING_INTERVAL + PING_TIMEOUT + 0.5  # the ping may come due a whole interval late
+
+
+@dataclass
+class HalfOpenFacts(Facts):
+    peers_per_round: int
+    dropped_after_s: list[float | None]
+    files: list[int]
+    rss_mb: list[float]
+
+
+@fault(
+    "half-open-client",
+    title=f"{HALF_OPEN_ROUNDS} rounds of {{half_open}} clients that stop answering WebSocket "
+    "pings without closing",
+    expected=f"each dropped within WS_PING_INTERVAL + WS_PING_TIMEOUT "
+    f"({PING_INTERVAL + PING_TIMEOUT:g} s; {DROP_BOUND:g} s allowing for the ping to come due); "
+    "slots and descriptors freed; memory reused (no growth from round to round)",
+)
+async def half_open(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
+    interval, timeout, rounds, bound = PING_INTERVAL, PING_TIMEOUT, HALF_OPEN_ROUNDS, DROP_BOUND
     server = lab.start_server(
         lab.settings(
             WS_HEARTBEAT_INTERVAL="30",
@@ -679,7 +756,7 @@ async def half_open(lab: Lab, scale: Scale, out: Path) -> Row:
     worst = max((d for d in drops if d is not None), default=None)
     row.recovery_s = worst
     mb = [round(r / 2**20, 1) for r in rss]
-    row.figures.update(peers_per_round=len(users), dropped_after_s=drops, files=files, rss_mb=mb)
+    row.facts = HalfOpenFacts(len(users), drops, files, mb)
     row.check(None not in drops, "a round's peers were never all dropped within 30 s")
     row.check(worst is not None and worst <= bound, f"dropped after {worst} s, bound {bound}")
     row.check(max(files[1:]) <= files[0] + 1, f"server descriptors per round: {files}")
@@ -692,14 +769,20 @@ async def half_open(lab: Lab, scale: Scale, out: Path) -> Row:
     )
 
 
-@fault("per-user-limit-race", ci=True)
-async def limit_race(lab: Lab, scale: Scale, out: Path) -> Row:
-    row = Row(
-        "per-user-limit-race",
-        "fault",
-        f"{scale.limit_rounds} rounds of 12 simultaneous connects of one user, across 2 instances",
-        "never more than WS_MAX_CONNECTIONS_PER_USER (3) open; the rest closed with 4429",
-    )
+@dataclass
+class LimitRaceFacts(Facts):
+    rounds: int
+    held_per_round: list[int]
+    outcomes: dict[str, int]
+
+
+@fault(
+    "per-user-limit-race",
+    title="{limit_rounds} rounds of 12 simultaneous connects of one user, across 2 instances",
+    expected="never more than WS_MAX_CONNECTIONS_PER_USER (3) open; the rest closed with 4429",
+    ci=True,
+)
+async def limit_race(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     lab.start_redis()
     settings = lab.settings(WS_HEARTBEAT_INTERVAL="30")
     servers = [lab.start_server(settings), lab.start_server(settings)]
@@ -718,7 +801,7 @@ async def limit_race(lab: Lab, scale: Scale, out: Path) -> Row:
             codes[res] = codes.get(res, 0) + 1
         for s in streams:
             await s.close()
-    row.figures.update(rounds=len(held), held_per_round=held, outcomes=codes)
+    row.facts = LimitRaceFacts(len(held), held, codes)
     row.check(max(held) <= 3, f"a user held {max(held)} streams at once")
     row.check(min(held) == 3, f"a round held only {min(held)}: the limit is not reachable")
     row.check(

@@ -16,6 +16,37 @@ class Outcome(StrEnum):
     NOT_RUN = "not run"
 
 
+@dataclass(frozen=True)
+class LostSample:
+    """One delivery that never came: the stream, the id, when it was sent after the fault."""
+
+    stream: str
+    id: str
+    sent_after_fault_s: float
+
+
+@dataclass
+class DeliveryFacts:
+    """What the publisher was told was accepted, and what the clients got of it."""
+
+    published: int
+    refused_and_retried: int
+    refusals: dict[str, int]
+    publishes_abandoned: int
+    expected_deliveries: int
+    lost_acknowledged_before_fault: int
+    out_of_order: int
+    unacknowledged: int
+    delivered_from_archive: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    lost_sample: list[LostSample] = field(default_factory=list)
+
+
+class Facts:
+    """A row's own figures: each row declares a dataclass of them (written to the JSON)."""
+
+
 @dataclass
 class Row:
     """What was expected of one fault or attack and what a run showed."""
@@ -30,7 +61,8 @@ class Row:
     duplicates: int | None = None
     recovery_s: float | None = None  # None: nothing had to recover
     problems: list[str] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
+    delivery: DeliveryFacts | None = None
+    facts: Facts | None = None
     plots: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 

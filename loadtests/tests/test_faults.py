@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from loadtests.faults.__main__ import chosen, main, parser
 from loadtests.faults.fleet import WsClient
-from loadtests.faults.hostile import scan_logs
+from loadtests.faults.hostile import LogFacts, scan_logs
 from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
-from loadtests.faults.scenarios import FAULTS, Scale, _restart_under_load
+from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
 from loadtests.faults.table import Outcome, Row, markdown, write
 
 
@@ -135,7 +135,7 @@ async def test_a_restart_loses_nothing_unless_the_client_forgets(
     with lab(tmp_path / "lab") as the_lab:
         await _restart_under_load(the_lab, scale, tmp_path, row, signal.SIGKILL, 30, client)
     assert row.lost is not None
-    assert (row.lost > 0) is loses, row.figures
+    assert (row.lost > 0) is loses, row.delivery
     assert row.duplicates == 0
 
 
@@ -152,4 +152,28 @@ def test_the_log_scan_finds_tokens_secrets_and_traces(tmp_path: Path) -> None:
     (dirty / "nginx" / "error.log").write_text(f"secret is {secret}\n")
     row = scan_logs(dirty, secret)
     assert row.outcome is Outcome.FAIL
-    assert row.figures["findings"] == {"token": 1, "stack trace": 1, "secret": 1}
+    assert isinstance(row.facts, LogFacts)
+    assert row.facts.findings == {"token": 1, "stack trace": 1, "secret": 1}
+
+
+def test_fault_rows_are_declared_with_their_title_and_expectation() -> None:
+    for declared in FAULTS.values():
+        row = declared.row(CI)
+        assert row.id == declared.id and row.kind == "fault"
+        assert "{" not in row.title and "{" not in row.expected, row.id
+    assert FAULTS["server-sigkill"].row(CI).title.endswith(f"{CI.restart_clients} streams")
+    assert FAULTS["server-sigkill"].row(FULL).title.endswith(f"{FULL.restart_clients} streams")
+
+
+def test_a_row_writes_its_typed_facts_to_the_json(tmp_path: Path) -> None:
+    row = FAULTS["per-user-limit-race"].row(CI)
+    row.facts = LimitRaceFacts(rounds=1, held_per_round=[3], outcomes={"4429": 9, "connected": 3})
+    row.finish("one round")
+    _, js = write(tmp_path, [row], {"scope": "ci"})
+    written = json.loads(js.read_text())["rows"][0]
+    assert written["facts"] == {
+        "rounds": 1,
+        "held_per_round": [3],
+        "outcomes": {"4429": 9, "connected": 3},
+    }
+    assert written["delivery"] is None
