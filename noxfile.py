@@ -7,6 +7,8 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci"]
 nox.options.reuse_existing_virtualenvs = True
+# A session whose Python is missing fails instead of being skipped (a skipped CI passes).
+nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON = "3.11"

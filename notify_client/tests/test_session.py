@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -87,7 +88,7 @@ def test_the_watchdog_calls_a_stream_dead_after_two_and_a_half_beats(quiet: floa
     s.received("heartbeat", {})
     clock.now += quiet
     assert s.dead() is (quiet > 5.0)
-    assert s.silence_left() == max(0.0, 5.0 - quiet)
+    assert s.silence_left() == pytest.approx(max(0.0, 5.0 - quiet))
 
 
 def test_no_watchdog_without_an_interval() -> None:

@@ -1,6 +1,7 @@
 """Deliberately broken variants of the reference server: the contract suite must catch each.
 
     BROKEN_FAULT=leak python -m reference_server.tests.broken_server --port 8000
+    BROKEN_FAULT=wrong-user,slow-4409 ...   # several at once
 
 Each fault patches one behaviour in this process, then runs the reference server as usual.
 """
@@ -149,5 +150,6 @@ FAULTS: dict[str, Callable[[], None]] = {
 
 
 if __name__ == "__main__":
-    FAULTS[os.environ["BROKEN_FAULT"]]()
+    for name in filter(None, os.environ["BROKEN_FAULT"].split(",")):  # several: comma-separated
+        FAULTS[name]()
     sys.exit(server_main.main(sys.argv[1:]))
