@@ -12,7 +12,7 @@ import httpx
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 import contract_tests.cases  # noqa: F401 - registers the cases
-from contract_tests.context import CommandTokens, Context, Entry, Shared, Target
+from contract_tests.context import Context, Entry, Shared, Target
 from contract_tests.registry import FEATURES, Case, CaseFailed, Level, Need, NotRun, Verdict
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.driver import CommandDriver, Driver, DriverError, DriverUnsupported
@@ -246,13 +246,3 @@ async def run_target(
     progress(f"== {target.label}: {counts} in {run.duration:.1f}s")
     return run
 
-
-__all__ = [
-    "CaseResult",
-    "CommandTokens",
-    "RunResult",
-    "TargetUnusable",
-    "preflight",
-    "run_case",
-    "run_target",
-]
