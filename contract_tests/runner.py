@@ -245,4 +245,3 @@ async def run_target(
     counts = ", ".join(f"{run.count(v)} {v.value}" for v in Verdict)
     progress(f"== {target.label}: {counts} in {run.duration:.1f}s")
     return run
-
