@@ -90,6 +90,7 @@ class Shared:
     driver_problem: str | None = "driver not probed"
     http_driver_works: bool = False
     http_driver_exists: bool = False  # it answered, if not as the contract says
+    http_driver_problem: str | None = None  # why the HTTP driver API is not usable
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
 

@@ -113,6 +113,7 @@ async def probe_driver(shared: Shared) -> None:
         shared.http_driver_exists = exc.status not in (None, 404, 405)
     except (httpx.HTTPError, ValueError) as exc:
         problem = f"the driver API (POST {NOTIFICATIONS_PATH}) failed: {exc}"
+    shared.http_driver_problem = problem
     if target.driver_cmd:
         await http.aclose()
         shared.driver = CommandDriver(target.base, admin, target.driver_cmd)
@@ -137,7 +138,7 @@ def missing_need(case: Case, shared: Shared) -> str | None:
         if need is Need.DRIVER and shared.driver is None:
             return f"needs a way to publish: {shared.driver_problem}"
         if need is Need.DRIVER_HTTP and not (shared.http_driver_works or shared.http_driver_exists):
-            return f"checks the HTTP driver API, not offered here: {shared.driver_problem}"
+            return f"checks the HTTP driver API, not offered here: {shared.http_driver_problem}"
         if need is Need.LOGS and not target.logs:
             return "needs the server's or the proxy's log: give --log PATH"
         if need is Need.ORIGIN and target.allowed_origin is None:

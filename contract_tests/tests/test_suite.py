@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
+import re
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ from notify_contract.tokens import Minter
 
 BEAT = "0.3"
 HISTORY = 20
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def target(server: ServerHandle, label: str) -> Target:
@@ -361,3 +364,39 @@ def test_the_target_file_and_the_command_line(tmp_path: Path) -> None:
         resolve(parser().parse_args(["--target-file", str(file)]))
     with pytest.raises(OptionError, match=r"--without chat: known parts are archive, sse"):
         resolve(parser().parse_args(["--without", "tasks,chat"]))
+
+
+async def test_a_partial_server_on_another_stack_is_graded_by_its_target_file(
+    servers: Servers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = servers.start(module="examples.partial_server")  # python-websockets, not ours
+    file = tmp_path / "partial.toml"
+    declared = (ROOT / "examples" / "partial.toml").read_text()
+    file.write_text(declared.replace("127.0.0.1:8765", f"127.0.0.1:{example.port}"))
+    ids = ["fanout-isolation", "limit-4429", "resume-replay", "sse-headers", "task-error"]
+    ids += ["stats-access", "archive-after", "driver-publish", "token-16kb"]
+    argv = ["--target-file", str(file), "--jwt-secret", SECRET, "--reports", str(tmp_path)]
+    environ = {"JWT_SECRET": SECRET, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        code = await asyncio.to_thread(suite_main, [*argv, *(a for i in ids for a in ("-k", i))])
+    out = capsys.readouterr().out
+    assert code == 1
+    verdicts = {
+        case: verdict
+        for verdict, case in re.findall(
+            r"(pass|fail|not run|non-strict)\s+\[[\d.]+\] ([\w-]+)", out
+        )
+    }
+    assert verdicts == {
+        "driver-publish": "not run",  # no HTTP driver API: it publishes through its command
+        "archive-after": "not run",  # declared missing
+        "token-16kb": "non-strict",  # its HTTP parser refuses the long request line: 414
+        "fanout-isolation": "pass",  # published through --driver-cmd
+        "task-error": "not run",
+        "limit-4429": "pass",
+        "resume-replay": "fail",  # it does not resume, and cannot declare that away
+        "stats-access": "not run",
+        "sse-headers": "not run",
+    }
