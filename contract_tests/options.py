@@ -85,11 +85,14 @@ OPTIONS = (
 BY_NAME = {o.name: o for o in OPTIONS}
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--target URL`, `--target-file FILE` and every option of OPTIONS (default: unset)."""
+def add_target_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """`--target URL`, `--target-file FILE` and every option of OPTIONS (default: unset), but
+    those in `skip` (a tool whose own option has that name; the file may still set them)."""
     group = parser.add_argument_group("the target (a command-line option wins over the file)")
     group.add_argument("--target-file", type=Path, metavar="FILE", help="a TOML target file")
     for o in OPTIONS:
+        if o.name in skip:
+            continue
         flag = "--target" if o.name == "url" else "--" + o.name.replace("_", "-")
         if o.kind is bool:
             group.add_argument(flag, dest=o.name, action="store_const", const=True, help=o.help)

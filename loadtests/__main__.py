@@ -4,6 +4,7 @@ python -m loadtests                                  # the default capacity prof
 python -m loadtests --profile smoke                  # under two minutes (CI)
 python -m loadtests --scenario idle --users 20000 --rate 1000 --duration 120
 python -m loadtests --threshold 'p99_ms<250' --threshold 'lost==0'
+python -m loadtests --target http://127.0.0.1:8000 --jwt-secret S --scenario fanout --users 200
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from contract_tests.options import OPTIONS, OptionError, add_target_arguments, resolve
 from harness.stack import StackError
 from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
-from loadtests.run import LoadError, run
+from loadtests.run import External, LoadError, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,7 +67,45 @@ def parser() -> argparse.ArgumentParser:
         help="an environment setting for the servers, e.g. GC_THRESHOLD=700,10,10 (repeatable)",
     )
     p.add_argument("--reports", type=Path, default=Path("reports"))
+    # --heartbeat-interval above is the started servers' setting; a target's is its own.
+    add_target_arguments(p, skip=("heartbeat_interval",))
+    p.add_argument(
+        "--server-pid",
+        dest="server_pids",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PID",
+        help="with --target: a process of the server to sample (CPU, memory, files; repeatable)",
+    )
+    p.add_argument(
+        "--redis-url", metavar="URL", help="with --target: the server's Redis, for client counts"
+    )
     return p
+
+
+TARGET_KEYS = ("target_file", *(o.name for o in OPTIONS), "server_pids", "redis_url")
+
+
+def external(args: argparse.Namespace) -> External | None:
+    """The user's server from the target options, or None: start the reference stack."""
+    values = resolve(args)
+    if values["url"] is None:
+        if args.server_pids or args.redis_url:
+            raise ValueError("--server-pid and --redis-url describe a --target")
+        return None
+    if not values["jwt_secret"]:
+        raise ValueError(
+            "a load run against --target needs --jwt-secret: its users mint their own tokens, "
+            "thousands of them (--token-cmd is for the contract suite)"
+        )
+    return External(
+        values["url"],
+        values["jwt_secret"],
+        values["driver_cmd"],
+        tuple(args.server_pids),
+        args.redis_url,
+    )
 
 
 def settings_pairs(pairs: list[str]) -> dict[str, str]:
@@ -79,16 +119,22 @@ def settings_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(parser().parse_args(argv))
+    namespace = parser().parse_args(argv)
+    args = {k: v for k, v in vars(namespace).items() if k not in TARGET_KEYS}
     profile, reports = args.pop("profile"), args.pop("reports")
     if args.get("thresholds"):
         args["thresholds"] = tuple(args["thresholds"])
     try:
+        target = external(namespace)
         if args.get("server_settings"):
+            if target is not None:
+                raise ValueError("--server-setting is for the servers a run starts, not a target")
             args["server_settings"] = settings_pairs(args["server_settings"])
+        if target is not None:
+            args["via_nginx"] = False  # whatever is in front of the target is the user's
         config = from_profile(profile, **args)
-        outcome = run(config, reports)
-    except (BudgetError, ValueError, StackError, LoadError) as exc:
+        outcome = run(config, reports, target=target)
+    except (BudgetError, ValueError, StackError, LoadError, OptionError) as exc:
         print(f"loadtests: {exc}", file=sys.stderr)
         return 2
     return 0 if outcome.ok else 1

@@ -102,9 +102,14 @@ def open_file_limit() -> int:
 
 
 def check_budget(
-    config: RunConfig, fd_limit: int | None = None, ports: int | None = None
+    config: RunConfig,
+    fd_limit: int | None = None,
+    ports: int | None = None,
+    *,
+    ours: bool = True,
 ) -> list[str]:
-    """Raise BudgetError if the run cannot fit; return the budget lines for the report."""
+    """Raise BudgetError if the run cannot fit; return the budget lines for the report.
+    `ours`: the servers and nginx are ours to budget too (not a target we did not start)."""
     fd_limit = fd_limit or open_file_limit()
     ports = ports or port_range()
     usable = fd_limit - FD_MARGIN
@@ -113,13 +118,17 @@ def check_budget(
     per_generator = -(-config.users // config.generator_workers)
     per_nginx = -(-2 * config.users // config.nginx_workers)
     per_source = -(-config.users // sources)
-    checks = [
-        (
-            per_instance,
-            usable,
-            f"server instance: {per_instance} streams",
-            "add --instances (Redis joins them)",
-        ),
+    checks = []
+    if ours:
+        checks.append(
+            (
+                per_instance,
+                usable,
+                f"server instance: {per_instance} streams",
+                "add --instances (Redis joins them)",
+            )
+        )
+    checks += [
         (
             per_generator,
             usable,
@@ -133,7 +142,7 @@ def check_budget(
             "add --source-addresses 127.0.0.2,127.0.0.3,...",
         ),
     ]
-    if config.via_nginx:
+    if config.via_nginx and ours:
         checks.append(
             (
                 per_nginx,
@@ -189,6 +198,7 @@ class LoadEnv:
     generator_workers: int
     churn_hold: float
     source_addresses: tuple[str, ...]
+    driver_cmd: str  # "" : the HTTP driver API
 
     @staticmethod
     def variable(name: str) -> str:
@@ -242,4 +252,5 @@ class LoadEnv:
             generator_workers=int(get("generator_workers")),
             churn_hold=float(get("churn_hold")),
             source_addresses=tuple(a for a in get("source_addresses").split(",") if a),
+            driver_cmd=get("driver_cmd"),
         )

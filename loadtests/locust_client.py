@@ -50,17 +50,35 @@ def fire(
 
 class Reporter:
     """What one stream tells locust: latency of each notification, gaps or repeats in the
-    broadcast numbers (`seq`), heartbeats, closes."""
+    broadcast numbers (`seq`), heartbeats, closes. It also keeps the stream's own record for
+    the run's tally: when it first got `connected` and every notification id it received."""
 
     def __init__(self, environment: Environment, kind: str) -> None:
         self.environment = environment
         self.kind = kind
         self.last_seq: int | None = None
+        self.connected_at: float | None = None  # wall clock of the first `connected`
+        self.ids: list[str] = []  # in arrival order, repeats included
+
+    def connected(self) -> None:
+        if self.connected_at is None:
+            self.connected_at = time.time()
+
+    def record(self, name: str, user: str) -> dict[str, Any]:
+        """The stream's log line (loadtests.tally.StreamLog), written when it stops."""
+        return {
+            "name": name,
+            "user": user,
+            "connected_at": self.connected_at,
+            "ended_at": time.time(),
+            "ids": self.ids,
+        }
 
     def fire(self, name: str, ms: float = 0, length: int = 0, error: str | None = None) -> None:
         fire(self.environment, self.kind, name, ms, length, error)
 
     def notification(self, delivery: Delivery, size: int) -> None:
+        self.ids.append(delivery.id)
         data = delivery.data
         sent_at = data.get("sent_at")
         latency = (
@@ -131,6 +149,7 @@ class WsStream:
             self._connected(started, f"first frame {hello.type}")
             return False
         self.session.received(hello.type, hello.data)
+        self.report.connected()
         self._connected(started, None, len(hello.raw))
         self.stream = stream
         return True
@@ -195,6 +214,8 @@ class SseStream:
         error = None if ok else f"HTTP {stream.status}, first event {first.event}"
         self.report.fire("connect", (time.perf_counter() - started) * 1000, error=error)
         self.session.received(first.event, first.data, first.id)
+        if ok:
+            self.report.connected()
         try:
             while True:
                 event = stream.next()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import time
 from functools import cache
@@ -57,9 +58,11 @@ def tokens(secret: str) -> Minter:
 
 
 @cache
-def driver(target: str, secret: str) -> BlockingDriver:
-    """One driver (one HTTP client) for the users of this process that publish or start tasks."""
-    return BlockingDriver(target, tokens(secret).mint("load-admin", admin=True, ttl=86400))
+def driver(target: str, secret: str, command: str) -> BlockingDriver:
+    """One driver for the users of this process that publish or start tasks: the HTTP driver
+    API, or the user's `--driver-cmd`."""
+    admin = tokens(secret).mint("load-admin", admin=True, ttl=86400)
+    return BlockingDriver(target, admin, command=command or None)
 
 
 @cache
@@ -75,6 +78,12 @@ def user_name(environment: Environment) -> str:
 
 def wait_until(due: float) -> None:
     gevent.sleep(max(0.0, due - time.monotonic()))
+
+
+def log_stream(run: LoadEnv, line: dict[str, Any]) -> None:
+    """Append one stream's record to this process's file (loadtests.tally reads them all)."""
+    with (run.run_dir / f"streams-{os.getpid()}.jsonl").open("a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 class StreamUser(User):
@@ -108,7 +117,7 @@ class StreamUser(User):
 
 
 class IdleUser(StreamUser):
-    """`idle`, `fanout` and `personal`: a notification stream, held."""
+    """`idle`, `fanout` and `personal`: a notification stream, held; its record is logged."""
 
     @task
     def hold(self) -> None:
@@ -116,6 +125,10 @@ class IdleUser(StreamUser):
             self.back_off(None)
             return
         self.back_off(self.client.hold())
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        log_stream(self.load, self.client.report.record(self.user_id, self.user_id))
 
 
 class ChurnUser(StreamUser):
@@ -157,6 +170,9 @@ class SseUser(User):
         if not self.client.hold():
             gevent.sleep(1.0)
 
+    def on_stop(self) -> None:
+        log_stream(self.load, self.client.report.record(self.user_id, self.user_id))
+
 
 class TaskUser(User):
     """`tasks`: start a task, watch its stream to the end, again."""
@@ -166,7 +182,7 @@ class TaskUser(User):
     def on_start(self) -> None:
         self.load = run_of(self.environment)
         self.user_id = user_name(self.environment)
-        self.driver = driver(self.load.target, self.load.secret)
+        self.driver = driver(self.load.target, self.load.secret, self.load.driver_cmd)
 
     @task
     def watch(self) -> None:
@@ -198,7 +214,7 @@ class Publisher(User):
 
     def on_start(self) -> None:
         self.load = run_of(self.environment)
-        self.driver = driver(self.load.target, self.load.secret)
+        self.driver = driver(self.load.target, self.load.secret, self.load.driver_cmd)
         self.seq = itertools.count(1)
         self.log = (self.load.run_dir / "published.jsonl").open("a")
 
@@ -213,33 +229,53 @@ class Publisher(User):
             gevent.sleep(1.0 / run.publish_rate)
             return
         seq = next(self.seq)
-        # Streams that should get it: stats count WebSocket streams; SSE users are all of them.
-        expected = run.users if run.scenario == "sse" else self.driver.stats()["total_connections"]
         sent_at = time.time()
         try:
-            self.driver.broadcast(f"broadcast {seq}", seq=seq, sent_at=sent_at)
+            note = self.driver.broadcast(f"broadcast {seq}", seq=seq, sent_at=sent_at)
             error = None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        fire(self.environment, "HTTP", "broadcast", (time.time() - sent_at) * 1000, error=error)
-        self.log.write(
-            json.dumps({"seq": seq, "sent_at": sent_at, "expected": expected, "error": error})
-            + "\n"
-        )
-        self.log.flush()
+            note, error = {}, f"{type(exc).__name__}: {exc}"
+        acked_at = time.time()
+        fire(self.environment, "HTTP", "broadcast", (acked_at - sent_at) * 1000, error=error)
+        # What the server's own stats say it holds: a cross-check, never the expectation.
+        stats = self.server_streams() if run.scenario != "sse" else None
+        self.write(note, None, sent_at, acked_at, error, seq=seq, server_streams=stats)
         gevent.sleep(max(0.0, run.broadcast_interval - (time.time() - sent_at)))
+
+    def server_streams(self) -> int | None:
+        try:
+            return int(self.driver.stats()["total_connections"])
+        except Exception:  # a target without stats, or without an admin for them
+            return None
+
+    def write(
+        self,
+        note: dict[str, Any],
+        user: str | None,
+        sent_at: float,
+        acked_at: float,
+        error: str | None,
+        **extra: Any,
+    ) -> None:
+        """One line of published.jsonl: the acknowledged id (loadtests.tally.Published)."""
+        line = {"id": note.get("id"), "user": user, "sent_at": sent_at, "acked_at": acked_at}
+        self.log.write(json.dumps({**line, "error": error, **extra}) + "\n")
+        self.log.flush()
 
     def personal(self) -> None:
         run = self.load
         worker = random.randrange(max(1, run.generator_workers))
         n = random.randrange(max(1, run.users // max(1, run.generator_workers)))
+        user = f"load-w{worker}-{n}"
         sent_at = time.time()
         try:
-            self.driver.publish(f"load-w{worker}-{n}", "personal", sent_at=sent_at)
+            note = self.driver.publish(user, "personal", sent_at=sent_at)
             error = None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        fire(self.environment, "HTTP", "publish", (time.time() - sent_at) * 1000, error=error)
+            note, error = {}, f"{type(exc).__name__}: {exc}"
+        acked_at = time.time()
+        fire(self.environment, "HTTP", "publish", (acked_at - sent_at) * 1000, error=error)
+        self.write(note, user, sent_at, acked_at, error)
 
     def on_stop(self) -> None:
         self.log.close()

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +50,63 @@ def stack_spec(config: RunConfig) -> StackSpec:
         },
         server_args=("--no-access-log",),
     )
+
+
+@dataclass(frozen=True)
+class External:
+    """A server this run did not start: where it is and what the options said of it."""
+
+    url: str
+    secret: str
+    driver_cmd: str | None = None
+    server_pids: tuple[int, ...] = ()
+    redis_url: str | None = None
+
+
+@dataclass
+class System:
+    """What the run measures: where clients go, the key their tokens are signed with, the
+    processes watched, and why server resources are not measured (None: they are)."""
+
+    entry: str
+    secret: str
+    watched: Watched
+    driver_cmd: str | None
+    unmeasured: str | None
+
+
+@contextlib.contextmanager
+def system(config: RunConfig, logs: Path, target: External | None) -> Iterator[System]:
+    """The reference stack (started and stopped here), or the user's target as it is."""
+    if target is None:
+        with stack(logs, stack_spec(config)) as st:
+            watched = Watched(
+                servers={s.process.pid: s.base for s in st.servers},
+                nginx_master=st.proxy.process.pid if st.proxy else None,
+                redis_pid=st.redis.process.pid if st.redis else None,
+                redis_url=st.redis.url if st.redis else None,
+                generators=[],
+                status_url=st.proxy.status_url if st.proxy else None,
+                admin_token=Minter(st.secret).mint("load-admin", admin=True, ttl=86400),
+            )
+            yield System(st.entry, st.secret, watched, None, None)
+        return
+    watched = Watched(
+        servers=dict.fromkeys(target.server_pids),
+        nginx_master=None,
+        redis_pid=None,
+        redis_url=target.redis_url,
+        generators=[],
+        status_url=None,
+        admin_token=Minter(target.secret).mint("load-admin", admin=True, ttl=86400),
+    )
+    unmeasured = (
+        None
+        if target.server_pids
+        else "server resources not measured: this run did not start the server; give "
+        "--server-pid PID (repeatable) for its processes"
+    )
+    yield System(target.url, target.secret, watched, target.driver_cmd, unmeasured)
 
 
 def locust_commands(
@@ -101,9 +158,11 @@ def run(
     *,
     name: str | None = None,
     progress: Callable[[str], None] = print,
+    target: External | None = None,
 ) -> Outcome:
-    """Run `config`; write reports/<name or scenario>-<UTC>/; return the figures."""
-    budget = check_budget(config)
+    """Run `config` against the reference stack, or against `target`; write
+    reports/<name or scenario>-<UTC>/; return the figures."""
+    budget = check_budget(config, ours=target is None)
     known = summary.HEADLINE_KEYS
     thresholds = [summary.Threshold.parse(t, known) for t in config.thresholds]
     created = datetime.now(UTC)
@@ -115,17 +174,12 @@ def run(
     )
     for line in budget:
         progress(f"budget: {line}")
-    with scratch_dir("load-") as logs, stack(logs, stack_spec(config)) as st:
-        admin = Minter(st.secret).mint("load-admin", admin=True, ttl=86400)
-        watched = Watched(
-            servers={s.process.pid: s.base for s in st.servers},
-            nginx_master=st.proxy.process.pid if st.proxy else None,
-            redis_pid=st.redis.process.pid if st.redis else None,
-            redis_port=st.redis.port if st.redis else None,
-            generators=[],
-            status_url=st.proxy.status_url if st.proxy else None,
-            admin_token=admin,
-        )
+    if target is not None:
+        progress(f"target: {target.url} (not started by this run)")
+    with scratch_dir("load-") as logs, system(config, logs, target) as st:
+        if st.unmeasured:
+            progress(st.unmeasured)
+        watched = st.watched
         sampler = Sampler(watched, out)
         baseline = sampler.sample_now()
         publish_from = time.time() + config.ramp + SETTLE
@@ -144,6 +198,7 @@ def run(
             generator_workers=config.generator_workers,
             churn_hold=config.churn_hold,
             source_addresses=config.source_addresses,
+            driver_cmd=st.driver_cmd or "",
         ).to_environ()
         master_cmd, worker_cmds = locust_commands(config, free_port(), out / "locust")
         procs = _start_locust(master_cmd, worker_cmds, env, logs)
@@ -163,10 +218,11 @@ def run(
         raise LoadError(f"locust wrote no statistics; the end of its log:\n{tail}")
     stats = summary.read_stats(out / "locust_stats.csv")
     fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
-    broadcasts = summary.per_broadcast(stats, summary.read_jsonl(out / "published.jsonl"))
-    res = summary.resources(sampler.rows, baseline, hold_from, hold_until)
+    tally, published = summary.read_tally(out)
+    broadcasts = summary.per_broadcast(stats, published, tally)
+    res = summary.resources(sampler.rows, baseline, hold_from, hold_until, tally.streams)
     res.update(summary.leftovers(baseline, after))
-    figures = summary.headline(stats, fails, broadcasts, res)
+    figures = summary.headline(stats, fails, broadcasts, res, tally)
     verdicts = [t.check(figures) for t in thresholds]
     data = {
         "created": created.isoformat(),
@@ -176,13 +232,19 @@ def run(
         "resources": res,
         "failures": fails,
         "broadcasts": broadcasts,
+        "lost_sample": [list(pair) for pair in tally.lost_sample],
         "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
+        "target": None if target is None else target.url,
+        "server_resources": st.unmeasured or "measured",
         "sampler_errors": sampler.errors[:20],
         "environment": report.environment(),
         "command": " ".join(sys.argv),
     }
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     report.write(out, data, sampler.rows, baseline)
+    progress("headline (the clients' counts; server figures where measured):")
+    for label, value in report.headline_rows(figures):
+        progress(f"  {label:<58} {value}")
     for _, text in verdicts:
         progress(f"threshold {text}")
     progress(f"report: {out / 'report.html'}")
@@ -197,12 +259,17 @@ def _start_locust(
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     procs = []
     for i, cmd in enumerate([master, *workers]):
-        log = (logs / f"locust-{'master' if i == 0 else f'worker{i}'}.log").open("ab")
-        procs.append(
-            subprocess.Popen(
-                cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        # The child keeps its own descriptor: this process's copy closes at once.
+        with (logs / f"locust-{'master' if i == 0 else f'worker{i}'}.log").open("ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env=full_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             )
-        )
     return procs
 
 
@@ -229,10 +296,14 @@ def _follow(
             gen = max((g.get("cpu_percent", 0) for g in row.get("generators", [])), default=0)
             fds = sum(s.get("fds", 0) for s in servers)
             progress(
-                f"  t={row['t']:>5.0f}s WebSocket streams {row.get('total_connections')}/"
+                f"  t={row['t']:>5.0f}s server's streams {_or_na(row.get('total_connections'))}/"
                 f"{config.users}, server files {fds}  server {rss:.0f} MB {cpu:.0f}% CPU, "
                 f"loop lag {lag:.0f} ms  generator max {gen:.0f}% CPU"
             )
+
+
+def _or_na(value: object) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _after(sampler: Sampler) -> dict[str, Any]:

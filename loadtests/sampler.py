@@ -22,10 +22,10 @@ from notify_client.driver import auth_header
 class Watched:
     """The processes and endpoints of one run."""
 
-    servers: dict[int, str]  # pid -> base URL of that instance
+    servers: dict[int, str | None]  # pid -> base URL of our instance (None: not ours, no metrics)
     nginx_master: int | None
     redis_pid: int | None
-    redis_port: int | None
+    redis_url: str | None
     generators: list[int]
     status_url: str | None
     admin_token: str
@@ -47,8 +47,8 @@ def _process(pid: int, cache: dict[int, psutil.Process]) -> dict[str, Any] | Non
         return None
 
 
-def redis_clients(port: int) -> dict[str, int]:
-    with redis_sync.Redis(port=port, socket_timeout=5) as client:
+def redis_clients(url: str) -> dict[str, int]:
+    with redis_sync.Redis.from_url(url, socket_timeout=5) as client:
         listing = client.client_list()
     subscribed = [c for c in listing if int(c.get("sub", 0)) or int(c.get("psub", 0))]
     return {
@@ -100,10 +100,11 @@ class Sampler:
         servers = []
         for pid, base in w.servers.items():
             proc = _process(pid, self._procs) or {"pid": pid}
-            try:
-                proc.update(http.get(base + METRICS_PATH, headers=headers).json())
-            except (httpx.HTTPError, ValueError) as exc:
-                proc["error"] = type(exc).__name__
+            if base is not None:
+                try:
+                    proc.update(http.get(base + METRICS_PATH, headers=headers).json())
+                except (httpx.HTTPError, ValueError) as exc:
+                    proc["error"] = type(exc).__name__
             servers.append(proc)
         row["servers"] = servers
         nginx = []
@@ -115,17 +116,19 @@ class Sampler:
             nginx = [p for p in (_process(c.pid, self._procs) for c in workers) if p]
         row["nginx"] = nginx
         row["generators"] = [p for p in (_process(g, self._procs) for g in w.generators) if p]
-        if w.redis_pid is not None and w.redis_port is not None:
+        if w.redis_url is not None:
+            process = _process(w.redis_pid, self._procs) if w.redis_pid is not None else None
             row["redis"] = {
-                **(_process(w.redis_pid, self._procs) or {}),
-                **self._try(lambda: redis_clients(w.redis_port or 0), {}),
+                **(process or {}),
+                **self._try(lambda: redis_clients(w.redis_url or ""), {}),
             }
         if w.status_url:
             row["nginx_active"] = self._try(lambda: nginx_active(w.status_url or "", http), None)
         # Each process's own count, not GET /api/ws/stats: at 80k users that body is megabytes
         # and answering it every second loaded the server under test.
         counts = [s.get("notification_streams") for s in servers]
-        row["total_connections"] = None if None in counts else sum(c or 0 for c in counts)
+        known = bool(counts) and None not in counts
+        row["total_connections"] = sum(c or 0 for c in counts) if known else None
         return row
 
     def sample_now(self) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from loadtests.tally import Published, StreamLog, Tally, count
+
 GENERATOR_SATURATED_CPU = 90.0  # percent of one core: locust's own warning level
 
 
@@ -52,21 +54,42 @@ def latency(row: dict[str, str] | None) -> dict[str, float | None]:
     }
 
 
+def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
+    """The clients' tally from published.jsonl and every streams-*.jsonl; and the raw
+    publish lines (errors included)."""
+    lines = read_jsonl(run_dir / "published.jsonl")
+    published = [
+        Published(str(e["id"]), e["user"], e["sent_at"], e["acked_at"])
+        for e in lines
+        if e.get("id") and not e.get("error")
+    ]
+    streams = [
+        StreamLog(e["name"], e["user"], e["connected_at"], e["ended_at"], tuple(e["ids"]))
+        for path in sorted(run_dir.glob("streams-*.jsonl"))
+        for e in read_jsonl(path)
+    ]
+    return count(published, streams), lines
+
+
 def per_broadcast(
-    stats: dict[str, dict[str, str]], published: list[dict[str, Any]]
+    stats: dict[str, dict[str, str]], published: list[dict[str, Any]], tally: Tally
 ) -> list[dict[str, Any]]:
-    """Each broadcast: when, how many streams were open, how many got it, latency."""
+    """Each broadcast: when, how many streams were owed it and got it (the clients' count),
+    what the server's stats said it held (a cross-check only), latency."""
     out = []
     for entry in published:
+        if entry.get("seq") is None:
+            continue
         row = stats.get(f"broadcast {entry['seq']}")
-        got = int(_num(row, "Request Count") or 0)
+        owed, got = tally.per_id.get(str(entry.get("id")), (0, 0))
         out.append(
             {
                 "seq": entry["seq"],
                 "sent_at": entry["sent_at"],
-                "expected": entry["expected"],
+                "owed": owed,
                 "received": got,
-                "lost": max(0, entry["expected"] - got),
+                "lost": owed - got,
+                "server_streams": entry.get("server_streams"),
                 "error": entry.get("error"),
                 **latency(row),
             }
@@ -89,10 +112,13 @@ def resources(
     baseline: dict[str, Any],
     hold_from: float,
     hold_until: float = float("inf"),
+    streams: int | None = None,
 ) -> dict[str, Any]:
-    """Memory and CPU figures of the hold phase: after the ramp, before the users leave."""
+    """Memory and CPU figures of the hold phase: after the ramp, before the users leave.
+    Streams per the server's own figures; `streams` (the clients' count) where it has none."""
     hold = [r for r in rows if hold_from <= r["wall"] <= hold_until] or rows[-3:]
-    conns = median(_series(hold, lambda r: r.get("total_connections"))) if hold else 0
+    held = _series(hold, lambda r: r.get("total_connections"))
+    conns = median(held) if held else (streams or 0)
     rss_base = _servers(baseline, "rss_mb")
     rss_hold = median([_servers(r, "rss_mb") for r in hold]) if hold else rss_base
     nginx_hold = (
@@ -114,14 +140,15 @@ def resources(
     lags = _series(
         hold,
         lambda r: max(
-            (s.get("loop_lag_ms", {}).get("max_ms", 0) for s in r["servers"]), default=None
+            (s["loop_lag_ms"].get("max_ms", 0) for s in r["servers"] if "loop_lag_ms" in s),
+            default=None,
         ),
     )
     redis_rows = [r["redis"] for r in rows if r.get("redis")]
     slope = _slope([(r["t"], _servers(r, "rss_mb")) for r in hold])
     return {
         "connections_held": conns,
-        "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=0),
+        "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=None),
         "server_rss_baseline_mb": round(rss_base, 1),
         "server_rss_hold_mb": round(rss_hold, 1),
         # A leak shows as memory that keeps growing while the load is steady (churn).
@@ -186,6 +213,7 @@ def headline(
     fails: dict[str, int],
     broadcasts: list[dict[str, Any]],
     res: dict[str, Any],
+    tally: Tally,
 ) -> dict[str, Any]:
     """The figures a person looks for first, and the ones thresholds name."""
     note = latency(stats.get("notification"))
@@ -202,10 +230,15 @@ def headline(
         "p95_ms": note["p95_ms"],
         "p99_ms": note["p99_ms"],
         "max_ms": note["max_ms"],
+        "streams_connected": tally.streams,
         "broadcasts": len(broadcasts),
-        "lost": sum(b["lost"] for b in broadcasts),
+        "published": tally.published,
+        "owed": tally.owed,
+        "delivered": tally.delivered,
+        "lost": tally.lost,
+        "silent_streams": tally.silent,
         "gaps": fails.get("gap", 0),
-        "duplicates": fails.get("duplicate", 0),
+        "duplicates": tally.duplicates,
         "publish_failures": fails.get("publish", 0),
         "mem_per_conn_kb": res["mem_per_conn_kb"],
         "cpu_us_per_msg": res["cpu_us_per_msg"],
@@ -250,6 +283,11 @@ class Threshold:
 
 
 HEADLINE_KEYS = {
+    "streams_connected",
+    "published",
+    "owed",
+    "delivered",
+    "silent_streams",
     "peak_connections",
     "connections_held",
     "connect_p50_ms",

@@ -149,13 +149,20 @@ class Driver:
 
 
 class BlockingDriver:
-    """The driver API over blocking HTTP (locust users run it under gevent)."""
+    """The driver API over blocking HTTP (locust users run it under gevent); with `command`,
+    publishing and tasks go through that command instead (`run_command`)."""
 
-    def __init__(self, base: str, admin_token: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, base: str, admin_token: str, timeout: float = 10.0, command: str | None = None
+    ) -> None:
         self.http = httpx.Client(base_url=base, timeout=timeout, trust_env=False)
         self.admin_token = admin_token
+        self.command = command
+        self.timeout = timeout
 
     def do(self, call: Call) -> Any:
+        if self.command and call.action in COMMAND_ACTIONS:
+            return run_command(self.command, call, max(self.timeout, 30.0))
         response = self.http.request(
             call.method,
             call.path,
@@ -188,18 +195,45 @@ class DriverUnsupported(DriverError):
     """The driver command said the target cannot do this action (exit 3)."""
 
 
-class CommandDriver(Driver):
-    """Publishing through the user's command: `{"action": ..., ...args}` on stdin, JSON out.
+COMMAND_ACTIONS = frozenset({"publish", "broadcast", "start_task"})
 
-    Exit 0 with JSON on stdout: done; exit 3: the target does not support the action (the cases
-    that need it are "not run"); any other exit: the call failed.
 
-    The actions are `publish` and `broadcast` (print the published notification), and
-    `start_task`, which also gets the owner's `token` (print `{"task_id": ...}`); stats and the
-    archive still go over HTTP.
+def run_command(
+    command: str, call: Call, timeout: float, note: Callable[[str, str], None] | None = None
+) -> Any:
+    """One call through the user's command: `{"action": ..., ...args}` on stdin, JSON out.
+
+    Exit 0 with JSON on stdout: done; exit 3: the target does not support the action; any
+    other exit: the call failed. `start_task` also gets the owner's `token`.
     """
+    owner = {"token": call.token} if call.action == "start_task" else {}
+    request = json.dumps({"action": call.action, **call.args, **owner})
+    if note is not None:
+        note("sent", f"--driver-cmd {request}")
+    proc = subprocess.run(
+        shlex.split(command),
+        input=request,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if note is not None:
+        note("received", f"exit {proc.returncode}: {proc.stdout}{proc.stderr}")
+    if proc.returncode == EXIT_UNSUPPORTED:
+        said = (proc.stdout + proc.stderr).strip()[-300:]
+        raise DriverUnsupported(f"driver: unsupported `{call.action}` ({said or 'exit 3'})")
+    if proc.returncode != 0:
+        raise DriverError(f"--driver-cmd exited {proc.returncode}: {proc.stderr[-300:]}")
+    try:
+        return call.pick(json.loads(proc.stdout))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DriverError(f"--driver-cmd printed no usable JSON: {proc.stdout[:300]!r}") from exc
 
-    COMMAND_ACTIONS = frozenset({"publish", "broadcast", "start_task"})
+
+class CommandDriver(Driver):
+    """Publishing and tasks through the user's command (`run_command`); stats and the archive
+    still go over HTTP."""
 
     def __init__(self, base: str, admin_token: str, command: str, timeout: float = 30.0) -> None:
         super().__init__(base, admin_token)
@@ -207,29 +241,6 @@ class CommandDriver(Driver):
         self.timeout = timeout
 
     async def do(self, call: Call) -> Any:
-        if call.action not in self.COMMAND_ACTIONS:
+        if call.action not in COMMAND_ACTIONS:
             return await super().do(call)
-        owner = {"token": call.token} if call.action == "start_task" else {}
-        request = json.dumps({"action": call.action, **call.args, **owner})
-        self._note("sent", f"--driver-cmd {request}")
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            shlex.split(self.command),
-            input=request,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
-        )
-        self._note("received", f"exit {proc.returncode}: {proc.stdout}{proc.stderr}")
-        if proc.returncode == EXIT_UNSUPPORTED:
-            said = (proc.stdout + proc.stderr).strip()[-300:]
-            raise DriverUnsupported(f"driver: unsupported `{call.action}` ({said or 'exit 3'})")
-        if proc.returncode != 0:
-            raise DriverError(f"--driver-cmd exited {proc.returncode}: {proc.stderr[-300:]}")
-        try:
-            return call.pick(json.loads(proc.stdout))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DriverError(
-                f"--driver-cmd printed no usable JSON: {proc.stdout[:300]!r}"
-            ) from exc
+        return await asyncio.to_thread(run_command, self.command, call, self.timeout, self._note)

@@ -75,6 +75,7 @@ def test_load_env_round_trips_through_locusts_own_option_parser(
         generator_workers=2,
         churn_hold=3.0,
         source_addresses=("127.0.0.2", "127.0.0.3"),
+        driver_cmd="",
     )
     for name, value in env.to_environ().items():
         monkeypatch.setenv(name, value)

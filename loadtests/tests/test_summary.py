@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +12,10 @@ from loadtests.summary import (
     failures,
     headline,
     per_broadcast,
+    read_tally,
     resources,
 )
+from loadtests.tally import count
 
 
 def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str, str]:
@@ -44,19 +48,30 @@ def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, 
     }
 
 
-def test_lost_is_expected_minus_received_per_broadcast() -> None:
+def test_each_broadcast_is_counted_by_the_clients_and_the_server_only_cross_checks(
+    tmp_path: Path,
+) -> None:
     stats = {
-        "broadcast 1": stat("broadcast 1", 100, 5, 9, 10),
-        "broadcast 2": stat("broadcast 2", 97, 6, 11, 12),
+        "broadcast 1": stat("broadcast 1", 2, 5, 9, 10),
+        "broadcast 2": stat("broadcast 2", 1, 6, 11, 12),
     }
-    published = [
-        {"seq": 1, "sent_at": 1.0, "expected": 100},
-        {"seq": 2, "sent_at": 2.0, "expected": 100},
-        {"seq": 3, "sent_at": 3.0, "expected": 100},
+    lines = [  # the server's stats claim 1 stream each time: it forgot the other one
+        {"id": f"b{i}", "user": None, "seq": i, "sent_at": 10.0 * i, "acked_at": 10.0 * i + 0.1}
+        | {"error": None, "server_streams": 1}
+        for i in (1, 2)
     ]
-    got = per_broadcast(stats, published)
-    assert [b["lost"] for b in got] == [0, 3, 100]
-    assert got[1]["p99_ms"] == 11.0 and got[2]["p50_ms"] is None
+    (tmp_path / "published.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    logs = [
+        {"name": "a", "user": "a", "connected_at": 1.0, "ended_at": 99.0, "ids": ["b1", "b2"]},
+        {"name": "b", "user": "b", "connected_at": 1.0, "ended_at": 99.0, "ids": ["b1"]},
+    ]
+    (tmp_path / "streams-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in logs))
+    tally, published = read_tally(tmp_path)
+    got = per_broadcast(stats, published, tally)
+    assert [(b["owed"], b["received"], b["lost"]) for b in got] == [(2, 2, 0), (2, 1, 1)]
+    assert [b["server_streams"] for b in got] == [1, 1]
+    assert got[1]["p99_ms"] == 11.0
+    assert (tally.lost, tally.silent, tally.lost_sample) == (1, 0, (("b", "b2"),))
 
 
 def test_resources_of_the_hold_phase() -> None:
@@ -87,7 +102,8 @@ def test_failures_by_kind_and_headline() -> None:
     )
     assert fails == {"close 1006": 2, "gap": 1, "publish": 4, "connect": 3}
     res = resources([row(10, 10, 60, 1, 0), row(11, 10, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
-    figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res)
+    nothing = count([], [])
+    figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res, nothing)
     assert figures["unexpected_closes"] == 2 and figures["gaps"] == 1
     assert figures["p99_ms"] == 8.0 and figures["connect_failures"] == 3
     assert set(figures) - {"generator_saturated"} <= HEADLINE_KEYS

@@ -9,6 +9,7 @@ Each fault patches one behaviour in this process, then runs the reference server
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -135,7 +136,39 @@ def wrong_user() -> None:
     setattr(reference_server.streams, "connected", connected)  # noqa: B010
 
 
+def forget_stream() -> None:
+    """One notification stream in twenty is forgotten right after `connected`: no close, the
+    socket stays open, fan-out and stats no longer count it."""
+    original = Hub.add_user_stream
+    added = itertools.count(1)
+
+    def add_user_stream(self: Hub, conn: Any, *, counted: bool = True) -> bool:
+        ok = original(self, conn, counted=counted)
+        if ok and next(added) % 20 == 0:
+            asyncio.get_running_loop().call_soon(self.remove, conn)  # after `connected` is out
+        return ok
+
+    Hub.add_user_stream = add_user_stream  # type: ignore[method-assign]
+
+
+def broadcast_twice() -> None:
+    """The first broadcast reaches every stream twice."""
+    original = Hub.to_everyone_locked
+    done: list[bool] = []
+
+    async def to_everyone_locked(self: Hub, item: Outgoing) -> None:
+        await original(self, item)
+        if not done:
+            done.append(True)
+            for conn in self.connections():
+                conn.push(conn.render(item))
+
+    Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
+
+
 FAULTS: dict[str, Callable[[], None]] = {
+    "forget-stream": forget_stream,
+    "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
     "driver-200": driver_200,
     "archive-newest": archive_newest,

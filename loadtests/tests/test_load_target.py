@@ -1,0 +1,59 @@
+"""A load run against a server it did not start counts loss by the clients alone: a server that
+silently forgets streams, or delivers twice, cannot hide it by its own figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.fixtures import SECRET, Servers
+from harness.stack import ServerHandle
+from loadtests.config import from_profile
+from loadtests.run import External, Outcome, run
+
+USERS = 60
+
+
+def load(server: ServerHandle, reports: Path) -> Outcome:
+    config = from_profile(
+        "smoke",
+        users=USERS,
+        rate=60,
+        hold=8,
+        broadcast_interval=1.0,
+        via_nginx=False,
+        thresholds=("lost==0", "duplicates==0"),
+    )
+    target = External(server.base, SECRET, server_pids=(server.process.pid,))
+    return run(config, reports, target=target, progress=lambda line: None)
+
+
+def broken(servers: Servers, fault: str) -> ServerHandle:
+    return servers.start(module="reference_server.tests.broken_server", BROKEN_FAULT=fault)
+
+
+def test_streams_the_server_forgot_are_counted_lost(servers: Servers, tmp_path: Path) -> None:
+    outcome = load(broken(servers, "forget-stream"), tmp_path)
+    f = outcome.figures
+    assert f["streams_connected"] == USERS and f["broadcasts"] >= 3
+    assert f["silent_streams"] == USERS // 20  # every twentieth stream got nothing
+    assert f["lost"] == f["silent_streams"] * f["broadcasts"]
+    assert f["duplicates"] == 0
+    assert not outcome.ok  # lost==0 missed
+
+
+def test_a_broadcast_delivered_twice_is_duplicates_not_less_loss(
+    servers: Servers, tmp_path: Path
+) -> None:
+    outcome = load(broken(servers, "broadcast-twice"), tmp_path)
+    f = outcome.figures
+    assert f["streams_connected"] == USERS and f["broadcasts"] >= 3
+    assert (f["lost"], f["duplicates"]) == (0, USERS)
+    assert [ok for ok, _ in outcome.verdicts] == [True, False]
+
+
+def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Path) -> None:
+    outcome = load(servers.start(), tmp_path)
+    f = outcome.figures
+    assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
+    assert f["owed"] == USERS * f["broadcasts"] > 0
+    assert outcome.ok
