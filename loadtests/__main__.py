@@ -13,10 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from contract_tests.options import OPTIONS, OptionError, add_target_arguments, resolve
+from contract_tests.options import OptionError
 from harness.stack import StackError
+from loadtests import targets
 from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
-from loadtests.run import External, LoadError, run
+from loadtests.run import LoadError, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,44 +69,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reports", type=Path, default=Path("reports"))
     # --heartbeat-interval above is the started servers' setting; a target's is its own.
-    add_target_arguments(p, skip=("heartbeat_interval",))
-    p.add_argument(
-        "--server-pid",
-        dest="server_pids",
-        type=int,
-        action="append",
-        default=[],
-        metavar="PID",
-        help="with --target: a process of the server to sample (CPU, memory, files; repeatable)",
-    )
-    p.add_argument(
-        "--redis-url", metavar="URL", help="with --target: the server's Redis, for client counts"
-    )
+    targets.add_arguments(p, skip=("heartbeat_interval",))
     return p
-
-
-TARGET_KEYS = ("target_file", *(o.name for o in OPTIONS), "server_pids", "redis_url")
-
-
-def external(args: argparse.Namespace) -> External | None:
-    """The user's server from the target options, or None: start the reference stack."""
-    values = resolve(args)
-    if values["url"] is None:
-        if args.server_pids or args.redis_url:
-            raise ValueError("--server-pid and --redis-url describe a --target")
-        return None
-    if not values["jwt_secret"]:
-        raise ValueError(
-            "a load run against --target needs --jwt-secret: its users mint their own tokens, "
-            "thousands of them (--token-cmd is for the contract suite)"
-        )
-    return External(
-        values["url"],
-        values["jwt_secret"],
-        values["driver_cmd"],
-        tuple(args.server_pids),
-        args.redis_url,
-    )
 
 
 def settings_pairs(pairs: list[str]) -> dict[str, str]:
@@ -120,12 +85,12 @@ def settings_pairs(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     namespace = parser().parse_args(argv)
-    args = {k: v for k, v in vars(namespace).items() if k not in TARGET_KEYS}
+    args = {k: v for k, v in vars(namespace).items() if k not in targets.KEYS}
     profile, reports = args.pop("profile"), args.pop("reports")
     if args.get("thresholds"):
         args["thresholds"] = tuple(args["thresholds"])
     try:
-        target = external(namespace)
+        target = targets.external(namespace)
         if args.get("server_settings"):
             if target is not None:
                 raise ValueError("--server-setting is for the servers a run starts, not a target")

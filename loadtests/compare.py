@@ -1,10 +1,12 @@
 """`nox -s compare`: the same load over WebSocket, SSE shared and SSE per-connection, side by side.
 
     python -m loadtests.compare --users 2000,12000 [--duration 30] [--rate 500]
+    python -m loadtests.compare --target URL --jwt-secret S [--redis-url URL] [--server-pid PID]
 
 Each mode runs through nginx with Redis (so all three pay for the same stack), once per N.
-The report has a verdict line for each claim of the seed's comparison table, and says at which N
-each mode broke and how.
+Against a target, WebSocket and the target's own SSE (whatever PubSub mode it runs) are compared;
+`--redis-url` shows its Redis connections. The report has a verdict line for each claim of the
+seed's comparison table, and says at which N each mode broke and how.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from harness.stack import StackError
+from loadtests import targets
 from loadtests.config import BudgetError, RunConfig, from_profile
-from loadtests.run import LoadError, run
+from loadtests.run import External, LoadError, run
 
 MODES: dict[str, dict[str, Any]] = {
     "websocket": {"scenario": "fanout", "sse_mode": "shared"},
     "sse-shared": {"scenario": "sse", "sse_mode": "shared"},
     "sse-per-connection": {"scenario": "sse", "sse_mode": "per-connection"},
+}
+# A target runs what it runs: its WebSocket side and its SSE side.
+TARGET_MODES: dict[str, dict[str, Any]] = {
+    "websocket": {"scenario": "fanout"},
+    "sse": {"scenario": "sse"},
 }
 METRICS = [
     ("redis_clients_max", "Redis connections (max)", ""),
@@ -49,11 +57,14 @@ METRICS = [
 ]
 
 
-def one(mode: str, users: int, base: RunConfig, out: Path) -> dict[str, Any]:
+def one(
+    mode: str, users: int, base: RunConfig, out: Path, target: External | None = None
+) -> dict[str, Any]:
     """Run one mode at N users; its figures, or why it could not run."""
-    config = replace(base, users=users, redis=True, **MODES[mode])
+    modes = MODES if target is None else TARGET_MODES
+    config = replace(base, users=users, redis=target is None, **modes[mode])
     try:
-        outcome = run(config, out, name=f"{mode}-{users}")
+        outcome = run(config, out, name=f"{mode}-{users}", target=target)
     except (BudgetError, LoadError, StackError) as exc:
         return {"mode": mode, "users": users, "error": str(exc)}
     data = json.loads((outcome.directory / "summary.json").read_text())
@@ -110,8 +121,41 @@ def broke(result: dict[str, Any]) -> str | None:
     return ", ".join(reasons) or None
 
 
+def modes_of(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return TARGET_MODES if any(r["mode"] == "sse" for r in results) else MODES
+
+
+def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The seed's claims on a target: its WebSocket side against its own SSE side."""
+    by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
+    smallest = min((r["users"] for r in results), default=0)
+    ws, sse = by.get(("websocket", smallest), {}), by.get(("sse", smallest), {})
+    pubsub = sse.get("redis_pubsub_clients_max")
+    return [
+        (
+            "Redis PubSub connections per SSE client (needs --redis-url)",
+            f"at {smallest} clients Redis held {pubsub} PubSub connections for SSE, "
+            f"{ws.get('redis_pubsub_clients_max')} for WebSocket"
+            if pubsub is not None
+            else "not measured: give --redis-url",
+        ),
+        (
+            "Real-time: SSE good, WebSocket better",
+            f"delivery p50/p99 at {smallest} clients: WebSocket {ws.get('p50_ms')}/"
+            f"{ws.get('p99_ms')} ms, SSE {sse.get('p50_ms')}/{sse.get('p99_ms')} ms",
+        ),
+        (
+            "Nothing lost (the clients' count)",
+            f"WebSocket lost {ws.get('lost')} of {ws.get('owed')}, SSE lost {sse.get('lost')} "
+            f"of {sse.get('owed')}",
+        ),
+    ]
+
+
 def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """One line per claim of the seed's table, from what the runs measured."""
+    if modes_of(results) is TARGET_MODES:
+        return target_verdicts(results)
     by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
     smallest = min((r["users"] for r in results), default=0)
     ws, shared, per = (by.get((m, smallest), {}) for m in MODES)
@@ -143,7 +187,7 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
         )
     )
     breaks = []
-    for mode in MODES:
+    for mode in modes_of(results):
         runs = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["users"])
         first = next((r for r in runs if broke(r)), None)
         top = max((r["users"] for r in runs if not broke(r)), default=None)
@@ -170,8 +214,8 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     lines.append(
         (
             "Automatic reconnect: browser / by hand",
-            "not a load figure: contract_tests/reconnect.py implements docs/contract.md 7 and "
-            "tests/test_reconnect.py checks it",
+            "not a load figure: notify_contract/reconnect.py implements docs/contract.md 7 and "
+            "notify_contract/tests/test_reconnect.py checks it",
         )
     )
     return lines
@@ -179,13 +223,14 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
     results = [derive(r) for r in results]
+    modes = modes_of(results)
     sizes = sorted({r["users"] for r in results})
     (out / "compare.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
     images = []
     for key, label, unit in METRICS[:9]:
         fig, ax = plt.subplots(figsize=(7, 3))
-        width = 0.8 / len(MODES)
-        for i, mode in enumerate(MODES):
+        width = 0.8 / len(modes)
+        for i, mode in enumerate(modes):
             vals = [
                 next(
                     (
@@ -208,13 +253,13 @@ def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Pat
         images.append((name, label))
     table = [
         "<table><tr><th>figure</th>"
-        + "".join(f"<th>{escape(m)}<br>{n}</th>" for n in sizes for m in MODES)
+        + "".join(f"<th>{escape(m)}<br>{n}</th>" for n in sizes for m in modes)
         + "</tr>"
     ]
     for key, label, unit in METRICS:
         cells = []
         for n in sizes:
-            for m in MODES:
+            for m in modes:
                 r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
                 value = "did not run" if "error" in r else r.get(key)
                 shown = (
@@ -257,13 +302,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}table{{border-coll
     md += [f"| {c} | {v} |" for c, v in verdicts(results)]
     md += [
         "",
-        "| figure | " + " | ".join(f"{m} {n}" for n in sizes for m in MODES) + " |",
-        "|---" * (1 + len(sizes) * len(MODES)) + "|",
+        "| figure | " + " | ".join(f"{m} {n}" for n in sizes for m in modes) + " |",
+        "|---" * (1 + len(sizes) * len(modes)) + "|",
     ]
     for key, label, _ in METRICS:
         shown_values: list[str] = []
         for n in sizes:
-            for m in MODES:
+            for m in modes:
                 r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
                 shown_values.append("did not run" if "error" in r else str(r.get(key)))
         md.append(f"| {label} | " + " | ".join(shown_values) + " |")
@@ -281,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=30.0, help="hold after the ramp (s)")
     p.add_argument("--broadcast-interval", type=float, default=5.0)
     p.add_argument("--reports", type=Path, default=Path("reports"))
+    targets.add_arguments(p)
     p.add_argument(
         "--report-only",
         type=Path,
@@ -298,17 +344,26 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(n) for n in args.users.split(",")]
     except ValueError:
         p.error(f"--users must be whole numbers separated by commas, not {args.users!r}")
+    try:
+        target = targets.external(args)
+    except ValueError as exc:
+        print(f"loadtests.compare: {exc}", file=sys.stderr)
+        return 2
     base = from_profile(
-        "capacity", rate=args.rate, hold=args.duration, broadcast_interval=args.broadcast_interval
+        "capacity",
+        rate=args.rate,
+        hold=args.duration,
+        broadcast_interval=args.broadcast_interval,
+        via_nginx=target is None,
     )
     created = datetime.now(UTC)
     out = args.reports / f"compare-{created.strftime('%Y%m%dT%H%M%SZ')}"
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in sizes:
-        for mode in MODES:
+        for mode in MODES if target is None else TARGET_MODES:
             print(f"== {mode} with {n} clients")
-            results.append(one(mode, n, base, out))
+            results.append(one(mode, n, base, out, target))
     meta = {
         "created": created.isoformat(),
         "command": "python -m loadtests.compare " + " ".join(argv or sys.argv[1:]),
