@@ -1,6 +1,9 @@
 """`python -m loadtests.faults`: inject each fault and attack into real processes and write the
 reliability table (reliability.md and .json) with its plots.
 
+With `--target URL` (and the contract suite's target options or file) the rows that need only
+the network run against that server; the rows that need its processes are "not run".
+
 `--scope ci` is the bounded part CI runs (hostile input, a Redis restart, a server restart with
 200 streams, the per-user limit race); `--scope full` (the default, `nox -s faults`) runs every
 row at its full size and also writes reports/reliability.md and .json.
@@ -19,9 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract_tests.context import Target
+from contract_tests.options import OptionError, add_target_arguments, resolve, target_from
+from contract_tests.runner import TargetUnusable, preflight
 from harness.stack import StackError
 from loadtests.faults.hostile import hostile_rows
 from loadtests.faults.lab import lab
+from loadtests.faults.remote import target_rows
 from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
 from loadtests.faults.table import Outcome, Row, write
 
@@ -45,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
         help="hypothesis examples per generated-input row (default: 60 in ci, 400 in full)",
     )
     p.add_argument("--keep-logs", action="store_true", help="keep every process log in the run")
+    add_target_arguments(p)
     return p
 
 
@@ -101,6 +109,12 @@ async def run(args: argparse.Namespace, out: Path, logs: Path) -> list[Row]:
     return rows
 
 
+async def against_target(target: Target, scale: Scale) -> list[Row]:
+    await preflight(target)
+    print(f"== the network rows against {target.base}", flush=True)
+    return await target_rows(target, scale, lambda s: print(s, flush=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.list:
@@ -110,15 +124,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{fault_id:<22} {scope:<12} {declared.row(FULL).title}")
         return 0
     chosen(args)  # an unknown row stops here, before anything is written
+    try:
+        values = resolve(args)
+    except OptionError as exc:
+        print(f"loadtests.faults: {exc}", file=sys.stderr)
+        return 2
     created = datetime.now(UTC)
     out = (args.reports / f"faults-{created.strftime('%Y%m%dT%H%M%SZ')}").resolve()
     logs = out / "logs"
     logs.mkdir(parents=True)
     started = time.monotonic()
     try:
-        rows = asyncio.run(run(args, out, logs))
+        if values["url"] is None:
+            rows = asyncio.run(run(args, out, logs))
+        else:
+            target = target_from(values, values["url"], "target")
+            scale = CI if args.scope == "ci" else FULL
+            rows = asyncio.run(against_target(target, scale))
     except StackError as exc:
         print(f"loadtests.faults: could not start the stack: {exc}", file=sys.stderr)
+        return 2
+    except TargetUnusable as exc:
+        print(f"loadtests.faults: {exc}", file=sys.stderr)
         return 2
     from loadtests.report import environment
 
@@ -132,15 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     md, js = write(out, rows, meta)
     if not args.keep_logs:
         shutil.rmtree(logs, ignore_errors=True)
-    if args.scope == "full" and not args.only:
+    if args.scope == "full" and not args.only and values["url"] is None:
         write(args.reports, rows, meta, plot_dir=out.name)
         print(f"table: {args.reports / 'reliability.md'} (and .json)")
-    failed = [r.id for r in rows if r.outcome is not Outcome.PASS]
+    # On our stack every row must pass; on a target, rows it cannot run are "not run", listed.
+    if values["url"] is None:
+        failed = [r.id for r in rows if r.outcome is not Outcome.PASS]
+    else:
+        failed = [r.id for r in rows if r.outcome is Outcome.FAIL]
+        skipped = [r.id for r in rows if r.outcome is Outcome.NOT_RUN]
+        if skipped:
+            print(f"not run: {', '.join(skipped)}")
     print(f"report: {md} and {js.name}")
-    print(
-        f"result: {len(rows) - len(failed)} of {len(rows)} rows pass"
-        + (f"; not passing: {', '.join(failed)}" if failed else "")
-    )
+    counts = ", ".join(f"{sum(r.outcome is o for r in rows)} {o.value}" for o in Outcome)
+    print(f"result: {counts}" + (f"; not passing: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 

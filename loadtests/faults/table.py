@@ -12,6 +12,7 @@ from typing import Any
 
 class Outcome(StrEnum):
     PASS = "pass"
+    NON_STRICT = "non-strict"  # only the outcome a SHOULD rule names was seen
     FAIL = "fail"
     NOT_RUN = "not run"
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contract_tests.context import Target
+from harness.fixtures import SECRET, Servers
 from loadtests.faults.__main__ import chosen, main, parser
 from loadtests.faults.fleet import WsClient
 from loadtests.faults.hostile import LogFacts, scan_logs
 from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
+from loadtests.faults.remote import NEEDS_PROCESSES, target_rows
 from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
 from loadtests.faults.table import Outcome, Row, markdown, write
+from notify_contract.tokens import Minter
 
 
 def _ledger(**published: list[str]) -> Ledger:
@@ -177,3 +182,20 @@ def test_a_row_writes_its_typed_facts_to_the_json(tmp_path: Path) -> None:
         "outcomes": {"4429": 9, "connected": 3},
     }
     assert written["delivery"] is None
+
+
+async def test_the_network_rows_run_against_a_server_we_did_not_start(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = servers.start(module="examples.partial_server")  # python-websockets, partial
+    monkeypatch.setenv("JWT_SECRET", SECRET)  # its driver command signs with it
+    driver = f"{sys.executable} -m examples.partial_publish --url ws://127.0.0.1:{example.port}"
+    target = Target(example.base, "example", tokens=Minter(SECRET), driver_cmd=driver)
+    rows = {r.id: r for r in await target_rows(target, CI, lambda line: None)}
+    assert rows["per-user-limit-race"].outcome is Outcome.PASS
+    assert rows["still-serves"].outcome is Outcome.PASS  # published through its command
+    assert rows["token-alg-none"].outcome is Outcome.PASS
+    assert rows["flood-1008"].outcome is Outcome.FAIL  # it has no rate limit
+    assert rows["server-sigkill"].outcome is Outcome.NOT_RUN
+    assert rows["server-sigkill"].observed == NEEDS_PROCESSES
+    assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
