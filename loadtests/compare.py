@@ -62,6 +62,8 @@ def one(
 ) -> dict[str, Any]:
     """Run one mode at N users; its figures, or why it could not run."""
     modes = MODES if target is None else TARGET_MODES
+    if target is not None and mode == "sse" and "sse" in target.without:
+        return {"mode": mode, "users": users, "error": "not run: the target declares no SSE"}
     config = replace(base, users=users, redis=target is None, **modes[mode])
     try:
         outcome = run(config, out, name=f"{mode}-{users}", target=target)
@@ -131,6 +133,16 @@ def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     smallest = min((r["users"] for r in results), default=0)
     ws, sse = by.get(("websocket", smallest), {}), by.get(("sse", smallest), {})
     pubsub = sse.get("redis_pubsub_clients_max")
+    why = next((r["error"] for r in results if r["mode"] == "sse" and "error" in r), None)
+    if why is not None:
+        return [
+            ("SSE against WebSocket", f"SSE {why}; nothing to compare"),
+            (
+                "Nothing lost (the clients' count)",
+                f"WebSocket lost {ws.get('lost')} of {ws.get('owed')}; delivery p50/p99 "
+                f"{ws.get('p50_ms')}/{ws.get('p99_ms')} ms at {smallest} clients",
+            ),
+        ]
     return [
         (
             "Redis PubSub connections per SSE client (needs --redis-url)",

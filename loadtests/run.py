@@ -61,6 +61,7 @@ class External:
     driver_cmd: str | None = None
     server_pids: tuple[int, ...] = ()
     redis_url: str | None = None
+    without: tuple[str, ...] = ()  # parts of the API it declares it lacks ("sse", ...)
 
 
 @dataclass

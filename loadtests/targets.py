@@ -46,4 +46,5 @@ def external(args: argparse.Namespace) -> External | None:
         values["driver_cmd"],
         tuple(args.server_pids),
         args.redis_url,
+        tuple(values["without"]),
     )

@@ -3,7 +3,10 @@ silently forgets streams, or delivers twice, cannot hide it by its own figures."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
@@ -57,3 +60,25 @@ def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Pa
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
     assert outcome.ok
+
+
+def test_a_partial_server_on_another_stack_is_measured_through_its_driver_command(
+    servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = servers.start(module="examples.partial_server")  # python-websockets
+    monkeypatch.setenv("JWT_SECRET", SECRET)  # its driver command signs with it
+    url = f"ws://127.0.0.1:{example.port}"
+    config = from_profile(
+        "smoke", users=USERS, rate=60, hold=8, broadcast_interval=1.0, via_nginx=False
+    )
+    target = External(
+        example.base,
+        SECRET,
+        driver_cmd=f"{sys.executable} -m examples.partial_publish --url {url}",
+        server_pids=(example.process.pid,),
+    )
+    outcome = run(config, tmp_path, target=target, progress=lambda line: None)
+    f = outcome.figures
+    assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
+    assert f["owed"] == USERS * f["broadcasts"] > 0
+    assert f["mem_per_conn_kb"] is not None  # its process was sampled
