@@ -22,7 +22,7 @@ def install(session: nox.Session, *groups: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against real uvicorn and redis-server processes."""
-    install(session, "test")
+    install(session, "load")  # the test group, and locust for the load runs the tests make
     session.run("pytest", *session.posargs)
 
 

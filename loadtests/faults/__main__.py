@@ -28,7 +28,7 @@ from contract_tests.runner import TargetUnusable, preflight
 from harness.stack import StackError
 from loadtests.faults.hostile import hostile_rows
 from loadtests.faults.lab import lab
-from loadtests.faults.remote import target_rows
+from loadtests.faults.remote import Control, target_rows
 from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
 from loadtests.faults.table import Outcome, Row, write
 
@@ -53,6 +53,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-logs", action="store_true", help="keep every process log in the run")
     add_target_arguments(p)
+    p.add_argument(
+        "--kill-cmd",
+        metavar="CMD",
+        help="with --target: a shell command that stops the server at once (the restart row)",
+    )
+    p.add_argument(
+        "--start-cmd",
+        metavar="CMD",
+        help="with --target: a shell command that starts it again in the background, and returns",
+    )
     return p
 
 
@@ -109,10 +119,10 @@ async def run(args: argparse.Namespace, out: Path, logs: Path) -> list[Row]:
     return rows
 
 
-async def against_target(target: Target, scale: Scale) -> list[Row]:
+async def against_target(target: Target, scale: Scale, control: Control) -> list[Row]:
     await preflight(target)
-    print(f"== the network rows against {target.base}", flush=True)
-    return await target_rows(target, scale, lambda s: print(s, flush=True))
+    print(f"== the rows against {target.base}", flush=True)
+    return await target_rows(target, scale, lambda s: print(s, flush=True), control)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             target = target_from(values, values["url"], "target")
             scale = CI if args.scope == "ci" else FULL
-            rows = asyncio.run(against_target(target, scale))
+            control = Control(args.kill_cmd, args.start_cmd)
+            rows = asyncio.run(against_target(target, scale, control))
     except StackError as exc:
         print(f"loadtests.faults: could not start the stack: {exc}", file=sys.stderr)
         return 2

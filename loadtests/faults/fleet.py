@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidHandshake
 
 from loadtests.faults.ledger import Ledger, Receipts
 from notify_client.client import Closed, ProtocolViolation, StreamClient
-from notify_client.driver import Driver, DriverError
+from notify_client.driver import CommandDriver, Driver, DriverError
 from notify_client.session import Delivery, Fetch, StreamSession
 from notify_client.sse_client import SseStream
 from notify_client.waiting import until_true
@@ -259,8 +259,14 @@ class Publisher:
     """Publishes to users in turn through the driver API; a refused publish (an error status or
     no answer) is counted and retried, so nothing it was told is accepted goes unrecorded."""
 
-    def __init__(self, bases: Sequence[str], admin: str, ledger: Ledger) -> None:
-        self.drivers = [Driver(base, admin, timeout=5) for base in bases]
+    def __init__(
+        self, bases: Sequence[str], admin: str, ledger: Ledger, command: str | None = None
+    ) -> None:
+        """Publishes through each base's driver API, or through `command` (--driver-cmd)."""
+        self.drivers: list[Driver] = [
+            CommandDriver(base, admin, command) if command else Driver(base, admin, timeout=5)
+            for base in bases
+        ]
         self.ledger = ledger
         self._turn = itertools.cycle(self.drivers)
         self._progress = asyncio.Condition()  # notified at each acknowledged publish

@@ -1,21 +1,32 @@
-"""The fault rows that need only the network, against a server this suite did not start.
+"""The fault rows against a server this suite did not start.
 
-The attack cases of the contract suite, the per-user limit race, and "still serves" run against
-the target; rows that kill, restart or reload processes need control this suite has only over
+The attack cases of the contract suite, the per-user limit race and "still serves" need only
+the network. The restart row runs when the user gives the commands that stop and start the
+server (`--kill-cmd`, `--start-cmd`). The other rows need control this suite has only over
 servers it started, so they are "not run" with that reason, and the table says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from contract_tests.context import Target
 from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import run_target
+from loadtests.faults.fleet import Archive, Client, WsClient
 from loadtests.faults.hostile import HOSTILE_CASES, case_row
-from loadtests.faults.scenarios import FAULTS, LimitRaceFacts, Scale, _first_frame
+from loadtests.faults.scenarios import (
+    FAULTS,
+    LimitRaceFacts,
+    Load,
+    Scale,
+    _delivery,
+    _first_frame,
+)
 from loadtests.faults.table import Outcome, Row
 from notify_client.client import StreamClient
 from notify_client.driver import CommandDriver, Driver
@@ -26,6 +37,32 @@ NEEDS_PROCESSES = (
     "needs control of the target's processes (kill, restart, reload, Redis, its memory and "
     "descriptors), which this suite has only over servers it started"
 )
+NEEDS_COMMANDS = "needs --kill-cmd and --start-cmd for the target"
+
+
+@dataclass(frozen=True)
+class Control:
+    """Commands that act on the target's processes (run with the shell, each must return)."""
+
+    kill: str | None = None  # stops the server at once, e.g. `kill -9 $(cat server.pid)`
+    start: str | None = None  # starts it again in the background and returns
+
+
+def shell(command: str, timeout: float = 60.0) -> float:
+    """Run one of the user's commands; the seconds it took. A failing command is an error."""
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S602 - the user's own command, as given
+        command,
+        shell=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{command!r} exited {done.returncode}: {done.stderr[-300:]!r}")
+    return time.monotonic() - started
 
 
 def not_run(row: Row, why: str) -> Row:
@@ -34,7 +71,10 @@ def not_run(row: Row, why: str) -> Row:
 
 
 async def target_rows(
-    target: Target, scale: Scale, progress: Callable[[str], None] = print
+    target: Target,
+    scale: Scale,
+    progress: Callable[[str], None] = print,
+    control: Control | None = None,
 ) -> list[Row]:
     rows = []
     run = await run_target(target, [CASES[c] for c in HOSTILE_CASES], progress)
@@ -44,11 +84,54 @@ async def target_rows(
             row = not_run(row, result.reason)
         rows.append(row)
     rows.append(await limit_race(target, scale.limit_rounds))
+    rows.append(await restart(target, scale, control or Control()))
     rows.append(await still_serves(target))
     for fault_id, declared in FAULTS.items():
-        if fault_id != "per-user-limit-race":
+        if fault_id not in ("per-user-limit-race", "server-sigkill"):
             rows.append(not_run(declared.row(scale), NEEDS_PROCESSES))
     return rows
+
+
+async def restart(target: Target, scale: Scale, control: Control) -> Row:
+    """The target stopped by --kill-cmd and started again by --start-cmd under load: every
+    client reconnects by the policy and resumes; nothing acknowledged is lost."""
+    row = Row(
+        "server-sigkill",
+        "fault",
+        f"the target stopped (--kill-cmd) and started again (--start-cmd), {scale.clients} streams",
+        "clients reconnect with jittered backoff and resume with last_id; all back; lost 0",
+    )
+    if not (control.kill and control.start):
+        return not_run(row, NEEDS_COMMANDS)
+    if target.tokens is None:
+        return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
+    tokens = target.tokens
+    admin = tokens.mint("faults-admin", admin=True)
+    users = [f"restart-{time.time_ns()}-{i}" for i in range(scale.clients)]
+    archive = Archive(target.base, admin)
+    clients: list[Client] = [
+        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
+    ]
+    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
+    hit = time.time()
+    try:
+        stopped_s = await asyncio.to_thread(shell, control.kill)
+        started_s = await asyncio.to_thread(shell, control.start)
+        back = await load.fleet.all_back(hit, timeout=120)
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
+        await load.finish(scale, keep_publishing=False)
+        row.problems.append(f"{type(exc).__name__}: {exc}")
+        return row.finish("the restart did not complete")
+    counted = await load.finish(scale)
+    _delivery(row, load.ledger, counted, clients, hit)
+    row.recovery_s = round(back - hit, 3)
+    gave_up = load.fleet.gave_up()
+    row.check(not gave_up, f"{len(gave_up)} clients gave up")
+    return row.finish(
+        f"--kill-cmd took {stopped_s:.2f} s, --start-cmd {started_s:.2f} s; all {len(clients)} "
+        f"streams back {row.recovery_s} s after the kill; {load.ledger.total} published, "
+        f"{counted.delivered} of {counted.expected} deliveries made"
+    )
 
 
 async def limit_race(target: Target, rounds: int) -> Row:

@@ -163,11 +163,13 @@ class Load:
         admin: str,
         users: list[str],
         scale: Scale,
+        driver_cmd: str | None = None,
     ) -> Load:
         """Connect every client, then publish until `scale.settle` seconds' worth went out."""
         fleet = Fleet(clients)
         await fleet.start(timeout=120)
-        load = cls(fleet, Publisher(bases, admin, Ledger()), archive, users, scale.publish_rate)
+        publisher = Publisher(bases, admin, Ledger(), driver_cmd)
+        load = cls(fleet, publisher, archive, users, scale.publish_rate)
         await load.publisher.reached(int(scale.publish_rate * scale.settle))
         return load
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -14,12 +16,13 @@ from hypothesis import strategies as st
 
 from contract_tests.context import Target
 from harness.fixtures import SECRET, Servers
+from harness.stack import RedisServer
 from loadtests.faults.__main__ import chosen, main, parser
 from loadtests.faults.fleet import WsClient
 from loadtests.faults.hostile import LogFacts, scan_logs
 from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
-from loadtests.faults.remote import NEEDS_PROCESSES, target_rows
+from loadtests.faults.remote import NEEDS_COMMANDS, NEEDS_PROCESSES, Control, restart, target_rows
 from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
 from loadtests.faults.table import Outcome, Row, markdown, write
 from notify_contract.tokens import Minter
@@ -199,3 +202,33 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["server-sigkill"].outcome is Outcome.NOT_RUN
     assert rows["server-sigkill"].observed == NEEDS_PROCESSES
     assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
+
+
+async def test_a_target_restarted_by_the_users_commands_loses_nothing(
+    servers: Servers, redis: RedisServer, tmp_path: Path
+) -> None:
+    """The restart row on a target: our server as if it were someone else's, stopped and started
+    by shell commands the suite knows nothing about but what they are told to do."""
+    server = servers.start(redis=redis, WS_HEARTBEAT_INTERVAL="5")
+    pid_file = tmp_path / "server.pid"
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in server.env.items() if k.isidentifier())
+    start = (
+        f"env {env} {shlex.quote(sys.executable)} -m reference_server --host 127.0.0.1 "
+        f"--port {server.port} > {tmp_path / 'restarted.log'} 2>&1 & echo $! > {pid_file}"
+    )
+    control = Control(kill=f"kill -9 {server.process.pid}", start=start)
+    target = Target(server.base, "restarted", tokens=Minter(SECRET))
+    try:
+        row = await restart(target, CI, control)
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    assert row.outcome is Outcome.PASS, row.problems
+    assert row.lost == 0 and row.delivery is not None and row.delivery.expected_deliveries > 0
+    assert row.recovery_s is not None
+
+
+async def test_the_restart_row_is_not_run_without_the_commands(servers: Servers) -> None:
+    target = Target("http://127.0.0.1:1", "no control", tokens=Minter(SECRET))
+    row = await restart(target, CI, Control(kill="true"))
+    assert (row.outcome, row.observed) == (Outcome.NOT_RUN, NEEDS_COMMANDS)
