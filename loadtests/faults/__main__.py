@@ -63,6 +63,16 @@ def parser() -> argparse.ArgumentParser:
         metavar="CMD",
         help="with --target: a shell command that starts it again in the background, and returns",
     )
+    p.add_argument(
+        "--reload-cmd",
+        metavar="CMD",
+        help="with --target: a shell command that reloads the proxy in front of it",
+    )
+    p.add_argument(
+        "--redis-restart-cmd",
+        metavar="CMD",
+        help="with --target: a shell command that restarts its Redis",
+    )
     return p
 
 
@@ -150,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             target = target_from(values, values["url"], "target")
             scale = CI if args.scope == "ci" else FULL
-            control = Control(args.kill_cmd, args.start_cmd)
+            control = Control(
+                args.kill_cmd, args.start_cmd, args.reload_cmd, args.redis_restart_cmd
+            )
             rows = asyncio.run(against_target(target, scale, control))
     except StackError as exc:
         print(f"loadtests.faults: could not start the stack: {exc}", file=sys.stderr)

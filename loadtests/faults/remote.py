@@ -2,8 +2,9 @@
 
 The attack cases of the contract suite, the per-user limit race and "still serves" need only
 the network. The restart row runs when the user gives the commands that stop and start the
-server (`--kill-cmd`, `--start-cmd`). The other rows need control this suite has only over
-servers it started, so they are "not run" with that reason, and the table says so.
+server (`--kill-cmd`, `--start-cmd`), the reload and Redis rows with `--reload-cmd` and
+`--redis-restart-cmd`. The other rows need control this suite has only over servers it started,
+so they are "not run" with that reason, and the table says so.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Control:
 
     kill: str | None = None  # stops the server at once, e.g. `kill -9 $(cat server.pid)`
     start: str | None = None  # starts it again in the background and returns
+    reload: str | None = None  # reloads the proxy in front of it (streams must stay open)
+    redis_restart: str | None = None  # restarts its Redis (streams must stay open)
 
 
 def shell(command: str, timeout: float = 60.0) -> float:
@@ -84,12 +87,77 @@ async def target_rows(
             row = not_run(row, result.reason)
         rows.append(row)
     rows.append(await limit_race(target, scale.limit_rounds))
-    rows.append(await restart(target, scale, control or Control()))
+    control = control or Control()
+    rows.append(await restart(target, scale, control))
+    rows.append(
+        await survives(target, scale, "nginx-reload", "--reload-cmd", control.reload, "reloaded")
+    )
+    rows.append(
+        await survives(
+            target,
+            scale,
+            "redis-restart",
+            "--redis-restart-cmd",
+            control.redis_restart,
+            "had its Redis restarted",
+        )
+    )
     rows.append(await still_serves(target))
+    ran = ("per-user-limit-race", "server-sigkill", "nginx-reload", "redis-restart")
     for fault_id, declared in FAULTS.items():
-        if fault_id not in ("per-user-limit-race", "server-sigkill"):
+        if fault_id not in ran:
             rows.append(not_run(declared.row(scale), NEEDS_PROCESSES))
     return rows
+
+
+async def survives(
+    target: Target, scale: Scale, row_id: str, option: str, command: str | None, what: str
+) -> Row:
+    """The user's command under load (a proxy reload, a Redis restart): every stream stays
+    open, publishes refused meanwhile are retried, nothing acknowledged is lost."""
+    row = Row(
+        row_id,
+        "fault",
+        f"the target {what} ({option}) under load, {scale.clients} streams",
+        "no stream closes; publishes refused meanwhile are retried; a new stream connects; lost 0",
+    )
+    if command is None:
+        return not_run(row, f"needs {option} for the target")
+    if target.tokens is None:
+        return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
+    tokens = target.tokens
+    admin = tokens.mint("faults-admin", admin=True)
+    users = [f"{row_id}-{time.time_ns()}-{i}" for i in range(scale.clients)]
+    archive = Archive(target.base, admin)
+    clients: list[Client] = [
+        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
+    ]
+    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
+    hit = time.time()
+    try:
+        took = await asyncio.to_thread(shell, command)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        await load.finish(scale, keep_publishing=False)
+        row.problems.append(f"{type(exc).__name__}: {exc}")
+        return row.finish(f"{option} failed")
+    await load.publisher.reached(load.ledger.total + int(scale.publish_rate))
+    fresh = await StreamClient.open(
+        target.base, WS_NOTIFICATIONS_PATH, tokens.mint(f"{row_id}-after"), token_in=target.token_in
+    )
+    try:
+        hello = await fresh.expect("connected", timeout=10)
+    finally:
+        await fresh.close()
+    counted = await load.finish(scale)
+    _delivery(row, load.ledger, counted, clients, hit)
+    closed = sum(len(c.life.closes) for c in clients)
+    row.check(closed == 0, f"{closed} streams closed")
+    row.check(hello.type == "connected", "a new stream did not connect afterwards")
+    return row.finish(
+        f"{option} took {took:.2f} s; {closed} of {len(clients)} streams closed; a new stream "
+        f"connected; {load.ledger.total} published ({load.ledger.refused} refused and "
+        f"retried), {counted.delivered} of {counted.expected} deliveries made"
+    )
 
 
 async def restart(target: Target, scale: Scale, control: Control) -> Row:

@@ -16,13 +16,20 @@ from hypothesis import strategies as st
 
 from contract_tests.context import Target
 from harness.fixtures import SECRET, Servers
-from harness.stack import RedisServer
+from harness.stack import RedisServer, redis_server
 from loadtests.faults.__main__ import chosen, main, parser
 from loadtests.faults.fleet import WsClient
 from loadtests.faults.hostile import LogFacts, scan_logs
 from loadtests.faults.lab import lab
 from loadtests.faults.ledger import Ledger, Receipts, tally
-from loadtests.faults.remote import NEEDS_COMMANDS, NEEDS_PROCESSES, Control, restart, target_rows
+from loadtests.faults.remote import (
+    NEEDS_COMMANDS,
+    NEEDS_PROCESSES,
+    Control,
+    restart,
+    survives,
+    target_rows,
+)
 from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
 from loadtests.faults.table import Outcome, Row, markdown, write
 from notify_contract.tokens import Minter
@@ -232,3 +239,30 @@ async def test_the_restart_row_is_not_run_without_the_commands(servers: Servers)
     target = Target("http://127.0.0.1:1", "no control", tokens=Minter(SECRET))
     row = await restart(target, CI, Control(kill="true"))
     assert (row.outcome, row.observed) == (Outcome.NOT_RUN, NEEDS_COMMANDS)
+
+
+async def test_a_targets_redis_restarted_by_the_users_command_closes_no_stream(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """`--redis-restart-cmd` on a target: its Redis (persistent, so the history survives) is
+    SIGKILLed and started again on its port by commands the suite only runs."""
+    with redis_server(tmp_path, persist=True) as store:
+        server = servers.start(redis=store, WS_HEARTBEAT_INTERVAL="1")
+        args = store.process.popen.args
+        assert isinstance(args, list)
+        again = " ".join(shlex.quote(str(a)) for a in args)
+        command = (
+            f"kill -9 {store.process.pid}; "
+            f"{again} > {tmp_path / 'redis-again.log'} 2>&1 & echo $! > {tmp_path / 'redis.pid'}"
+        )
+        target = Target(server.base, "redis", tokens=Minter(SECRET))
+        try:
+            row = await survives(
+                target, CI, "redis-restart", "--redis-restart-cmd", command, "had Redis restarted"
+            )
+        finally:
+            pid = tmp_path / "redis.pid"
+            if pid.exists():
+                os.kill(int(pid.read_text()), signal.SIGTERM)
+    assert row.outcome is Outcome.PASS, row.problems
+    assert row.lost == 0 and row.delivery is not None and row.delivery.expected_deliveries > 0
