@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,6 +14,7 @@ from contract_tests.context import Context
 from contract_tests.registry import Need, case
 from notify_client.client import notifications_until
 from notify_client.driver import Driver
+from notify_client.waiting import until_true
 from notify_contract.protocol import NOTIFICATIONS_PATH, STATS_PATH, WS_NOTIFICATIONS_PATH
 
 EXTRA = {"x_probe": {"n": 1.5, "list": [1, "a", None], "text": "grüße"}}
@@ -117,20 +118,20 @@ async def token_not_logged(ctx: Context) -> None:
     await stream.close()
     signature = tok.rsplit(".", 1)[-1]
     for log in logs:
-        text = ""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # nginx logs a WebSocket when it closes
-            with log.open(errors="replace") as f:
-                f.seek(before[log])
-                text = f.read()
-            if "/api/ws/notifications" in text:
-                break
-            await asyncio.sleep(0.05)
-        ctx.must(
-            "/api/ws/notifications" in text,
-            f"no line about the stream appeared in {log} within 5 s",
-        )
-        ctx.must(signature not in text, f"the token is in {log}")
+        start = before[log]
+
+        async def written(log: Path = log, start: int = start) -> bool:
+            return "/api/ws/notifications" in _since(log, start)
+
+        # nginx logs a WebSocket when it closes, a moment after the client does.
+        await until_true(written, 5, f"a line about the stream in {log} within 5 s")
+        ctx.must(signature not in _since(log, start), f"the token is in {log}")
+
+
+def _since(log: Path, offset: int) -> str:
+    with log.open(errors="replace") as f:
+        f.seek(offset)
+        return f.read()
 
 
 def _no_trace(ctx: Context, what: str, body: str) -> None:
