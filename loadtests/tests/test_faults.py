@@ -207,7 +207,10 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["token-alg-none"].outcome is Outcome.PASS
     assert rows["flood-1008"].outcome is Outcome.FAIL  # it has no rate limit
     assert rows["server-sigkill"].outcome is Outcome.NOT_RUN
-    assert rows["server-sigkill"].observed == NEEDS_PROCESSES
+    assert rows["server-sigkill"].observed == NEEDS_COMMANDS  # no --kill-cmd/--start-cmd given
+    assert rows["nginx-reload"].observed == "needs --reload-cmd for the target"
+    assert rows["half-open-client"].outcome is Outcome.NOT_RUN
+    assert rows["half-open-client"].observed == NEEDS_PROCESSES
     assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
 
 
