@@ -224,7 +224,7 @@ def run(
     res = summary.resources(sampler.rows, baseline, hold_from, hold_until, tally.streams)
     res.update(summary.leftovers(baseline, after))
     figures = summary.headline(stats, fails, broadcasts, res, tally)
-    verdicts = [t.check(figures) for t in thresholds]
+    verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
     data = {
         "created": created.isoformat(),
         "config": config.to_dict(),
@@ -250,6 +250,20 @@ def run(
         progress(f"threshold {text}")
     progress(f"report: {out / 'report.html'}")
     return Outcome(out, figures, verdicts)
+
+
+def nothing_ran(config: RunConfig, figures: dict[str, Any]) -> list[tuple[bool, str]]:
+    """A run in which no stream connected, or nothing was published where the scenario
+    publishes, shows nothing: it fails whatever thresholds it was given."""
+    missed = []
+    if (
+        config.scenario in ("idle", "fanout", "personal", "sse")
+        and not figures["streams_connected"]
+    ):
+        missed.append((False, "streams_connected > 0: 0 (MISSED: nothing was measured)"))
+    if config.scenario in ("fanout", "personal", "sse") and not figures["published"]:
+        missed.append((False, "published > 0: 0 (MISSED: nothing was published)"))
+    return missed
 
 
 def _start_locust(

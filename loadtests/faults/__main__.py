@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         skipped = [r.id for r in rows if r.outcome is Outcome.NOT_RUN]
         if skipped:
             print(f"not run: {', '.join(skipped)}")
+        if len(skipped) == len(rows):
+            failed = ["(every row: not run, so nothing was shown)"]
     print(f"report: {md} and {js.name}")
     counts = ", ".join(f"{sum(r.outcome is o for r in rows)} {o.value}" for o in Outcome)
     print(f"result: {counts}" + (f"; not passing: {', '.join(failed)}" if failed else ""))

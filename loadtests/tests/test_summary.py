@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from loadtests.config import from_profile
+from loadtests.run import nothing_ran
 from loadtests.summary import (
     HEADLINE_KEYS,
     Threshold,
@@ -127,3 +129,12 @@ def test_thresholds(text: str, figures: dict[str, Any], ok: bool) -> None:
 def test_a_bad_threshold_is_named(bad: str) -> None:
     with pytest.raises(ValueError, match="threshold"):
         Threshold.parse(bad, HEADLINE_KEYS)
+
+
+def test_a_run_in_which_nothing_connected_or_was_published_fails() -> None:
+    fanout = from_profile("smoke")
+    nothing = {"streams_connected": 0, "published": 0}
+    assert [ok for ok, _ in nothing_ran(fanout, nothing)] == [False, False]
+    assert nothing_ran(fanout, {"streams_connected": 300, "published": 9}) == []
+    churn = from_profile("smoke", scenario="churn")
+    assert nothing_ran(churn, nothing) == []  # churn publishes nothing and logs no stream
