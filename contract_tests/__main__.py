@@ -18,7 +18,13 @@ from typing import Any
 
 from contract_tests import report
 from contract_tests.context import Target
-from contract_tests.options import OptionError, add_target_arguments, resolve, target_from
+from contract_tests.options import (
+    OptionError,
+    add_target_arguments,
+    redacted,
+    resolve,
+    target_from,
+)
 from contract_tests.registry import CASES, Case, Verdict, select
 from contract_tests.runner import RunResult, TargetUnusable, run_target
 from harness.managed import managed_stack
@@ -75,23 +81,6 @@ def managed_targets(values: dict[str, Any], log: Path) -> Iterator[list[Target]]
             target_from(values, stack.server.base, "direct", logs=logs["direct"], **known),
             target_from(values, stack.proxy.base, "nginx", logs=logs["nginx"], **known),
         ]
-
-
-def redacted(argv: list[str]) -> list[str]:
-    """The command line for the report, without the secret."""
-    out, hide = [], False
-    for arg in argv:
-        if hide:
-            out.append("[redacted]")
-            hide = False
-        elif arg == "--jwt-secret":
-            out.append(arg)
-            hide = True
-        elif arg.startswith("--jwt-secret="):
-            out.append("--jwt-secret=[redacted]")
-        else:
-            out.append(arg)
-    return out
 
 
 async def run_all(targets: list[Target], cases: list[Case]) -> list[RunResult]:

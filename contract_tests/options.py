@@ -188,3 +188,20 @@ def target_from(values: dict[str, Any], base: str, label: str, **overrides: Any)
     }
     fields.update(overrides)
     return Target(base, label, **fields)
+
+
+def redacted(argv: list[str]) -> list[str]:
+    """A command line for a report, without the secret (every tool writes its command)."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("[redacted]")
+            hide = False
+        elif arg == "--jwt-secret":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--jwt-secret="):
+            out.append("--jwt-secret=[redacted]")
+        else:
+            out.append(arg)
+    return out

@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from contract_tests.options import redacted
 from harness.stack import StackError
 from loadtests import targets
 from loadtests.config import BudgetError, RunConfig, from_profile
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(one(mode, n, base, out, target))
     meta = {
         "created": created.isoformat(),
-        "command": "python -m loadtests.compare " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m loadtests.compare " + " ".join(redacted(argv or sys.argv[1:])),
     }
     write(out, results, meta)
     print(f"report: {out / 'report.html'}")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from contract_tests.options import redacted
 from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
@@ -239,7 +240,7 @@ def run(
         "server_resources": st.unmeasured or "measured",
         "sampler_errors": sampler.errors[:20],
         "environment": report.environment(),
-        "command": " ".join(sys.argv),
+        "command": " ".join(redacted(sys.argv)),
     }
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     report.write(out, data, sampler.rows, baseline)

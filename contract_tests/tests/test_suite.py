@@ -19,9 +19,9 @@ import pytest
 
 from contract_tests import report
 from contract_tests.__main__ import main as suite_main
-from contract_tests.__main__ import parser, redacted
+from contract_tests.__main__ import parser
 from contract_tests.context import Context, Shared, Target
-from contract_tests.options import OptionError, resolve, target_from
+from contract_tests.options import OptionError, redacted, resolve, target_from
 from contract_tests.registry import CASES, Case, Need, Verdict, select
 from contract_tests.runner import RunResult, run_case, run_target
 from harness.fixtures import SECRET, Servers

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from contract_tests.context import Target
-from contract_tests.options import OptionError, add_target_arguments, resolve, target_from
+from contract_tests.options import (
+    OptionError,
+    add_target_arguments,
+    redacted,
+    resolve,
+    target_from,
+)
 from contract_tests.runner import TargetUnusable, preflight
 from harness.stack import StackError
 from loadtests.faults.hostile import hostile_rows
@@ -174,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     meta: dict[str, Any] = {
         "created": created.isoformat(),
-        "command": shlex.join(["python", "-m", "loadtests.faults", *(argv or sys.argv[1:])]),
+        "command": shlex.join(
+            ["python", "-m", "loadtests.faults", *redacted(argv or sys.argv[1:])]
+        ),
         "scope": args.scope,
         "duration_s": round(time.monotonic() - started, 1),
         "environment": environment(),
