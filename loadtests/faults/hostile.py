@@ -146,6 +146,21 @@ def scan_logs(log_dir: Path, secret: str) -> Row:
     )
 
 
+async def stream_gets_notification(
+    base: str, mint: Callable[[str], str], driver: Driver, token_in: str = "query"
+) -> bool:
+    """A new stream connects, and a notification published for its user reaches it."""
+    user = f"survivor-{time.time_ns()}"
+    stream = await StreamClient.open(base, WS_NOTIFICATIONS_PATH, mint(user), token_in=token_in)
+    try:
+        await stream.expect("connected", timeout=10)
+        published = await driver.publish(user, "still here")
+        got = await stream.expect("notification", timeout=10)
+    finally:
+        await stream.close()
+    return bool(got.data.get("id") == published["id"])
+
+
 async def still_serves(base: str, admin: str, tokens: Minter, processes: list[Process]) -> Row:
     row = Row(
         "still-serves",
@@ -156,17 +171,12 @@ async def still_serves(base: str, admin: str, tokens: Minter, processes: list[Pr
     )
     dead = [p.name for p in processes if not p.alive()]
     row.check(not dead, f"no longer running: {', '.join(dead)}")
-    user = f"survivor-{int(time.time())}"
-    stream = await StreamClient.open(base, WS_NOTIFICATIONS_PATH, tokens.mint(user))
     driver = Driver(base, admin)
     try:
-        await stream.expect("connected", timeout=10)
-        published = await driver.publish(user, "still here")
-        got = await stream.expect("notification", timeout=10)
-        row.check(got.data.get("id") == published["id"], "the notification did not arrive")
+        got = await stream_gets_notification(base, tokens.mint, driver)
     finally:
         await driver.aclose()
-        await stream.close()
+    row.check(got, "the notification did not arrive")
     return row.finish(
         "server and nginx running; a new stream connected through nginx and got its notification"
     )

@@ -15,24 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract_tests.context import Target
+from contract_tests.context import CommandTokens, Target
 from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import run_target
 from loadtests.faults.fleet import Archive, Client, WsClient
-from loadtests.faults.hostile import HOSTILE_CASES, case_row
-from loadtests.faults.scenarios import (
-    FAULTS,
-    LimitRaceFacts,
-    Load,
-    Scale,
-    _delivery,
-    _first_frame,
-)
+from loadtests.faults.hostile import HOSTILE_CASES, case_row, stream_gets_notification
+from loadtests.faults.scenarios import EXTRA, FAULTS, Load, Scale, _delivery, race
 from loadtests.faults.table import Outcome, Row
 from notify_client.client import StreamClient
 from notify_client.driver import CommandDriver, Driver
-from notify_contract.codes import WS_4429_TOO_MANY_CONNECTIONS
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
 
 NEEDS_PROCESSES = (
     "needs control of the target's processes (kill, restart, reload, Redis, its memory and "
@@ -125,14 +118,8 @@ async def survives(
         return not_run(row, f"needs {option} for the target")
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
+    load, clients = await under_load(target, target.tokens, scale, row_id)
     tokens = target.tokens
-    admin = tokens.mint("faults-admin", admin=True)
-    users = [f"{row_id}-{time.time_ns()}-{i}" for i in range(scale.clients)]
-    archive = Archive(target.base, admin)
-    clients: list[Client] = [
-        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
-    ]
-    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
     hit = time.time()
     try:
         took = await asyncio.to_thread(shell, command)
@@ -160,6 +147,20 @@ async def survives(
     )
 
 
+async def under_load(
+    target: Target, tokens: Minter | CommandTokens, scale: Scale, prefix: str
+) -> tuple[Load, list[Client]]:
+    """A stream per user on the target and a publisher through its driver, all connected."""
+    admin = tokens.mint("faults-admin", admin=True)
+    users = [f"{prefix}-{time.time_ns()}-{i}" for i in range(scale.clients)]
+    archive = Archive(target.base, admin)
+    clients: list[Client] = [
+        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
+    ]
+    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
+    return load, clients
+
+
 async def restart(target: Target, scale: Scale, control: Control) -> Row:
     """The target stopped by --kill-cmd and started again by --start-cmd under load: every
     client reconnects by the policy and resumes; nothing acknowledged is lost."""
@@ -173,14 +174,7 @@ async def restart(target: Target, scale: Scale, control: Control) -> Row:
         return not_run(row, NEEDS_COMMANDS)
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
-    tokens = target.tokens
-    admin = tokens.mint("faults-admin", admin=True)
-    users = [f"restart-{time.time_ns()}-{i}" for i in range(scale.clients)]
-    archive = Archive(target.base, admin)
-    clients: list[Client] = [
-        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
-    ]
-    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
+    load, clients = await under_load(target, target.tokens, scale, "restart")
     hit = time.time()
     try:
         stopped_s = await asyncio.to_thread(shell, control.kill)
@@ -207,38 +201,13 @@ async def limit_race(target: Target, rounds: int) -> Row:
     row = Row(
         "per-user-limit-race",
         "fault",
-        f"{rounds} rounds of {limit + 9} simultaneous connects of one user",
+        f"{rounds} rounds of {limit + EXTRA} simultaneous connects of one user",
         f"never more than {limit} (the target's per-user limit) open; the rest closed with 4429",
     )
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
-    held: list[int] = []
-    codes: dict[str, int] = {}
-    for r in range(rounds):
-        tok = target.tokens.mint(f"race-{r}-{time.time_ns()}")
-        streams = await asyncio.gather(
-            *(
-                StreamClient.open(target.base, WS_NOTIFICATIONS_PATH, tok, token_in=target.token_in)
-                for _ in range(limit + 9)
-            )
-        )
-        results = await asyncio.gather(*(_first_frame(s) for s in streams))
-        held.append(sum(1 for r in results if r == "connected"))
-        for res in results:
-            codes[res] = codes.get(res, 0) + 1
-        for s in streams:
-            await s.close()
-    row.facts = LimitRaceFacts(len(held), held, codes)
-    row.check(max(held) <= limit, f"a user held {max(held)} streams at once")
-    row.check(min(held) == limit, f"a round held only {min(held)}: the limit is not reachable")
-    row.check(
-        codes.get(str(WS_4429_TOO_MANY_CONNECTIONS), 0) == 9 * len(held),
-        f"outcomes {codes}: the extra streams were not all closed with 4429",
-    )
-    return row.finish(
-        f"{len(held)} rounds of {limit + 9}: held {min(held)}-{max(held)} per round; "
-        f"outcomes {codes}"
-    )
+    mint = target.tokens.mint
+    return await race(row, rounds, limit, mint, lambda i: target.base, target.token_in)
 
 
 async def still_serves(target: Target) -> Row:
@@ -250,10 +219,6 @@ async def still_serves(target: Target) -> Row:
     )
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
-    user = f"survivor-{time.time_ns()}"
-    stream = await StreamClient.open(
-        target.base, WS_NOTIFICATIONS_PATH, target.tokens.mint(user), token_in=target.token_in
-    )
     admin = target.tokens.mint("faults-admin", admin=True)
     driver = (
         CommandDriver(target.base, admin, target.driver_cmd)
@@ -261,11 +226,10 @@ async def still_serves(target: Target) -> Row:
         else Driver(target.base, admin)
     )
     try:
-        await stream.expect("connected", timeout=10)
-        published = await driver.publish(user, "still here")
-        got = await stream.expect("notification", timeout=10)
-        row.check(got.data.get("id") == published["id"], "the notification did not arrive")
+        got = await stream_gets_notification(
+            target.base, target.tokens.mint, driver, target.token_in
+        )
     finally:
         await driver.aclose()
-        await stream.close()
+    row.check(got, "the notification did not arrive")
     return row.finish("a new stream connected and got its notification")
