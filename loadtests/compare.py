@@ -71,6 +71,9 @@ def one(
     except (BudgetError, LoadError, StackError) as exc:
         return {"mode": mode, "users": users, "error": str(exc)}
     data = json.loads((outcome.directory / "summary.json").read_text())
+    empty = nothing_measured(data["figures"])
+    if empty is not None:
+        return {"mode": mode, "users": users, "run": outcome.directory.name, "error": empty}
     return {
         "mode": mode,
         "users": users,
@@ -78,6 +81,13 @@ def one(
         **data["resources"],
         **data["figures"],
     }
+
+
+def nothing_measured(figures: dict[str, Any]) -> str | None:
+    """Why a run's figures mean nothing (no stream connected), or None."""
+    if not figures.get("streams_connected"):
+        return "no stream connected: nothing was measured"
+    return None
 
 
 REDIS_MAXCLIENTS = 10_000  # redis-server's default, which these runs keep

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.compare import broke, verdicts
+from loadtests.compare import broke, nothing_measured, verdicts
 
 
 def result(mode: str, users: int, **figures: Any) -> dict[str, Any]:
@@ -43,3 +43,9 @@ def test_verdicts_name_what_was_measured_and_where_each_mode_broke() -> None:
 def test_a_run_that_could_not_start_is_broken_with_its_reason() -> None:
     assert broke({"mode": "websocket", "users": 5, "error": "budget"}) == "budget"
     assert broke(result("websocket", 5)) is None
+
+
+def test_a_mode_in_which_nothing_connected_counts_as_not_run() -> None:
+    assert nothing_measured({"streams_connected": 0, "lost": 0}) is not None
+    assert nothing_measured({"lost": 0}) is not None
+    assert nothing_measured({"streams_connected": 10, "lost": 0}) is None
