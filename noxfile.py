@@ -15,8 +15,9 @@ PYTHON = "3.11"
 
 
 def install(session: nox.Session, *groups: str) -> None:
+    """The project with every extra (the repository's own jobs use them all), and the groups."""
     deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, *[g])]
-    session.install("-e", ".", *deps)
+    session.install("-e", ".[all]", *deps)
 
 
 @nox.session(python=PYTHON)
@@ -40,21 +41,21 @@ def lint(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """The reference server for a person to try (`-- --redis --instances 2`)."""
     install(session, "test")
-    session.run("python", "-m", "harness.playground", *session.posargs)
+    session.run("notify-harness", "serve", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def contract(session: nox.Session) -> None:
     """Contract suite: the reference stack directly and through nginx, or `-- --target URL`."""
     install(session, "test")
-    session.run("python", "-m", "contract_tests", *session.posargs)
+    session.run("notify-harness", "contract", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def load(session: nox.Session) -> None:
     """Capacity run through nginx with a report (`-- --profile smoke`, `--scenario`, ...)."""
     install(session, "load")
-    session.run("python", "-m", "loadtests", *session.posargs)
+    session.run("notify-harness", "load", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -62,9 +63,8 @@ def smoke(session: nox.Session) -> None:
     """The smoke load profile with CI's thresholds: everything planned ran, nothing lost."""
     install(session, "load")
     session.run(
-        "python",
-        "-m",
-        "loadtests",
+        "notify-harness",
+        "load",
         "--profile",
         "smoke",
         # Nothing lost holds for a run in which nothing connected: the profile's 300 streams (the
@@ -88,14 +88,14 @@ def smoke(session: nox.Session) -> None:
 def faults(session: nox.Session) -> None:
     """Every fault and attack at full size; writes reports/reliability.md and .json."""
     install(session, "test")
-    session.run("python", "-m", "loadtests.faults", *session.posargs)
+    session.run("notify-harness", "faults", *session.posargs)
 
 
 @nox.session(name="faults-ci", python=PYTHON)
 def faults_ci(session: nox.Session) -> None:
     """The bounded part of the fault suite CI runs: hostile input, Redis and server restarts."""
     install(session, "test")
-    session.run("python", "-m", "loadtests.faults", "--scope", "ci", *session.posargs)
+    session.run("notify-harness", "faults", "--scope", "ci", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -124,4 +124,4 @@ def bench(session: nox.Session) -> None:
 def compare(session: nox.Session) -> None:
     """SSE per-connection, SSE shared and WebSocket under the same load, side by side."""
     install(session, "load")
-    session.run("python", "-m", "loadtests.compare", *session.posargs)
+    session.run("notify-harness", "compare", *session.posargs)

@@ -31,12 +31,12 @@ from harness.managed import managed_stack
 from harness.stack import StackError, scratch_dir
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "python -m contract_tests") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m contract_tests",
+        prog=prog,
         description="Check a notification server against docs/contract.md (nox -s contract). "
         "With no --target, start the reference stack and check it directly and through nginx.",
-        epilog="example: python -m contract_tests --target http://127.0.0.1:8000 "
+        epilog="example: %(prog)s --target http://127.0.0.1:8000 "
         '--jwt-secret "$JWT_SECRET" --without sse,tasks',
     )
     add_target_arguments(p)
@@ -87,8 +87,8 @@ async def run_all(targets: list[Target], cases: list[Case]) -> list[RunResult]:
     return [await run_target(t, cases) for t in targets]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         values = resolve(args)
     except OptionError as exc:

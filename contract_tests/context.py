@@ -9,7 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from contract_tests.registry import CaseFailed, Level, Need, NotRun
 from notify_client.client import Frame, StreamClient
@@ -18,6 +18,12 @@ from notify_client.sse_client import SseStream
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 from notify_contract.schemas import has_utc_offset, violations
 from notify_contract.tokens import Minter
+
+
+class TokenSource(Protocol):
+    """Where a judge's tokens come from: a key (Minter), a command, or the user's own object."""
+
+    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str: ...
 
 
 class CommandTokens:
@@ -59,7 +65,7 @@ class Target:
 
     base: str
     label: str
-    tokens: Minter | CommandTokens | None = None
+    tokens: TokenSource | None = None
     driver_cmd: str | None = None
     heartbeat_interval: float = 30.0
     max_per_user: int = 3

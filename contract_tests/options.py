@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contract_tests.context import CommandTokens, Target
+from contract_tests.context import CommandTokens, Target, TokenSource
 from contract_tests.registry import FEATURES, Need
 from notify_contract.settings import DEFAULTS, JWT_ALGORITHMS
 from notify_contract.tokens import Minter
@@ -165,7 +165,7 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 def target_from(values: dict[str, Any], base: str, label: str, **overrides: Any) -> Target:
     """A Target from resolved option values; `overrides` (what a managed stack knows) win."""
-    tokens: Minter | CommandTokens | None = None
+    tokens: TokenSource | None = None
     if values["jwt_secret"]:
         tokens = Minter(values["jwt_secret"], values["jwt_alg"])
     elif values["token_cmd"]:

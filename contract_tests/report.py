@@ -106,7 +106,7 @@ def to_junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
             )
             if r.verdict is Verdict.FAIL:
                 failure = ET.SubElement(tc, "failure", message=r.reason[:1000], type="MUST")
-                failure.text = _transcript_text(r)
+                failure.text = transcript_text(r)
             elif r.verdict is Verdict.NOT_RUN:
                 ET.SubElement(tc, "skipped", message=r.reason[:1000])
             elif r.verdict is Verdict.NON_STRICT:
@@ -115,7 +115,7 @@ def to_junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
     return ET.ElementTree(root)
 
 
-def _transcript_text(r: CaseResult) -> str:
+def transcript_text(r: CaseResult) -> str:
     return "\n".join(f"{e.at:8.3f}s {e.stream:<10} {e.direction:<8} {e.text}" for e in r.transcript)
 
 

@@ -126,6 +126,20 @@ async def probe_driver(shared: Shared) -> None:
         shared.driver_problem = f"{problem}; give --driver-cmd"
 
 
+async def prepare(target: Target, driver: Driver | None = None) -> Shared:
+    """What every case of a run shares: the target answered the preflight, and a driver (the
+    one given, else the driver API or --driver-cmd); the driver API is probed either way, since
+    some cases check it."""
+    shared = Shared(target)
+    await preflight(target)
+    await probe_driver(shared)
+    if driver is not None:
+        if shared.driver is not None:
+            await shared.driver.aclose()
+        shared.driver, shared.driver_problem = driver, None
+    return shared
+
+
 def missing_need(case: Case, shared: Shared) -> str | None:
     target = shared.target
     for need in (n for n in Need if n in case.needs):  # declaration order: tokens first
@@ -208,10 +222,8 @@ async def run_target(
     target: Target, cases: list[Case], progress: Callable[[str], None] = print
 ) -> RunResult:
     """Every case against `target`, in order, printing a line per case and the time left."""
-    shared = Shared(target)
     started_at, started = time.time(), time.monotonic()
-    await preflight(target)
-    await probe_driver(shared)
+    shared = await prepare(target)
     how = (
         "driver API"
         if shared.driver and not target.driver_cmd

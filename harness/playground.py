@@ -21,9 +21,11 @@ from notify_contract.tokens import Minter
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m harness.playground") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.playground", description=__doc__.splitlines()[0]
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog="examples: %(prog)s; %(prog)s --redis --instances 2",
     )
     parser.add_argument("--redis", action="store_true", help="start redis-server and use it")
     parser.add_argument(

@@ -20,8 +20,13 @@ from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
 from loadtests.run import LoadError, run
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__.splitlines()[0])
+def parser(prog: str = "python -m loadtests") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog="examples: %(prog)s --profile smoke; %(prog)s --target http://127.0.0.1:8000 "
+        '--jwt-secret "$JWT_SECRET" --users 2000 --duration 60',
+    )
     p.add_argument("--profile", default="capacity", choices=sorted(PROFILES))
     p.add_argument("--scenario", choices=SCENARIOS)
     p.add_argument("--users", type=int, help="streams to open")
@@ -83,8 +88,8 @@ def settings_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    namespace = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m loadtests") -> int:
+    namespace = parser(prog).parse_args(argv)
     args = {k: v for k, v in vars(namespace).items() if k not in targets.KEYS}
     profile, reports = args.pop("profile"), args.pop("reports")
     if args.get("thresholds"):

@@ -340,9 +340,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}table{{border-coll
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare") -> int:
     p = argparse.ArgumentParser(
-        prog="python -m loadtests.compare", description=__doc__.splitlines()[0]
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog="examples: %(prog)s --users 2000; %(prog)s --target http://127.0.0.1:8000 "
+        '--jwt-secret "$JWT_SECRET" --server-pid 1234',
     )
     p.add_argument("--users", default="2000", help="comma-separated N to run, e.g. 2000,12000")
     p.add_argument("--rate", type=float, default=500.0)

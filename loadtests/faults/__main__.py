@@ -39,8 +39,15 @@ from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
 from loadtests.faults.table import Outcome, Row, write
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtests.faults", description=__doc__)
+def parser(prog: str = "python -m loadtests.faults") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples: %(prog)s --scope ci; %(prog)s --target http://127.0.0.1:8000 "
+        '--jwt-secret "$JWT_SECRET" --kill-cmd "systemctl kill app" '
+        '--start-cmd "systemctl start app"',
+    )
     p.add_argument("--scope", choices=("ci", "full"), default="full", help="how much to run")
     p.add_argument(
         "--only",
@@ -141,8 +148,8 @@ async def against_target(target: Target, scale: Scale, control: Control) -> list
     return await target_rows(target, scale, lambda s: print(s, flush=True), control)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults") -> int:
+    args = parser(prog).parse_args(argv)
     if args.list:
         print("hostile    the hostile-input rows (contract cases, generated input, log scan)")
         for fault_id, declared in FAULTS.items():

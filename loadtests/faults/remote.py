@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract_tests.context import CommandTokens, Target
+from contract_tests.context import Target, TokenSource
 from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import run_target
 from loadtests.faults.fleet import Archive, Client, Fleet, WsClient
@@ -23,7 +23,6 @@ from loadtests.faults.hostile import HOSTILE_CASES, case_row, stream_gets_notifi
 from loadtests.faults.scenarios import EXTRA, FAULTS, Load, Scale, _delivery, race
 from loadtests.faults.table import Outcome, Row
 from notify_client.driver import CommandDriver, Driver
-from notify_contract.tokens import Minter
 
 NEEDS_PROCESSES = (
     "needs control of the target's processes (kill, restart, reload, Redis, its memory and "
@@ -159,7 +158,7 @@ async def survives(
 
 
 async def under_load(
-    target: Target, tokens: Minter | CommandTokens, scale: Scale, prefix: str
+    target: Target, tokens: TokenSource, scale: Scale, prefix: str
 ) -> tuple[Load, list[Client]]:
     """A stream per user on the target and a publisher through its driver, all connected."""
     admin = tokens.mint("faults-admin", admin=True)

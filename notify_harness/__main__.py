@@ -1,0 +1,7 @@
+"""`python -m notify_harness` is `notify-harness`."""
+
+from __future__ import annotations
+
+from notify_harness.cli import main
+
+raise SystemExit(main())
