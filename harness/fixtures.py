@@ -59,12 +59,15 @@ class Servers:
         workers: int = 1,
         uds: Path | None = None,
         module: str = "reference_server",
+        python: Path | None = None,
         **settings: str,
     ) -> ServerHandle:
         env = {**BASE_SETTINGS, **settings}
         if redis is not None:
             env["REDIS_URL"] = redis.url
-        handle = start_server(self.log_dir, env, workers=workers, uds=uds, module=module)
+        handle = start_server(
+            self.log_dir, env, workers=workers, uds=uds, module=module, python=python
+        )
         self.started.append(handle)
         return handle
 

@@ -264,16 +264,21 @@ def start_server(
     name: str | None = None,
     module: str = "reference_server",
     extra_args: list[str] | None = None,
+    python: Path | None = None,
 ) -> ServerHandle:
     """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers.
 
-    `module` runs another entry point with the same command line (the tests' broken variants).
+    `module` runs another entry point with the same command line (the tests' broken variants);
+    `python` another interpreter (an installed wheel's), run from `log_dir` so that nothing of a
+    checkout in the working directory is imported.
     """
     port = port or free_port()
     where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
-    argv = [sys.executable, "-m", module, *where, "--workers", str(workers), *(extra_args or [])]
+    interpreter = str(python or sys.executable)
+    argv = [interpreter, "-m", module, *where, "--workers", str(workers), *(extra_args or [])]
     env = server_env(settings)
-    proc = _spawn(name or f"server-{port}", argv, log_dir, env)
+    cwd = log_dir if python is not None else None
+    proc = _spawn(name or f"server-{port}", argv, log_dir, env, cwd)
     address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)
     try:
         wait_until(
