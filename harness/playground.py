@@ -16,6 +16,7 @@ import sys
 import threading
 
 from harness.stack import StackError, StackSpec, scratch_dir, stack
+from notify_contract.settings import DEFAULTS
 from notify_contract.tokens import Minter
 
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
@@ -78,13 +79,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m harness.playgroun
                 f"{st.proxy.binary.source}; config {st.proxy.run_dir / 'nginx.conf'})"
             )
         entry = st.proxy.port if st.proxy is not None else args.port
-        _explain(entry, verifier)
+        _explain(
+            entry, verifier, env.get("WS_HEARTBEAT_INTERVAL", str(DEFAULTS.heartbeat_interval))
+        )
         stop.wait()
         print("\nstopping ...")
     return 0
 
 
-def _explain(port: int, verifier: Minter) -> None:
+def _explain(port: int, verifier: Minter, heartbeat: str) -> None:
     alice = verifier.mint("alice", ttl=86400)
     admin = verifier.mint("admin", admin=True, ttl=86400)
     base = f"127.0.0.1:{port}"
@@ -93,6 +96,9 @@ def _explain(port: int, verifier: Minter) -> None:
 tokens (24 h):
   alice  {alice}
   admin  {admin}
+
+open the notification page (alice) in a browser:
+  http://{base}/app/?token={alice}&heartbeat={heartbeat}
 
 try it:
   websocat 'ws://{base}/api/ws/notifications?token={alice}'

@@ -15,9 +15,7 @@ from enum import Enum
 from typing import Any
 
 from notify_contract.protocol import FrameType
-from notify_contract.reconnect import ReconnectPolicy
-
-WATCHDOG_BEATS = 2.5  # rule 7.6: this many heartbeat intervals without a frame: dead
+from notify_contract.reconnect import WATCHDOG_BEATS, ReconnectPolicy
 
 
 class Fetch(Enum):

@@ -16,6 +16,9 @@ from typing import Final
 
 from notify_contract.codes import CLOSE_RULES, Reconnect, reconnect_after
 
+# Rule 7.6: this many heartbeat intervals without a frame and a stream is taken for dead.
+WATCHDOG_BEATS: Final = 2.5
+
 # Close codes after which reconnecting (with the same token) cannot help.
 FINAL_CODES: Final = frozenset(
     rule.code for rule in CLOSE_RULES if rule.reconnect in (Reconnect.NO, Reconnect.NEW_TOKEN)

@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 import websockets.http11
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
@@ -53,6 +54,7 @@ from reference_server.sse import HEADERS as SSE_HEADERS
 from reference_server.sse import hub_stream, private_stream
 from reference_server.streams import open_task_stream, open_user_stream
 from reference_server.tasks import TaskRunner
+from web_client import APP_PATH, CONTRACT_MODULE, contract_module, static_dir
 
 log = logging.getLogger("reference_server")
 
@@ -443,4 +445,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(403, "not your task")
         return sse_response(user, task_id=task_id)
 
+    # -- the browser client and its page --------------------------------------------------
+
+    @app.get(f"{APP_PATH}/{CONTRACT_MODULE}", include_in_schema=False)
+    async def contract_js() -> Response:
+        return Response(contract_module(), media_type="text/javascript")
+
+    app.mount(APP_PATH, StaticFiles(directory=str(static_dir()), html=True), name="app")
     return app
