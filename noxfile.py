@@ -5,7 +5,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci"]
+nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 # A session whose Python is missing fails instead of being skipped (a skipped CI passes).
 nox.options.error_on_missing_interpreters = True
@@ -82,6 +82,13 @@ def smoke(session: nox.Session) -> None:
         "connect_failures==0",
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """The client check in headless Chromium: the reference page, or `-- --client-url URL`."""
+    install(session, "test")
+    session.run("notify-harness", "browser", *session.posargs)
 
 
 @nox.session(python=PYTHON)

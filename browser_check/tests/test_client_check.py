@@ -1,0 +1,105 @@
+"""The client check passes the reference page and names each defect of a bad one; its frames
+speak the contract; Chromium is found or its absence explained."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from browser_check import frames
+from browser_check.__main__ import main
+from browser_check.browser import ENV_VAR, BrowserMissing, find_chromium
+from browser_check.checks import CHECKS, Options
+from browser_check.runner import run_checks
+from contract_tests.registry import Verdict
+from notify_contract.schemas import violations
+
+BAD_PAGE = Path(__file__).with_name("bad_page")
+
+# Each defect of the bad page, and the check that must name it.
+BAD_VERDICTS = {
+    "final-4401": Verdict.FAIL,  # reconnects after every code
+    "final-4403": Verdict.FAIL,
+    "final-4404": Verdict.FAIL,
+    "backoff-4429": Verdict.FAIL,  # resets its count on open: retries forever
+    "count-kept-until-connected": Verdict.FAIL,
+    "resume-last-id": Verdict.FAIL,  # forgets last_id
+    "resync-archive": Verdict.FAIL,  # never fetches the archive
+    "one-socket": Verdict.FAIL,  # its watchdog opens a second socket beside the late close
+    "sign-out": Verdict.FAIL,  # reconnects after sign-out
+    "jitter": Verdict.NON_STRICT,  # a fixed delay
+    "reconnect-1001": Verdict.PASS,  # what it does right: 1 s is within the first bound
+    "reconnect-1012": Verdict.PASS,
+    "watchdog": Verdict.PASS,
+    "server-killed": Verdict.NOT_RUN,  # a page of its own: no server the check can kill
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        frames.connected("u"),
+        frames.notification("id-1", "title"),
+        frames.heartbeat(),
+        frames.resync("id-1"),
+    ],
+)
+def test_the_scripted_server_speaks_the_contract(text: str) -> None:
+    assert violations(json.loads(text)) == []
+
+
+def test_chromium_from_the_variable_must_be_a_program(tmp_path: Path) -> None:
+    with pytest.raises(BrowserMissing, match=f"{ENV_VAR}=.*not an executable file"):
+        find_chromium({ENV_VAR: str(tmp_path / "nothing"), "PATH": ""})
+
+
+def test_no_chromium_says_how_to_get_one(tmp_path: Path) -> None:
+    with pytest.raises(BrowserMissing, match="apt-get install chromium"):
+        find_chromium({"PATH": str(tmp_path)})
+
+
+@pytest.fixture(scope="module")
+def bad_page() -> Iterator[str]:
+    """The bad page, served from a real HTTP server on loopback."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(BAD_PAGE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html?token=t"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_the_bad_page_fails_the_checks_named_for_its_defects(
+    bad_page: str, tmp_path: Path
+) -> None:
+    chosen = [CHECKS[c] for c in BAD_VERDICTS]
+    options = Options(sign_out_selector="#sign-out")
+    results = await run_checks(bad_page, chosen, options, find_chromium(), tmp_path, lambda _: None)
+    seen = {r.check.id: r.verdict for r in results}
+    assert seen == BAD_VERDICTS, {r.check.id: r.observed for r in results}
+    why = {r.check.id: r.observed for r in results}
+    assert "last_id=None" in why["resume-last-id"]
+    assert "held at once" in why["one-socket"] or "sockets opened" in why["one-socket"]
+    assert all((tmp_path / f"{c}.png").exists() for c in BAD_VERDICTS if c != "server-killed")
+
+
+def test_the_reference_page_passes_every_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--reports", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"result: no MUST broken ({len(CHECKS)} pass, 0 non-strict, 0 fail, 0 not run)" in out
+    (report,) = tmp_path.glob("browser-*/results.json")
+    checks = json.loads(report.read_text())["checks"]
+    assert {c["id"] for c in checks} == set(CHECKS)
+    assert all(c["screenshot"] for c in checks)
