@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         uds=args.uds,
         workers=args.workers,
         ws="websockets-sansio",
+        # Below the app: a deadline for request heads and a connection cap (guard.py).
+        http="reference_server.guard:GuardedH11Protocol",
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,

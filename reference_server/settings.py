@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Extensions of the contract: the reference server's own knobs.
     ws_ping_interval: float = Field(20.0, gt=0)
     ws_ping_timeout: float = Field(20.0, gt=0)
+    ws_handshake_timeout: float = Field(5.0, gt=0)
+    ws_max_connections: int = Field(0, ge=0)  # 0: the open-file limit less a reserve
     jwt_max_bytes: int = Field(4096, ge=64)
     notifications_archive_size: int = Field(1000, ge=1)
     redis_max_connections: int = Field(20000, ge=2)

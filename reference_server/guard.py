@@ -1,0 +1,101 @@
+"""Below the ASGI app: a deadline for receiving a request's head, and a cap on connections.
+
+uvicorn has neither for a request in progress: its keep-alive timeout covers only the idle time
+between requests, so a peer that sends half a handshake holds a descriptor forever, and 20,000 of
+them stop a process from accepting anyone. Its `limit_concurrency` answers 503 to plain requests
+only, never to a WebSocket upgrade. This HTTP protocol (uvicorn's h11 one, subclassed) closes a
+connection whose request head is not complete within the deadline, and answers 503 at once,
+before reading anything, to a connection that would pass the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import resource
+from typing import Any, Final
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from reference_server.settings import load_settings
+
+log = logging.getLogger("reference_server.guard")
+
+# Descriptors kept for what is not a client: Redis pools, logs, the loop, a little slack.
+RESERVED_FILES: Final = 256
+REFUSAL: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: 34\r\n\r\n"
+    b"too many connections, retry later\n"
+)
+
+
+def default_max_connections() -> int:
+    """The process's open-file limit less RESERVED_FILES (at least 1)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1, soft - RESERVED_FILES)
+
+
+@functools.cache
+def limits() -> tuple[float, int]:
+    """WS_HANDSHAKE_TIMEOUT and the connection cap of this process (read once; every worker
+    process reads its own environment)."""
+    settings = load_settings()
+    return settings.ws_handshake_timeout, settings.ws_max_connections or default_max_connections()
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the deadline and the cap (uvicorn's `http=` option, by its
+    import string, so that worker processes import it too)."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _armed_for: Any = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > limits()[1]:
+            self.connections.discard(self)
+            transport.write(REFUSAL)
+            transport.close()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._armed_for = self.cycle
+        self._deadline = self.loop.call_later(limits()[0], self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.cycle is self._armed_for and not self.transport.is_closing():
+            log.info("closed a connection whose request head took over %gs", limits()[0])
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._deadline is not None and self.cycle is not self._armed_for:
+            self._disarm()  # a whole request head arrived: the app has it now
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+    def on_response_complete(self) -> None:
+        before = self.cycle
+        super().on_response_complete()
+        # A keep-alive connection's next head has a deadline too, unless it came pipelined.
+        if not self.transport.is_closing() and self.cycle is before:
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
