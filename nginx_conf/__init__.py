@@ -37,6 +37,14 @@ class NginxConfig:
     read_timeout: str = "3600s"
     error_log_level: str = "crit"
     header_buffers: str = "4 32k"  # large_client_header_buffers: count and size
+    # Strict by default (rules 11.6, 11.7): a request head must arrive within header_timeout;
+    # per client address, at most conns_per_address WebSocket connections and
+    # handshakes_per_second handshakes (burst handshake_burst). None: no such limit. A load run
+    # whose thousands of clients share one loopback address turns the per-address ones off.
+    header_timeout: str = "5s"
+    conns_per_address: int | None = 1000
+    handshakes_per_second: int | None = 50
+    handshake_burst: int = 200
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -63,8 +71,20 @@ def render(config: NginxConfig) -> str:
             deny all;
         }}
     }}"""
+    zones, limits = [], []
+    if config.conns_per_address is not None:
+        zones.append("limit_conn_zone $ws_client zone=ws_conns:10m;")
+        limits.append(f"limit_conn ws_conns {config.conns_per_address};")
+    if config.handshakes_per_second is not None:
+        zones.append(
+            f"limit_req_zone $ws_client zone=ws_handshakes:10m "
+            f"rate={config.handshakes_per_second}r/s;"
+        )
+        limits.append(f"limit_req zone=ws_handshakes burst={config.handshake_burst} nodelay;")
     values = {
         **{k: str(v) for k, v in vars(config).items()},
+        "limit_zones": "\n    ".join(zones) or "# no per-address limits",
+        "ws_limits": "\n            ".join(limits) or "# no per-address limits",
         "user_line": "user root;" if os.geteuid() == 0 else "# not root: workers keep our user",
         "upstream_servers": upstreams,
         "status_server": status,

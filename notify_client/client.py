@@ -162,18 +162,22 @@ class Handshake:
         open_timeout: float = 10.0,
         extra_headers: dict[str, str] | None = None,
         compression: str | None = None,
+        local_address: str | None = None,
     ) -> Handshake:
         """`token_in` is "query" (`?token=`) or "header" (`Authorization: Bearer`);
-        `compression="deflate"` offers permessage-deflate."""
+        `compression="deflate"` offers permessage-deflate; `local_address` is the source
+        address to connect from (one of 127.0.0.0/8 on loopback)."""
         if token_in not in ("query", "header"):
             raise ValueError(f"token_in must be 'query' or 'header', not {token_in!r}")
         headers = dict(extra_headers or {})
         if token_in == "header" and token is not None:
             headers["Authorization"] = f"Bearer {token}"
         query_token = token if token_in == "query" else None
+        source = {"local_addr": (local_address, 0)} if local_address else {}
         return cls(
             stream_url(base, path, token=query_token, last_id=last_id),
             {
+                **source,
                 "origin": origin,
                 "additional_headers": headers,
                 "compression": compression,

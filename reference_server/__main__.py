@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         uds=args.uds,
         workers=args.workers,
-        ws="websockets-sansio",
-        # Below the app: a deadline for request heads and a connection cap (guard.py).
+        # Below the app (guard.py): a deadline for request heads, a connection cap, and an
+        # answer to a handshake websockets cannot parse.
+        ws="reference_server.guard:GuardedWebSocketProtocol",
         http="reference_server.guard:GuardedH11Protocol",
         ws_max_size=settings.ws_max_message_bytes,
         ws_ping_interval=settings.ws_ping_interval,

@@ -17,6 +17,7 @@ import resource
 from typing import Any, Final
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from reference_server.settings import load_settings
 
@@ -99,3 +100,20 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, answering a handshake websockets cannot parse.
+
+    When websockets refuses the request itself (over 128 headers: 431; a bad header line: 400)
+    it queues that HTTP answer and yields no request event; uvicorn waits for the event, so
+    the answer is never written and the client waits forever. Here it goes out, and the
+    connection is closed.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            self.transport.close()

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract_tests.context import Target, TokenSource
+from contract_tests.context import Target
 from contract_tests.registry import CASES, Verdict
 from contract_tests.runner import run_target
-from loadtests.faults.fleet import Archive, Client, Fleet, WsClient
+from loadtests.faults.exhaustion import ATTACKS, Victim, run_attack
+from loadtests.faults.fleet import Fleet, WsClient
 from loadtests.faults.hostile import HOSTILE_CASES, case_row, stream_gets_notification
-from loadtests.faults.scenarios import EXTRA, FAULTS, Load, Scale, _delivery, race
+from loadtests.faults.scenarios import EXTRA, FAULTS, Scale, _delivery, race, under_load
 from loadtests.faults.table import Outcome, Row
 from notify_client.driver import CommandDriver, Driver
 
@@ -94,8 +95,11 @@ async def target_rows(
             "had its Redis restarted",
         )
     )
+    for attack in ATTACKS.values():
+        progress(f"== attack: {attack.id}")
+        rows.append(await run_attack(attack, target, scale, Victim()))
     rows.append(await still_serves(target))
-    ran = ("per-user-limit-race", "server-sigkill", "nginx-reload", "redis-restart")
+    ran = ("per-user-limit-race", "server-sigkill", "nginx-reload", "redis-restart", *ATTACKS)
     for fault_id, declared in FAULTS.items():
         if fault_id not in ran:
             rows.append(not_run(declared.row(scale), NEEDS_PROCESSES))
@@ -155,20 +159,6 @@ async def survives(
         f"connected{newcomer_note}; {load.ledger.total} published ({load.ledger.refused} "
         f"refused and retried), {counted.delivered} of {counted.expected} deliveries made"
     )
-
-
-async def under_load(
-    target: Target, tokens: TokenSource, scale: Scale, prefix: str
-) -> tuple[Load, list[Client]]:
-    """A stream per user on the target and a publisher through its driver, all connected."""
-    admin = tokens.mint("faults-admin", admin=True)
-    users = [f"{prefix}-{time.time_ns()}-{i}" for i in range(scale.clients)]
-    archive = Archive(target.base, admin)
-    clients: list[Client] = [
-        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
-    ]
-    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
-    return load, clients
 
 
 async def restart(target: Target, scale: Scale, control: Control) -> Row:

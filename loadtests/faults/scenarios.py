@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from contract_tests.context import Target, TokenSource
 from harness.stack import BUS_CLIENT, ServerHandle
 from loadtests.faults import plots
 from loadtests.faults.fleet import Archive, Client, Fleet, Publisher, SseClient, WsClient, delivered
@@ -38,6 +39,11 @@ class Scale:
     limit_rounds: int  # rounds of simultaneous connects of one user
     half_open: int  # peers that stop answering pings
     drain: float = 60.0  # seconds to wait for every owed delivery before counting the lost
+    stalled: int = 800  # half-sent handshakes held open at once
+    exhaust_max: int = 2500  # connections an exhaustion attack opens at most
+    exhaust_cap: int = 2000  # WS_MAX_CONNECTIONS of the reference server in that row
+    flood_seconds: float = 10.0  # how long bad-token handshakes flood in
+    churn: int = 2000  # connects and closes in the tight loop
 
     @property
     def settle(self) -> float:
@@ -46,7 +52,18 @@ class Scale:
 
 
 CI = Scale(
-    "ci", restart_clients=200, clients=60, publish_rate=40, limit_rounds=5, half_open=10, drain=30
+    "ci",
+    restart_clients=200,
+    clients=60,
+    publish_rate=40,
+    limit_rounds=5,
+    half_open=10,
+    drain=30,
+    stalled=200,
+    exhaust_max=400,
+    exhaust_cap=300,
+    flood_seconds=3.0,
+    churn=200,
 )
 FULL = Scale(
     "full", restart_clients=3000, clients=600, publish_rate=150, limit_rounds=30, half_open=200
@@ -183,6 +200,20 @@ class Load:
         await self.publisher.aclose()
         await self.archive.aclose()
         return tally(self.ledger, self.fleet.receipts)
+
+
+async def under_load(
+    target: Target, tokens: TokenSource, scale: Scale, prefix: str
+) -> tuple[Load, list[Client]]:
+    """A stream per user on the target and a publisher through its driver, all connected."""
+    admin = tokens.mint("faults-admin", admin=True)
+    users = [f"{prefix}-{time.time_ns()}-{i}" for i in range(scale.clients)]
+    archive = Archive(target.base, admin)
+    clients: list[Client] = [
+        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
+    ]
+    load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
+    return load, clients
 
 
 def _ws_clients(
@@ -424,7 +455,15 @@ async def _restart_under_load(
     server = lab.start_server(settings)
     # Each stream holds two nginx connections (client and upstream).
     room = max(4096, 2 * clients_n + 1024)
-    proxy = lab.start_nginx([server], worker_connections=room, worker_rlimit_nofile=room + 1024)
+    # The clients all come from one loopback address and come back at once after the kill:
+    # the per-address limits (for real users on their own addresses) are off here.
+    proxy = lab.start_nginx(
+        [server],
+        worker_connections=room,
+        worker_rlimit_nofile=room + 1024,
+        conns_per_address=None,
+        handshakes_per_second=None,
+    )
     users = _users(f"restart-{sig}", clients_n)
     archive = Archive(proxy.base, lab.admin)
     clients = _ws_clients(lab, users, proxy.base, archive, client)
@@ -560,7 +599,8 @@ class ReloadFacts(Facts):
 )
 async def nginx_reload(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     server = lab.start_server(lab.settings(WS_HEARTBEAT_INTERVAL="5"))
-    proxy = lab.start_nginx([server])
+    # {clients} streams connect from one loopback address: no per-address limits here.
+    proxy = lab.start_nginx([server], conns_per_address=None, handshakes_per_second=None)
     users = _users("reload", scale.clients)
     archive = Archive(server.base, lab.admin)
     clients = _ws_clients(lab, users, proxy.base, archive)

@@ -16,11 +16,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
 import reference_server.app
 import reference_server.hub
 import reference_server.streams
 from reference_server import __main__ as server_main
-from reference_server import logs, protocol
+from reference_server import guard, logs, protocol
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
 from reference_server.protocol import FrameType, Outgoing
@@ -166,7 +168,21 @@ def broadcast_twice() -> None:
     Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
 
 
+def no_head_deadline() -> None:
+    """uvicorn as it comes: no deadline for a request head, no connection cap."""
+    guard.limits = lambda: (1e9, 10**9)  # type: ignore[assignment]
+
+
+def stock_ws_protocol() -> None:
+    """uvicorn's websockets-sansio protocol as it comes: a refused handshake is never answered."""
+    guard.GuardedWebSocketProtocol.data_received = (  # type: ignore[method-assign]
+        WebSocketsSansIOProtocol.data_received
+    )
+
+
 FAULTS: dict[str, Callable[[], None]] = {
+    "no-head-deadline": no_head_deadline,
+    "stock-ws-protocol": stock_ws_protocol,
     "forget-stream": forget_stream,
     "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
