@@ -92,6 +92,31 @@ def browser(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """An hour of mixed load (`-- --duration S` to change): memory and descriptors level off."""
+    install(session, "load")
+    session.run(
+        "notify-harness",
+        "load",
+        "--profile",
+        "soak",
+        # Level: over the last third of the hold, the server's memory grows by at most
+        # 0.5 MB a minute and its descriptors by at most 1 a minute; nothing lost or cut.
+        "--threshold",
+        "server_rss_slope_last_third_mb_per_min<=0.5",
+        "--threshold",
+        "server_fds_slope_last_third_per_min<=1",
+        "--threshold",
+        "streams_connected>=1000",
+        "--threshold",
+        "lost==0",
+        "--threshold",
+        "unexpected_closes==0",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
 def faults(session: nox.Session) -> None:
     """Every fault and attack at full size; writes reports/reliability.md and .json."""
     install(session, "test")

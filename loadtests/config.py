@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-SCENARIOS = ("idle", "fanout", "personal", "churn", "tasks", "sse")
+SCENARIOS = ("idle", "fanout", "personal", "churn", "tasks", "sse", "mixed")
 FD_MARGIN = 200  # listening sockets, logs, pipes, the odd HTTP connection
 
 
@@ -72,6 +72,18 @@ PROFILES: dict[str, RunConfig] = {
     ),
     # The default: 10k WebSocket streams through nginx, a broadcast every 5 s.
     "capacity": RunConfig(),
+    # An hour of mixed load on Redis (nox -s soak; --duration shortens it): does it level off?
+    "soak": RunConfig(
+        scenario="mixed",
+        users=2000,
+        rate=100,
+        hold=3600,
+        generator_workers=1,
+        nginx_workers=1,
+        broadcast_interval=10.0,
+        publish_rate=10.0,
+        redis=True,
+    ),
 }
 
 
@@ -177,6 +189,8 @@ SCENARIO_USERS: dict[str, tuple[str, ...]] = {
     "churn": ("ChurnUser",),
     "tasks": ("TaskUser",),
     "sse": ("SseUser", "Publisher"),
+    # The soak: idle streams, churn and tasks (8:1:1), broadcasts and personal notifications.
+    "mixed": ("IdleUser", "ChurnUser", "TaskUser", "Publisher"),
 }
 
 

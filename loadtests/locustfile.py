@@ -119,6 +119,8 @@ class StreamUser(User):
 class IdleUser(StreamUser):
     """`idle`, `fanout` and `personal`: a notification stream, held; its record is logged."""
 
+    weight = 8  # in `mixed`, beside ChurnUser and TaskUser (1 each)
+
     @task
     def hold(self) -> None:
         if self.client.stream is None and not self.client.connect():
@@ -216,6 +218,7 @@ class Publisher(User):
         self.load = run_of(self.environment)
         self.driver = driver(self.load.target, self.load.secret, self.load.driver_cmd)
         self.seq = itertools.count(1)
+        self.last_broadcast = 0.0
         self.log = (self.load.run_dir / "published.jsonl").open("a")
 
     @task
@@ -224,10 +227,13 @@ class Publisher(User):
         if not run.publish_from <= time.time() <= run.publish_until:
             gevent.sleep(1.0)  # before the ramp ends, or after the last publish
             return
-        if run.scenario == "personal":
+        if run.scenario == "personal" or (
+            run.scenario == "mixed" and time.time() - self.last_broadcast < run.broadcast_interval
+        ):
             self.personal()
             gevent.sleep(1.0 / run.publish_rate)
             return
+        self.last_broadcast = time.time()
         seq = next(self.seq)
         sent_at = time.time()
         try:
@@ -240,7 +246,8 @@ class Publisher(User):
         # What the server's own stats say it holds: a cross-check, never the expectation.
         stats = self.server_streams() if run.scenario != "sse" else None
         self.write(note, None, sent_at, acked_at, error, seq=seq, server_streams=stats)
-        gevent.sleep(max(0.0, run.broadcast_interval - (time.time() - sent_at)))
+        if run.scenario != "mixed":  # mixed publishes personal notifications in between
+            gevent.sleep(max(0.0, run.broadcast_interval - (time.time() - sent_at)))
 
     def server_streams(self) -> int | None:
         try:

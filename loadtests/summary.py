@@ -146,6 +146,10 @@ def resources(
     )
     redis_rows = [r["redis"] for r in rows if r.get("redis")]
     slope = _slope([(r["t"], _servers(r, "rss_mb")) for r in hold])
+    # Whether a long run levels off: the slopes over the last third of the hold (the soak).
+    late = hold[len(hold) * 2 // 3 :]
+    rss_late = _slope([(r["t"], _servers(r, "rss_mb")) for r in late])
+    fds_late = _slope([(r["t"], _servers(r, "fds")) for r in late])
     return {
         "connections_held": conns,
         "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=None),
@@ -153,6 +157,12 @@ def resources(
         "server_rss_hold_mb": round(rss_hold, 1),
         # A leak shows as memory that keeps growing while the load is steady (churn).
         "server_rss_slope_mb_per_min": None if slope is None else round(slope * 60, 2),
+        "server_rss_slope_last_third_mb_per_min": (
+            None if rss_late is None else round(rss_late * 60, 3)
+        ),
+        "server_fds_slope_last_third_per_min": None
+        if fds_late is None
+        else round(fds_late * 60, 3),
         "mem_per_conn_kb": round((rss_hold - rss_base) * 1024 / conns, 2) if conns else None,
         "nginx_mem_per_conn_kb": (
             round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
@@ -243,6 +253,8 @@ def headline(
         "mem_per_conn_kb": res["mem_per_conn_kb"],
         "cpu_us_per_msg": res["cpu_us_per_msg"],
         "loop_lag_max_ms": res["loop_lag_max_ms"],
+        "server_rss_slope_last_third_mb_per_min": res["server_rss_slope_last_third_mb_per_min"],
+        "server_fds_slope_last_third_per_min": res["server_fds_slope_last_third_per_min"],
         "generator_saturated": res["generator_saturated"],
     }
 
@@ -307,4 +319,6 @@ HEADLINE_KEYS = {
     "mem_per_conn_kb",
     "cpu_us_per_msg",
     "loop_lag_max_ms",
+    "server_rss_slope_last_third_mb_per_min",
+    "server_fds_slope_last_third_per_min",
 }

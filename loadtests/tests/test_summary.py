@@ -138,3 +138,19 @@ def test_a_run_in_which_nothing_connected_or_was_published_fails() -> None:
     assert nothing_ran(fanout, {"streams_connected": 300, "published": 9}) == []
     churn = from_profile("smoke", scenario="churn")
     assert nothing_ran(churn, nothing) == []  # churn publishes nothing and logs no stream
+
+
+def test_the_soak_levels_off_only_if_the_last_third_is_flat() -> None:
+    """Growth early (the ramp filling caches) is allowed; growth at the end is a leak."""
+    baseline = row(0, 0, 50, 0, 0)
+    settling = [row(10 + 60 * i, 100, 60 + min(i, 20) * 2.0, i, 100 * i) for i in range(60)]
+    level = resources(settling, baseline, hold_from=1010)
+    assert level["server_rss_slope_last_third_mb_per_min"] == 0.0
+    assert level["server_rss_slope_mb_per_min"] > 0  # the whole hold did grow
+    leaking = [row(10 + 60 * i, 100 + i, 60 + i * 1.0, i, 100 * i) for i in range(60)]
+    leak = resources(leaking, baseline, hold_from=1010)
+    assert leak["server_rss_slope_last_third_mb_per_min"] == 1.0
+    assert leak["server_fds_slope_last_third_per_min"] == 1.0
+    soak = Threshold.parse("server_rss_slope_last_third_mb_per_min<=0.5", HEADLINE_KEYS)
+    assert soak.check({"server_rss_slope_last_third_mb_per_min": 1.0})[0] is False
+    assert soak.check({"server_rss_slope_last_third_mb_per_min": None})[0] is False
