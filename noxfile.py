@@ -95,7 +95,7 @@ def soak(session: nox.Session) -> None:
     checks = thresholds(
         "server_rss_slope_last_third_mb_per_min<=0.5",
         "server_fds_slope_last_third_per_min<=1",
-        "streams_connected>=1000",
+        "streams_connected>=700",  # of the profile's 1000 users, 800 hold idle streams
         "lost==0",
         "unexpected_closes==0",
     )

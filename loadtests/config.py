@@ -75,8 +75,8 @@ PROFILES: dict[str, RunConfig] = {
     # An hour of mixed load on Redis (nox -s soak; --duration shortens it): does it level off?
     "soak": RunConfig(
         scenario="mixed",
-        users=2000,
-        rate=100,
+        users=1000,
+        rate=50,
         hold=3600,
         generator_workers=1,
         nginx_workers=1,
