@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") 
     meta = {
         "suite": "notification contract suite",
         "created": created.isoformat(),
-        "command": shlex.join(["python", "-m", "contract_tests", *redacted(argv or sys.argv[1:])]),
+        "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),
         "environment": report.environment(extra),
     }
     where = report.write(out, runs, meta)

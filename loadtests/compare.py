@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
             results.append(one(mode, n, base, out, target))
     meta = {
         "created": created.isoformat(),
-        "command": "python -m loadtests.compare " + " ".join(redacted(argv or sys.argv[1:])),
+        "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),
     }
     write(out, results, meta)
     print(f"report: {out / 'report.html'}")
