@@ -324,7 +324,7 @@ async def exhaustion(target: Target, scale: Scale, victim: Victim, row: Row) -> 
             if after is not None
             else "no new user could connect after the attackers left"
         )
-        + f"; server descriptors {files}"
+        + f"; server descriptors {files or 'n/a'}"
     )
 
 
