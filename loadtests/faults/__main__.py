@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults"
 
     meta: dict[str, Any] = {
         "created": created.isoformat(),
-        "command": shlex.join(
-            [*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),
         "scope": args.scope,
         "duration_s": round(time.monotonic() - started, 1),
         "environment": environment(),
