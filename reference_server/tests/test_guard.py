@@ -115,3 +115,17 @@ def test_the_default_cap_leaves_room_below_the_descriptor_limit() -> None:
     """Past the cap the server answers 503 while it still has descriptors for Redis and logs."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert 0 < default_max_connections() <= soft - RESERVED_FILES
+
+
+async def test_a_handshake_websockets_cannot_parse_is_answered(servers: Servers) -> None:
+    server = servers.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    filler = "".join(f"X-Filler-{i}: {'a' * 40}\r\n" for i in range(500))
+    writer.write(
+        b"GET /api/ws/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" + filler.encode() + b"\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), 5)  # the whole answer, then the close
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 ")
