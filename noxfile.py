@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import nox
 
-nox.options.default_venv_backend = "venv"
+# uv when it is installed (.ci/run installs it): a session's environment in seconds, not a minute.
+nox.options.default_venv_backend = "uv|venv"
 nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 # A session whose Python is missing fails instead of being skipped (a skipped CI passes).
