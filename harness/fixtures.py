@@ -123,6 +123,7 @@ class Opener:
         last_id: str | None = None,
         origin: str | None = None,
         max_queue: int | None = 64,
+        compression: str | None = None,
     ) -> StreamClient:
         client = await StreamClient.open(
             server.base,
@@ -132,6 +133,7 @@ class Opener:
             last_id=last_id,
             origin=origin,
             max_queue=max_queue,
+            compression=compression,
         )
         self.opened.append(client)
         return client

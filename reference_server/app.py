@@ -24,12 +24,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from reference_server.auth import AuthError, Principal, TokenVerifier, token_from_request
 from reference_server.bus import Bus, MemoryBus
-from reference_server.hub import Connection, Hub
+from reference_server.hub import Connection, FrameWrite, Hub
 from reference_server.metrics import LoopLag, snapshot
 from reference_server.protocol import (
     LAST_ID_PARAM,
     METRICS_PATH,
     NOTIFICATIONS_PATH,
+    PREPARED_FRAMES,
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,
     STATS_PATH,
@@ -346,12 +347,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return None
         return code, "unknown task" if code == WS_4404_NOT_FOUND else "not your task"
 
+    def stream(ws: WebSocket, key: str, user: Principal) -> Connection:
+        """The hub's side of an accepted stream, with the transport's frame writer if offered."""
+        write: FrameWrite | None = None
+        if cfg.ws_prepared_frames:
+            write = ws.scope.get("extensions", {}).get(PREPARED_FRAMES, {}).get("write")
+        return Connection(key, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue, write=write)
+
     @app.websocket(WS_NOTIFICATIONS_PATH)
     async def ws_notifications(ws: WebSocket) -> None:
         user = await accept(ws)
         if user is None:
             return
-        conn = Connection(user.user_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
+        conn = stream(ws, user.user_id, user)
 
         async def run() -> None:
             await hold(ws, conn, user, await open_notifications(ws, conn))
@@ -363,7 +371,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         user = await accept(ws)
         if user is None:
             return
-        conn = Connection(task_id, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue)
+        conn = stream(ws, task_id, user)
 
         async def run() -> None:
             await hold(ws, conn, user, await open_task(conn, user))

@@ -1,4 +1,4 @@
-"""Below the ASGI app: a deadline for receiving a request's head, and a cap on connections.
+"""Below the ASGI app: a deadline for a request's head, a cap on connections, prepared frames.
 
 uvicorn has neither for a request in progress: its keep-alive timeout covers only the idle time
 between requests, so a peer that sends half a handshake holds a descriptor forever, and 20,000 of
@@ -6,6 +6,10 @@ them stop a process from accepting anyone. Its `limit_concurrency` answers 503 t
 only, never to a WebSocket upgrade. This HTTP protocol (uvicorn's h11 one, subclassed) closes a
 connection whose request head is not complete within the deadline, and answers 503 at once,
 before reading anything, to a connection that would pass the cap.
+
+The WebSocket protocol (uvicorn's websockets-sansio one, subclassed) also offers the app a frame
+writer through the `PREPARED_FRAMES` scope extension: a fan-out writes one prepared frame to
+each transport without an ASGI message, a coroutine and websockets' framing per stream.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Final
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from reference_server.protocol import PREPARED_FRAMES
 from reference_server.settings import load_settings
 
 log = logging.getLogger("reference_server.guard")
@@ -103,13 +108,35 @@ class GuardedH11Protocol(H11Protocol):
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, answering a handshake websockets cannot parse.
+    """uvicorn's websockets-sansio protocol, answering a handshake websockets cannot parse, and
+    writing prepared frames.
 
     When websockets refuses the request itself (over 128 headers: 431; a bad header line: 400)
     it queues that HTTP answer and yields no request event; uvicorn waits for the event, so
     the answer is never written and the client waits forever. Here it goes out, and the
     connection is closed.
     """
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The app starts on the next loop turn, so the scope can still gain the extension.
+        # Negotiated compression makes each stream's frames differ: no writer then.
+        if self.handshake_initiated and not self.close_sent and not self.conn.extensions:
+            self.scope["extensions"][PREPARED_FRAMES] = {"write": self.write_prepared}
+
+    def write_prepared(self, frame: bytes) -> bool:
+        """Write a whole server frame unless the transport is paused (backpressure), closing,
+        or past the close frame; False means nothing was written."""
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        self.transport.write(frame)
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -4,6 +4,11 @@ No web framework here: a connection is a pair of coroutine functions (send text,
 bookkeeping is tested with plain fakes. Sends run inline, without a task, while the peer keeps
 up (a writer task per connection measured 2.5x slower); only a send that the server holds back
 for backpressure gets a drain task, and frames queued behind it are bounded (`WS_SEND_QUEUE`).
+
+A WebSocket stream may also have a frame writer (`FrameWrite`): a fan-out frames its item once
+and hands the same bytes to each stream's transport, with no coroutine and no ASGI message per
+stream. The writer refuses while the transport is paused or closing; the item then takes the
+coroutine path, so backpressure and the queue bound stay exactly as above.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from reference_server.protocol import WS_4408_SLOW_CONSUMER, CloseCode, Outgoing
 
 SendFn = Callable[[str], Coroutine[Any, Any, None]]
 CloseFn = Callable[[int, str], Coroutine[Any, Any, None]]
+# Writes one whole prepared frame now; False, having written nothing, when it cannot.
+FrameWrite = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class Connection:
         "_limit",
         "_on_gone",
         "_send",
+        "_write",
         "closed",
         "key",
         "last_seq",
@@ -68,7 +76,9 @@ class Connection:
         close: CloseFn,
         queue_limit: int,
         render: Callable[[Outgoing], str] = Outgoing.ws_text,
+        write: FrameWrite | None = None,
     ) -> None:
+        """`write`, when given, must take frames of `Outgoing.ws_frame` (WebSocket streams)."""
         self.key = key
         self.user_id = user_id
         self.render = render
@@ -76,10 +86,16 @@ class Connection:
         self.closed = False
         self._send = send
         self._close = close
+        self._write = write
         self._limit = queue_limit
         self._backlog: deque[str | _Close] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._on_gone: Callable[[Connection], None] | None = None
+
+    @property
+    def prepared(self) -> bool:
+        """Whether fan-outs may write prepared frames straight to this stream's transport."""
+        return self._write is not None
 
     @property
     def queued(self) -> int:
@@ -91,6 +107,15 @@ class Connection:
             return
         if item.seq:
             self.last_seq = item.seq
+        self.deliver(item)
+
+    def deliver(self, item: Outgoing) -> None:
+        """Send `item`: its prepared frame straight to the transport when nothing is queued
+        ahead of it and the transport takes it, else its text by the coroutine path."""
+        if self.closed:
+            return
+        if self._write is not None and self._backlog is None and self._write(item.ws_frame()):
+            return
         self.push(self.render(item))
 
     def push(self, text: str) -> None:
@@ -248,7 +273,7 @@ class Hub:
 
     async def heartbeat(self, item: Outgoing) -> None:
         """Every open stream gets `item`; order against notifications does not matter."""
-        await self._each(self.connections(), lambda c: c.push(c.render(item)))
+        await self._each(self.connections(), lambda c: c.deliver(item))
 
     async def _each(self, conns: list[Connection], act: Callable[[Connection], None]) -> None:
         self.frames_sent += len(conns)

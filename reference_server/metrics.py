@@ -39,6 +39,7 @@ def snapshot(hub: Hub, lag: LoopLag) -> dict[str, Any]:
         "pid": os.getpid(),
         "streams": len(streams),
         "notification_streams": sum(hub.counts().values()),
+        "prepared_streams": sum(c.prepared for c in streams),
         "frames_sent": hub.frames_sent,
         "queued_frames": sum(c.queued for c in streams),
         "loop_lag_ms": lag.take(),

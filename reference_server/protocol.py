@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from websockets.frames import Frame, Opcode
+
 from notify_contract.codes import (
     WS_4401_UNAUTHORIZED,
     WS_4403_FORBIDDEN,
@@ -79,6 +81,16 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+# The ASGI scope extension by which the server's uvicorn protocol (guard.py) offers a stream's
+# frame writer: `scope["extensions"][PREPARED_FRAMES]["write"]`, absent under compression.
+PREPARED_FRAMES: Final = "notify.prepared_frames"
+
+
+def text_frame(text: str) -> bytes:
+    """A server's text frame, header included, by websockets' own serializer."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+
+
 def encode(frame_type: FrameType, data: dict[str, Any]) -> str:
     """One server frame as JSON text."""
     return json.dumps({TYPE: frame_type.value, DATA: data}, separators=(",", ":"))
@@ -95,11 +107,19 @@ class Outgoing:
     terminal: bool = False  # a task stream closes with 1000 after it
     _ws: str | None = field(default=None, repr=False)
     _sse: str | None = field(default=None, repr=False)
+    _frame: bytes | None = field(default=None, repr=False)
 
     def ws_text(self) -> str:
         if self._ws is None:
             self._ws = encode(self.frame_type, self.data)
         return self._ws
+
+    def ws_frame(self) -> bytes:
+        """The whole server frame on the wire (text, unmasked, uncompressed): the same bytes for
+        every stream without compression, so a fan-out frames it once."""
+        if self._frame is None:
+            self._frame = text_frame(self.ws_text())
+        return self._frame
 
     def sse_text(self) -> str:
         if self._sse is None:

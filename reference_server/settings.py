@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20.0, gt=0)
     ws_handshake_timeout: float = Field(5.0, gt=0)
     ws_max_connections: int = Field(0, ge=0)  # 0: the open-file limit less a reserve
+    # A fan-out frames its item once and writes the bytes to each transport (guard.py); off:
+    # one ASGI send, and websockets' framing, per stream.
+    ws_prepared_frames: bool = True
     jwt_max_bytes: int = Field(4096, ge=64)
     notifications_archive_size: int = Field(1000, ge=1)
     redis_max_connections: int = Field(20000, ge=2)

@@ -209,3 +209,86 @@ async def test_close_all_closes_every_stream_with_the_code() -> None:
 )
 def test_stats_sum_per_user(pairs: list[tuple[str, int]], expected: dict[str, object]) -> None:
     assert stats_from_counts(pairs) == expected
+
+
+# -- prepared frames: one framing per fan-out, written straight to each transport -------------
+
+
+class Wire:
+    """A fake transport behind a frame writer; `paused` refuses like a full write buffer."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.paused = False
+
+    def write(self, frame: bytes) -> bool:
+        if self.paused:
+            return False
+        self.frames.append(frame)
+        return True
+
+    def titles(self) -> list[str]:
+        # A short unmasked text frame: 0x81, the length, the payload.
+        assert all(f[0] == 0x81 and f[1] == len(f) - 2 for f in self.frames)
+        return [json.loads(f[2:])["data"].get("title", "") for f in self.frames]
+
+
+def wired(hub: Hub, user: str, peer: Peer, wire: Wire, limit: int = 4) -> Connection:
+    conn = Connection(user, user, peer.send, peer.close, limit, write=wire.write)
+    assert hub.add_user_stream(conn) and conn.prepared
+    return conn
+
+
+async def test_a_broadcast_is_framed_once_and_the_same_bytes_reach_every_transport() -> None:
+    hub = Hub(max_per_user=1, chunk=2)
+    wires, peers = [Wire() for _ in range(5)], [Peer() for _ in range(5)]
+    for i, (wire, peer) in enumerate(zip(wires, peers, strict=True)):
+        wired(hub, f"u{i}", peer, wire)
+    await hub.to_everyone(note(1, "hello"))
+    await hub.heartbeat(Outgoing(FrameType.HEARTBEAT, {}))
+    first = wires[0].frames[0]
+    assert all(w.frames[0] is first for w in wires)  # one object: framed once, not per stream
+    assert all(w.titles() == ["hello", ""] for w in wires)
+    assert all(p.texts == [] for p in peers)  # no coroutine send per stream
+
+
+async def test_a_paused_transport_takes_the_coroutine_path_and_order_is_kept() -> None:
+    hub = Hub(max_per_user=1)
+    wire, peer = Wire(), Peer(blocked=True)
+    conn = wired(hub, "alice", peer, wire, limit=10)
+    await hub.to_user("alice", note(1))
+    wire.paused = True
+    await hub.to_user("alice", note(2))  # refused by the writer: a send waits on the peer
+    await hub.to_user("alice", note(3))  # queued behind it
+    wire.paused = False
+    await hub.to_user("alice", note(4))  # the writer would take it, but n2 and n3 are ahead
+    assert wire.titles() == ["n1"] and conn.queued == 2
+    peer.gate.set()
+    await until_drained(conn)
+    await hub.to_user("alice", note(5))
+    assert peer.titles() == ["n2", "n3", "n4"]
+    assert wire.titles() == ["n1", "n5"]
+
+
+async def test_a_paused_transport_that_stays_paused_is_a_slow_consumer() -> None:
+    hub = Hub(max_per_user=2)
+    slow_wire, fast_wire = Wire(), Wire()
+    slow_wire.paused = True
+    slow_peer = Peer(blocked=True)
+    slow = wired(hub, "alice", slow_peer, slow_wire, limit=3)
+    wired(hub, "alice", Peer(), fast_wire, limit=3)
+    for seq in range(1, 7):
+        await hub.to_user("alice", note(seq))
+    assert slow.closed and fast_wire.titles() == ["n1", "n2", "n3", "n4", "n5", "n6"]
+    slow_peer.gate.set()
+    await until_drained(slow)
+    assert slow_peer.closes == [WS_4408_SLOW_CONSUMER] and slow_wire.frames == []
+
+
+async def until_drained(conn: Connection) -> None:
+    """Run the loop until the stream's drain task has finished (bounded)."""
+    for _ in range(50):
+        if conn.queued == 0 and conn._drainer is None:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the drain task never finished")

@@ -304,3 +304,31 @@ async def test_metrics_show_streams_frames_and_loop_lag(
     assert after["streams"] >= 1 and after["notification_streams"] >= 1
     assert after["frames_sent"] >= before["frames_sent"] + 1
     assert after["loop_lag_ms"]["max_ms"] >= 0
+
+
+async def test_streams_take_prepared_frames_unless_compressed_or_switched_off(
+    servers: Servers, open_stream: Opener, user: Users
+) -> None:
+    """The same broadcast arrives intact by the prepared path and by both fallbacks."""
+    plain, deflating, switched_off = (
+        servers.start(),
+        servers.start(WS_COMPRESSION="true"),
+        servers.start(WS_PREPARED_FRAMES="false"),
+    )
+    for handle, compression, prepared in (
+        (plain, None, 1),
+        (deflating, "deflate", 0),
+        (deflating, None, 1),  # compression allowed but not negotiated: frames are alike
+        (switched_off, None, 0),
+    ):
+        client = await open_stream(handle, user(), compression=compression)
+        await client.expect("connected")
+        driver = Driver(handle.base, ADMIN)
+        try:
+            metrics = await driver.http.get("/api/ws/metrics", headers=auth_header(ADMIN))
+            assert metrics.json()["prepared_streams"] == prepared, (handle.base, compression)
+            published = await driver.broadcast("é" * 200)  # over 125 bytes: a longer header
+            assert (await client.expect("notification")).data == published
+        finally:
+            await driver.aclose()
+        await client.close()
