@@ -14,7 +14,16 @@ from contract_tests.report import environment as shared_environment
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-PACKAGES = ("ws-notify-harness", "locust", "uvicorn", "websockets", "fastapi", "redis", "psutil")
+PACKAGES = (
+    "ws-notify-harness",
+    "locust",
+    "uvicorn",
+    "uvloop",
+    "websockets",
+    "fastapi",
+    "redis",
+    "psutil",
+)
 
 LABELS = {
     "peak_connections": ("peak connections", ""),

@@ -170,6 +170,12 @@ def resources(
         "frames_sent_in_hold": frames,
         "cpu_us_per_msg": cpu_us,
         "loop_lag_max_ms": max(lags, default=None),
+        # Which settings the CPU figures were measured with (the server's own report).
+        "server_loops": sorted({s["loop"] for r in hold for s in r["servers"] if "loop" in s}),
+        "prepared_streams_max": max(
+            _series(hold, lambda r: _servers(r, "prepared_streams") if r["servers"] else None),
+            default=None,
+        ),
         "server_fds_max": max(
             _series(rows, lambda r: max((s.get("fds", 0) for s in r["servers"]), default=None)),
             default=None,

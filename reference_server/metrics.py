@@ -41,6 +41,7 @@ def snapshot(hub: Hub, lag: LoopLag) -> dict[str, Any]:
         "notification_streams": sum(hub.counts().values()),
         "prepared_streams": sum(c.prepared for c in streams),
         "frames_sent": hub.frames_sent,
+        "loop": "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio",
         "queued_frames": sum(c.queued for c in streams),
         "loop_lag_ms": lag.take(),
     }
