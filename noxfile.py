@@ -140,6 +140,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def peers(session: nox.Session) -> None:
+    """The same load against the reference, FastAPI defaults, websockets broadcast() and a floor."""
+    install(session, "load")
+    session.run("python", "-m", "loadtests.peers", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def compare(session: nox.Session) -> None:
     """SSE per-connection, SSE shared and WebSocket under the same load, side by side."""
     install(session, "load")

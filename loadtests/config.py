@@ -39,6 +39,7 @@ class RunConfig:
     heartbeat_interval: float = 30.0
     redis: bool = False
     source_addresses: tuple[str, ...] = ()
+    offer_compression: bool = False  # clients offer permessage-deflate, as browsers do
     thresholds: tuple[str, ...] = ()
     server_settings: dict[str, str] = field(default_factory=dict)
 
@@ -213,6 +214,7 @@ class LoadEnv:
     churn_hold: float
     source_addresses: tuple[str, ...]
     driver_cmd: str  # "" : the HTTP driver API
+    offer_compression: bool = False
 
     @staticmethod
     def variable(name: str) -> str:
@@ -267,4 +269,5 @@ class LoadEnv:
             churn_hold=float(get("churn_hold")),
             source_addresses=tuple(a for a in get("source_addresses").split(",") if a),
             driver_cmd=get("driver_cmd"),
+            offer_compression=get("offer_compression") == "True",
         )

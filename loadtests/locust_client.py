@@ -115,10 +115,13 @@ class WsStream:
         token: Callable[[], str],
         *,
         source_address: tuple[str, int] | None = None,
+        compression: str | None = None,
     ) -> None:
+        """`compression="deflate"` offers permessage-deflate, as browsers do."""
         self.target = target
         self.token = token
         self.source_address = source_address
+        self.compression = compression
         self.session = StreamSession(ReconnectPolicy(jitter=True))
         self.report = Reporter(environment, "WS")
         self.stream: BlockingStreamClient | None = None
@@ -134,6 +137,7 @@ class WsStream:
                 self.token(),
                 last_id=self.session.last_id,
                 source_address=self.source_address,
+                compression=self.compression,
                 max_queue=None,
                 open_timeout=60,
             )

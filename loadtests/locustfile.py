@@ -103,6 +103,7 @@ class StreamUser(User):
             lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),
             # Spread connections over 127.0.0.x source addresses (~28k ports each).
             source_address=(sources[n % len(sources)], 0) if sources else None,
+            compression="deflate" if self.load.offer_compression else None,
         )
 
     def back_off(self, code: int | None) -> None:

@@ -67,6 +67,7 @@ class External:
     server_pids: tuple[int, ...] = ()
     redis_url: str | None = None
     without: tuple[str, ...] = ()  # parts of the API it declares it lacks ("sse", ...)
+    metrics: bool = False  # it serves the reference server's /api/ws/metrics (loop lag, ...)
 
 
 @dataclass
@@ -98,7 +99,7 @@ def system(config: RunConfig, logs: Path, target: External | None) -> Iterator[S
             yield System(st.entry, st.secret, watched, None, None)
         return
     watched = Watched(
-        servers=dict.fromkeys(target.server_pids),
+        servers={pid: target.url if target.metrics else None for pid in target.server_pids},
         nginx_master=None,
         redis_pid=None,
         redis_url=target.redis_url,
@@ -205,6 +206,7 @@ def run(
             churn_hold=config.churn_hold,
             source_addresses=config.source_addresses,
             driver_cmd=st.driver_cmd or "",
+            offer_compression=config.offer_compression,
         ).to_environ()
         master_cmd, worker_cmds = locust_commands(config, free_port(), out / "locust")
         procs = _start_locust(master_cmd, worker_cmds, env, logs)

@@ -104,7 +104,11 @@ def _series(
 
 
 def _servers(row: dict[str, Any], key: str) -> float:
-    return float(sum(s.get(key, 0) or 0 for s in row.get("servers", [])))
+    return _sum(row, "servers", key)
+
+
+def _sum(row: dict[str, Any], group: str, key: str) -> float:
+    return float(sum(s.get(key, 0) or 0 for s in row.get(group, [])))
 
 
 def resources(
@@ -127,7 +131,12 @@ def resources(
     nginx_base = sum(n["rss_mb"] for n in baseline.get("nginx", []))
     first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
     cpu_us = frames = None
+    server_cpu = generator_cpu_s = None
     if first and last:
+        server_cpu = round(_servers(last, "cpu_seconds") - _servers(first, "cpu_seconds"), 3)
+        generator_cpu_s = round(
+            _sum(last, "generators", "cpu_seconds") - _sum(first, "generators", "cpu_seconds"), 3
+        )
         frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
         cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
         cpu_us = round(cpu / frames * 1e6, 2) if frames > 0 else None
@@ -168,6 +177,9 @@ def resources(
             round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
         ),
         "frames_sent_in_hold": frames,
+        # CPU seconds of the hold; divided by the clients' own count of deliveries (headline).
+        "server_cpu_seconds_in_hold": server_cpu if server_cpu else None,
+        "generator_cpu_seconds_in_hold": generator_cpu_s if generator_cpu_s else None,
         "cpu_us_per_msg": cpu_us,
         "loop_lag_max_ms": max(lags, default=None),
         # Which settings the CPU figures were measured with (the server's own report).
@@ -258,11 +270,23 @@ def headline(
         "publish_failures": fails.get("publish", 0),
         "mem_per_conn_kb": res["mem_per_conn_kb"],
         "cpu_us_per_msg": res["cpu_us_per_msg"],
+        "cpu_us_per_delivered": _per(res["server_cpu_seconds_in_hold"], tally.delivered),
+        "generator_cpu_us_per_received": _per(
+            res["generator_cpu_seconds_in_hold"], tally.delivered
+        ),
+        "generator_mem_per_conn_kb": res["generator_mem_per_conn_kb"],
         "loop_lag_max_ms": res["loop_lag_max_ms"],
         "server_rss_slope_last_third_mb_per_min": res["server_rss_slope_last_third_mb_per_min"],
         "server_fds_slope_last_third_per_min": res["server_fds_slope_last_third_per_min"],
         "generator_saturated": res["generator_saturated"],
     }
+
+
+def _per(cpu_seconds: float | None, deliveries: int) -> float | None:
+    """Microseconds of CPU per delivered notification (the clients' count), or None."""
+    if not cpu_seconds or deliveries <= 0:
+        return None
+    return round(cpu_seconds / deliveries * 1e6, 2)
 
 
 _THRESHOLD = re.compile(r"^\s*([a-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+)\s*$")
@@ -324,6 +348,9 @@ HEADLINE_KEYS = {
     "publish_failures",
     "mem_per_conn_kb",
     "cpu_us_per_msg",
+    "cpu_us_per_delivered",
+    "generator_cpu_us_per_received",
+    "generator_mem_per_conn_kb",
     "loop_lag_max_ms",
     "server_rss_slope_last_third_mb_per_min",
     "server_fds_slope_last_third_per_min",

@@ -17,7 +17,7 @@ from loadtests.summary import (
     read_tally,
     resources,
 )
-from loadtests.tally import count
+from loadtests.tally import Published, StreamLog, count
 
 
 def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str, str]:
@@ -46,7 +46,7 @@ def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, 
             }
         ],
         "nginx": [],
-        "generators": [{"cpu_percent": 40.0}],
+        "generators": [{"cpu_percent": 40.0, "cpu_seconds": cpu * 2, "rss_mb": rss / 2}],
     }
 
 
@@ -88,6 +88,8 @@ def test_resources_of_the_hold_phase() -> None:
     assert res["connections_held"] == 1000
     assert res["mem_per_conn_kb"] == pytest.approx(40 * 1024 / 1000, rel=1e-3)
     assert res["cpu_us_per_msg"] == pytest.approx(1.0 / 4000 * 1e6)
+    assert res["server_cpu_seconds_in_hold"] == 1.0
+    assert res["generator_cpu_seconds_in_hold"] == 2.0
     assert res["server_rss_slope_mb_per_min"] == 0
     assert res["generator_saturated"] is False
     assert res["loop_lag_max_ms"] == 3.0
@@ -154,3 +156,15 @@ def test_the_soak_levels_off_only_if_the_last_third_is_flat() -> None:
     soak = Threshold.parse("server_rss_slope_last_third_mb_per_min<=0.5", HEADLINE_KEYS)
     assert soak.check({"server_rss_slope_last_third_mb_per_min": 1.0})[0] is False
     assert soak.check({"server_rss_slope_last_third_mb_per_min": None})[0] is False
+
+
+def test_cpu_per_delivery_divides_by_the_clients_count_not_the_servers() -> None:
+    rows = [row(10, 1000, 90.0, 2.0, 1000), row(12, 1000, 90.0, 3.0, 999_999)]
+    res = resources(rows, row(0, 0, 50.0, 0.0, 0), hold_from=1010)
+    stream = StreamLog("a", "a", connected_at=1.0, ended_at=99.0, ids=("b1",))
+    tally = count([Published("b1", None, sent_at=5.0, acked_at=5.1)], [stream])
+    figures = headline({}, {}, [], res, tally)
+    assert figures["cpu_us_per_delivered"] == 1e6  # 1 CPU-second over 1 delivery
+    assert figures["generator_cpu_us_per_received"] == 2e6
+    nothing = headline({}, {}, [], res, count([], []))
+    assert nothing["cpu_us_per_delivered"] is None  # no delivery: no figure, not zero
