@@ -12,6 +12,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+# `nox -s bench`: how much slower than the committed baseline a best round may be. The minimum
+# of many rounds is what this noisy 2-core VM repeats best; 30% is past its run-to-run spread.
+BENCH_MARGIN = "30%"
 PYTHON = "3.11"
 
 
@@ -119,13 +122,15 @@ def faults_ci(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Micro-benchmarks of the hot paths against the baseline in reference_server/bench/baseline."""
+    """Hot-path micro-benchmarks; fails past BENCH_MARGIN of the committed baseline."""
     install(session, "load")
     storage = "--benchmark-storage=file://reference_server/bench/baseline"
     if "--save-baseline" in session.posargs:
         mode = ["--benchmark-save=baseline"]
     else:
-        mode = ["--benchmark-compare"]
+        # A benchmark whose best round is more than BENCH_MARGIN slower than the baseline's
+        # fails the session; with no baseline for this machine, pytest-benchmark refuses.
+        mode = ["--benchmark-compare", f"--benchmark-compare-fail=min:{BENCH_MARGIN}"]
     session.run(
         "pytest",
         "reference_server/bench",

@@ -40,6 +40,9 @@ class RunConfig:
     redis: bool = False
     source_addresses: tuple[str, ...] = ()
     offer_compression: bool = False  # clients offer permessage-deflate, as browsers do
+    # After each broadcast, ask the server's stats how many streams it holds (a cross-check
+    # shown per broadcast). Off where the server's cost of answering would skew a comparison.
+    stats_cross_check: bool = True
     thresholds: tuple[str, ...] = ()
     server_settings: dict[str, str] = field(default_factory=dict)
 
@@ -215,6 +218,7 @@ class LoadEnv:
     source_addresses: tuple[str, ...]
     driver_cmd: str  # "" : the HTTP driver API
     offer_compression: bool = False
+    stats_cross_check: bool = True
 
     @staticmethod
     def variable(name: str) -> str:
@@ -270,4 +274,5 @@ class LoadEnv:
             source_addresses=tuple(a for a in get("source_addresses").split(",") if a),
             driver_cmd=get("driver_cmd"),
             offer_compression=get("offer_compression") == "True",
+            stats_cross_check=get("stats_cross_check") == "True",
         )

@@ -245,7 +245,7 @@ class Publisher(User):
         acked_at = time.time()
         fire(self.environment, "HTTP", "broadcast", (acked_at - sent_at) * 1000, error=error)
         # What the server's own stats say it holds: a cross-check, never the expectation.
-        stats = self.server_streams() if run.scenario != "sse" else None
+        stats = self.server_streams() if run.stats_cross_check and run.scenario != "sse" else None
         self.write(note, None, sent_at, acked_at, error, seq=seq, server_streams=stats)
         if run.scenario != "mixed":  # mixed publishes personal notifications in between
             gevent.sleep(max(0.0, run.broadcast_interval - (time.time() - sent_at)))

@@ -207,6 +207,7 @@ def run(
             source_addresses=config.source_addresses,
             driver_cmd=st.driver_cmd or "",
             offer_compression=config.offer_compression,
+            stats_cross_check=config.stats_cross_check,
         ).to_environ()
         master_cmd, worker_cmds = locust_commands(config, free_port(), out / "locust")
         procs = _start_locust(master_cmd, worker_cmds, env, logs)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         uds=args.uds,
         workers=args.workers,
-        loop=settings.event_loop,
+        loop=settings.ws_event_loop,
         # Below the app (guard.py): a deadline for request heads, a connection cap, and an
         # answer to a handshake websockets cannot parse.
         ws="reference_server.guard:GuardedWebSocketProtocol",

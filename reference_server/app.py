@@ -216,7 +216,36 @@ def _allow_long_request_lines() -> None:
     websockets.http11.MAX_LINE_LENGTH = max(limit, MAX_REQUEST_LINE)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+StreamHandler = Callable[[WebSocket], Awaitable[None]]
+TaskStreamHandler = Callable[[WebSocket, str], Awaitable[None]]
+TASKS_PREFIX = WS_TASKS_PATH.split("{", 1)[0]
+
+
+class StreamsFirst:
+    """The ASGI app: the two stream endpoints straight to their handlers, the rest to FastAPI.
+
+    Through FastAPI, each open stream keeps its whole middleware, routing and dependency stack
+    suspended for the stream's life; straight here it keeps only its handler's frames (README:
+    memory per stream).
+    """
+
+    def __init__(self, app: FastAPI, notifications: StreamHandler, task: TaskStreamHandler) -> None:
+        self.app = app
+        self.notifications = notifications
+        self.task = task
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            path = scope["path"]
+            if path == WS_NOTIFICATIONS_PATH:
+                return await self.notifications(WebSocket(scope, receive, send))
+            task_id = path.removeprefix(TASKS_PREFIX)
+            if task_id != path and task_id and "/" not in task_id:
+                return await self.task(WebSocket(scope, receive, send), task_id)
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> StreamsFirst:
     """The ASGI app; settings come from the environment unless given."""
     _allow_long_request_lines()
     services = build_services(settings or load_settings())
@@ -354,7 +383,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             write = ws.scope.get("extensions", {}).get(PREPARED_FRAMES, {}).get("write")
         return Connection(key, user.user_id, ws.send_text, ws.close, cfg.ws_send_queue, write=write)
 
-    @app.websocket(WS_NOTIFICATIONS_PATH)
     async def ws_notifications(ws: WebSocket) -> None:
         user = await accept(ws)
         if user is None:
@@ -366,7 +394,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         await guarded(ws, conn, run())
 
-    @app.websocket(WS_TASKS_PATH)
     async def ws_task(ws: WebSocket, task_id: str) -> None:
         user = await accept(ws)
         if user is None:
@@ -460,4 +487,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(contract_module(), media_type="text/javascript")
 
     app.mount(APP_PATH, StaticFiles(directory=str(static_dir()), html=True), name="app")
-    return app
+    return StreamsFirst(app, ws_notifications, ws_task)

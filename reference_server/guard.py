@@ -23,6 +23,7 @@ from typing import Any, Final
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from reference_server.lean import Flag, Inbox
 from reference_server.protocol import PREPARED_FRAMES
 from reference_server.settings import load_settings
 
@@ -115,7 +116,20 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     it queues that HTTP answer and yields no request event; uvicorn waits for the event, so
     the answer is never written and the client waits forever. Here it goes out, and the
     connection is closed.
+
+    Per connection it holds less than uvicorn's: lean stand-ins for its Event and Queue, and
+    neither the handshake's request nor its response once the stream is open.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag(True)  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            self.request = self.response = None  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)

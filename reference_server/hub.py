@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,7 +298,15 @@ class Hub:
         return list(self._users)
 
     def connections(self) -> list[Connection]:
-        return [c for table in (self._users, self._tasks) for g in table.values() for c in g]
+        return list(self.iter_connections())
+
+    def iter_connections(self) -> Iterator[Connection]:
+        for table in (self._users, self._tasks):
+            for group in table.values():
+                yield from group
+
+    def counted_streams(self) -> int:
+        return len(self._is_counted)
 
     def counts(self) -> dict[str, int]:
         """Counted notification streams per user (the stats figures)."""

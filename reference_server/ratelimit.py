@@ -13,9 +13,12 @@ class FrameRate:
     def __init__(self, rate: int, window: float = 1.0) -> None:
         self._rate = rate
         self._window = window
-        self._times: deque[float] = deque(maxlen=rate)
+        # Made on the first frame: most streams never send one, and a deque is 750 bytes.
+        self._times: deque[float] | None = None
 
     def allow(self, now: float) -> bool:
+        if self._times is None:
+            self._times = deque(maxlen=self._rate)
         if len(self._times) == self._rate and now - self._times[0] < self._window:
             return False
         self._times.append(now)

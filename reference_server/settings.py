@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # one ASGI send, and websockets' framing, per stream.
     ws_prepared_frames: bool = True
     # uvicorn's `loop`: "auto" takes uvloop when it is installed (the `server` extra has it).
-    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    ws_event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     jwt_max_bytes: int = Field(4096, ge=64)
     notifications_archive_size: int = Field(1000, ge=1)
     redis_max_connections: int = Field(20000, ge=2)
