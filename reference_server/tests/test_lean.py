@@ -21,7 +21,7 @@ async def test_every_waiter_wakes_when_the_flag_is_set_and_a_cancelled_one_does_
     await asyncio.sleep(0)
     assert not first.done() and not second.done()
     flag.set()
-    assert await asyncio.wait_for(asyncio.gather(first, second), 1) == [True, True]
+    assert list(await asyncio.wait_for(asyncio.gather(first, second), 1)) == [True, True]
     with pytest.raises(asyncio.CancelledError):
         await doomed
 
