@@ -138,6 +138,14 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_initiated and not self.close_sent and not self.conn.extensions:
             self.scope["extensions"][PREPARED_FRAMES] = {"write": self.write_prepared}
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The scope holds the writer, a bound method of this protocol, which holds the scope: a
+        # cycle only a full collection would free. Broken here, the protocol goes when the
+        # stream does (the half-open-client fault row watches memory across rounds).
+        if self.handshake_initiated and hasattr(self, "scope"):
+            self.scope["extensions"].pop(PREPARED_FRAMES, None)
+        super().connection_lost(exc)
+
     def write_prepared(self, frame: bytes) -> bool:
         """Write a whole server frame unless the transport is paused (backpressure), closing,
         or past the close frame; False means nothing was written."""

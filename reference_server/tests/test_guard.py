@@ -4,18 +4,27 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import time
+import weakref
 
 import httpx
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 from websockets.exceptions import InvalidStatus
 
 from harness.fixtures import Servers, token
 from harness.stack import ServerHandle
 from notify_client.client import StreamClient
 from notify_client.waiting import until_true
-from reference_server.guard import REFUSAL, RESERVED_FILES, default_max_connections
-from reference_server.protocol import WS_NOTIFICATIONS_PATH
+from reference_server.guard import (
+    REFUSAL,
+    RESERVED_FILES,
+    GuardedWebSocketProtocol,
+    default_max_connections,
+)
+from reference_server.protocol import PREPARED_FRAMES, WS_NOTIFICATIONS_PATH
 
 HALF = b"GET /api/ws/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 STALLED = 800
@@ -129,3 +138,53 @@ async def test_a_handshake_websockets_cannot_parse_is_answered(servers: Servers)
     answer = await asyncio.wait_for(reader.read(), 5)  # the whole answer, then the close
     writer.close()
     assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+class _Transport(asyncio.Transport):
+    """Takes what the protocol writes; closing it ends the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
+
+
+async def test_a_closed_streams_protocol_is_freed_without_a_garbage_collection() -> None:
+    """The prepared-frame writer in the scope must not keep the protocol in a cycle."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    config = Config(app, ws_ping_interval=None)
+    config.load()
+    protocol = GuardedWebSocketProtocol(config, ServerState(), {})
+    transport = _Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(
+        b"GET /api/ws/notifications HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert PREPARED_FRAMES in protocol.scope["extensions"]
+    await asyncio.gather(*protocol.tasks)  # the app returns at once
+    await asyncio.sleep(0)  # the tasks' done callbacks
+    gone = weakref.ref(protocol)
+    gc.disable()
+    try:
+        protocol.connection_lost(None)
+        del protocol, transport
+        assert gone() is None, "a reference cycle keeps the protocol of a closed stream"
+    finally:
+        gc.enable()
