@@ -13,8 +13,10 @@ nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 # `nox -s bench`: how much slower than the committed baseline a best round may be. The minimum
-# of many rounds is what this noisy 2-core VM repeats best; 30% is past its run-to-run spread.
-BENCH_MARGIN = "30%"
+# of many rounds is what this VM repeats best, within 3% mostly, but one run in a few is up to
+# 49% slower on some benchmark; 75% stays clear of that and still fails on the broadcast path
+# losing its prepared frames (+103-109%, reports/README.md).
+BENCH_MARGIN = "75%"
 PYTHON = "3.11"
 
 
