@@ -6,7 +6,8 @@ import nox
 
 # uv when it is installed (.ci/run installs it): a session's environment in seconds, not a minute.
 nox.options.default_venv_backend = "uv|venv"
-nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci", "browser"]
+# The client check (`browser`) runs inside `tests` (test_client_check.py): not twice in CI.
+nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci"]
 nox.options.reuse_existing_virtualenvs = True
 # A session whose Python is missing fails instead of being skipped (a skipped CI passes).
 nox.options.error_on_missing_interpreters = True
@@ -35,7 +36,7 @@ def thresholds(*checks: str) -> list[str]:
 def tests(session: nox.Session) -> None:
     """Run the test suite against real uvicorn and redis-server processes."""
     install(session, "load")  # the test group, and locust for the load runs the tests make
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--durations=20", *session.posargs)
 
 
 @nox.session(python=PYTHON)
