@@ -127,6 +127,20 @@ def started(peer: Peer, logs: Path, secret: str) -> Iterator[ServerHandle]:
         handle.process.stop()
 
 
+@contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` inside, and as it was (set or not) afterwards."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
     """Start the peer, run the load at it, stop it; its figures or why there are none."""
     secret = secrets.token_urlsafe(48)
@@ -136,9 +150,6 @@ def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
             if peer.publish_channel:
                 channel = f"ws://127.0.0.1:{handle.port}"
                 driver = f"{sys.executable} -m examples.partial_publish --url {channel}"
-            # The publish command mints its admin token from JWT_SECRET; locust passes its
-            # environment on to the command.
-            os.environ["JWT_SECRET"] = secret
             target = External(
                 handle.base,
                 secret,
@@ -146,11 +157,12 @@ def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
                 server_pids=(handle.process.pid,),
                 metrics=peer.metrics,
             )
-            outcome = run(config, out, name=peer.name, target=target)
+            # The publish command mints its admin token from JWT_SECRET; locust passes its
+            # environment on to the command.
+            with environment_variable("JWT_SECRET", secret):
+                outcome = run(config, out, name=peer.name, target=target)
     except (BudgetError, LoadError, StackError) as exc:
         return PeerResult(peer.name, peer.title, {}, error=str(exc))
-    finally:
-        os.environ.pop("JWT_SECRET", None)
     figures = outcome.figures
     if not figures.get("delivered"):
         name = outcome.directory.name

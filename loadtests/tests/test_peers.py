@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.stack import ServerHandle, start_server
-from loadtests.peers import PeerResult, ratios, verdicts, write
+from loadtests.peers import PeerResult, environment_variable, ratios, verdicts, write
 from notify_client.client import StreamClient
 from notify_contract.tokens import Minter
 
@@ -112,3 +113,16 @@ async def test_the_floor_sends_connected_then_what_the_publish_channel_gives_it(
         await stream.close()
     with pytest.raises(Exception, match="403"):
         await StreamClient.open(floor.base, "/api/ws/notifications", "not-a-token")
+
+
+def test_the_secret_for_the_publish_command_leaves_the_environment_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "the user's own")
+    with environment_variable("JWT_SECRET", "a peer's"):
+        assert os.environ["JWT_SECRET"] == "a peer's"
+    assert os.environ["JWT_SECRET"] == "the user's own"
+    monkeypatch.delenv("JWT_SECRET")
+    with environment_variable("JWT_SECRET", "a peer's"):
+        pass
+    assert "JWT_SECRET" not in os.environ
