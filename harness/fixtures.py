@@ -60,13 +60,15 @@ class Servers:
         uds: Path | None = None,
         module: str = "reference_server",
         python: Path | None = None,
+        port: int | None = None,
         **settings: str,
     ) -> ServerHandle:
+        """`port`: listen there (a server started again where a stopped one was)."""
         env = {**BASE_SETTINGS, **settings}
         if redis is not None:
             env["REDIS_URL"] = redis.url
         handle = start_server(
-            self.log_dir, env, workers=workers, uds=uds, module=module, python=python
+            self.log_dir, env, port=port, workers=workers, uds=uds, module=module, python=python
         )
         self.started.append(handle)
         return handle

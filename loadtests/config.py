@@ -76,6 +76,24 @@ PROFILES: dict[str, RunConfig] = {
     ),
     # The default: 10k WebSocket streams through nginx, a broadcast every 5 s.
     "capacity": RunConfig(),
+    # 100,000 streams through nginx for 5 minutes, on one box: six instances joined by Redis,
+    # twelve nginx workers and six generator workers (16,667 streams each, under the 20,000
+    # open files a process), from five source addresses (20,000 ports each). Pings and
+    # heartbeats every 60 s and a broadcast every 30 s: at 100k on two cores, pings every 20 s
+    # alone would take about a core.
+    "100k": RunConfig(
+        scenario="fanout",
+        users=100_000,
+        rate=400,
+        hold=300,
+        instances=6,
+        generator_workers=6,
+        nginx_workers=12,
+        broadcast_interval=30.0,
+        heartbeat_interval=60.0,
+        source_addresses=tuple(f"127.0.0.{i}" for i in range(2, 7)),
+        server_settings={"WS_PING_INTERVAL": "60", "WS_PING_TIMEOUT": "60"},
+    ),
     # An hour of mixed load on Redis (nox -s soak; --duration shortens it): does it level off?
     "soak": RunConfig(
         scenario="mixed",
@@ -186,10 +204,11 @@ def check_budget(
 
 
 # The user classes of loadtests/locustfile.py each scenario runs, named on locust's command line.
+# A HerdUser holds a worker's share of the streams (loadtests.herd): one per worker.
 SCENARIO_USERS: dict[str, tuple[str, ...]] = {
-    "idle": ("IdleUser",),
-    "fanout": ("IdleUser", "Publisher"),
-    "personal": ("IdleUser", "Publisher"),
+    "idle": ("HerdUser",),
+    "fanout": ("HerdUser", "Publisher"),
+    "personal": ("HerdUser", "Publisher"),
     "churn": ("ChurnUser",),
     "tasks": ("TaskUser",),
     "sse": ("SseUser", "Publisher"),
@@ -213,6 +232,7 @@ class LoadEnv:
     broadcast_interval: float
     publish_rate: float
     users: int
+    rate: float  # streams opened a second, over all workers
     generator_workers: int
     churn_hold: float
     source_addresses: tuple[str, ...]
@@ -269,6 +289,7 @@ class LoadEnv:
             broadcast_interval=float(get("broadcast_interval")),
             publish_rate=float(get("publish_rate")),
             users=int(get("users")),
+            rate=float(get("rate")),
             generator_workers=int(get("generator_workers")),
             churn_hold=float(get("churn_hold")),
             source_addresses=tuple(a for a in get("source_addresses").split(",") if a),

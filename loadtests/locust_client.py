@@ -15,6 +15,8 @@ the resume id and the reconnect policy. Request events, per stream kind ("WS" or
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,7 +25,7 @@ import httpx
 from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
 
-from notify_client.client import BlockingStreamClient, Closed
+from notify_client.client import BlockingStreamClient, Closed, Frame, ProtocolViolation
 from notify_client.session import Delivery, StreamSession
 from notify_client.sse_client import BlockingSseStream
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
@@ -78,7 +80,8 @@ class Reporter:
         fire(self.environment, self.kind, name, ms, length, error)
 
     def notification(self, delivery: Delivery, size: int) -> None:
-        self.ids.append(delivery.id)
+        # Every stream gets the broadcast's id: one string for all (a 100k run keeps them all).
+        self.ids.append(sys.intern(delivery.id))
         data = delivery.data
         sent_at = data.get("sent_at")
         latency = (
@@ -140,10 +143,11 @@ class WsStream:
                 compression=self.compression,
                 max_queue=None,
                 open_timeout=60,
+                keep=False,
             )
             self.session.opened()
             hello = stream.recv(timeout=60)
-        except (OSError, TimeoutError, Closed, InvalidHandshake) as exc:
+        except (OSError, TimeoutError, Closed, InvalidHandshake, ProtocolViolation) as exc:
             if stream is not None:
                 stream.close()
             self._connected(started, f"{type(exc).__name__}: {exc}")
@@ -164,7 +168,19 @@ class WsStream:
     def read(self, timeout: float) -> None:
         """One frame (TimeoutError if none came); Closed when the stream ended."""
         assert self.stream is not None
-        frame = self.stream.recv(timeout=timeout)
+        self._report(self.stream.recv(timeout=timeout))
+
+    def read_ready(self, *, pump: bool = True) -> None:
+        """Every frame there is now, without waiting: call it when the socket is readable
+        (`pump=False`: only what was read already, as after `connect`). Closed: it ended."""
+        assert self.stream is not None
+        if pump:
+            with contextlib.suppress(TimeoutError):  # woken, but nothing to read after all
+                self.stream.io.pump(0.001)
+        while (frame := self.stream.take()) is not None:
+            self._report(frame)
+
+    def _report(self, frame: Frame) -> None:
         self.report.frame(frame.type, self.session.received(frame.type, frame.data), len(frame.raw))
 
     def hold(self, timeout: float = 3600) -> int | None:
@@ -173,9 +189,18 @@ class WsStream:
             while True:
                 self.read(timeout)
         except Closed as closed:
-            self.report.fire(f"close {closed.code}", error=closed.reason or "closed")
-            self.close()  # its socket: an 80k run ran out of descriptors without this
-            return closed.code
+            return self.ended(closed)
+
+    def ended(self, closed: Closed) -> int | None:
+        """Report the close, drop the socket, return the code."""
+        self.report.fire(f"close {closed.code}", error=closed.reason or "closed")
+        self.close()  # its socket: an 80k run ran out of descriptors without this
+        return closed.code
+
+    def violated(self, exc: ProtocolViolation) -> None:
+        """The server sent what the contract does not allow: report it, drop the stream."""
+        self.report.fire("protocol violation", error=str(exc))
+        self.close()
 
     def next_attempt(self, code: int | None) -> float | None:
         """When to connect again after `code` (monotonic clock), or None: give up."""

@@ -24,6 +24,7 @@ from locust import User, constant, events, task
 from locust.env import Environment
 
 from loadtests.config import LoadEnv
+from loadtests.herd import Herd
 from loadtests.locust_client import SseStream, WsStream, fire
 from notify_client.client import BlockingStreamClient, Closed
 from notify_client.driver import BlockingDriver, task_call
@@ -80,10 +81,56 @@ def wait_until(due: float) -> None:
     gevent.sleep(max(0.0, due - time.monotonic()))
 
 
-def log_stream(run: LoadEnv, line: dict[str, Any]) -> None:
-    """Append one stream's record to this process's file (loadtests.tally reads them all)."""
+def log_streams(run: LoadEnv, lines: list[dict[str, Any]]) -> None:
+    """Append streams' records to this process's file (loadtests.tally reads them all)."""
     with (run.run_dir / f"streams-{os.getpid()}.jsonl").open("a") as f:
-        f.write(json.dumps(line) + "\n")
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+
+
+def ws_stream(environment: Environment, run: LoadEnv, user_id: str) -> WsStream:
+    """The stream of the simulated user `user_id` (named by `user_name`)."""
+    sources = run.source_addresses
+    n = int(user_id.rsplit("-", 1)[1])
+    return WsStream(
+        environment,
+        run.target,
+        lambda: tokens(run.secret).mint(user_id, ttl=86400),
+        # Spread connections over 127.0.0.x source addresses (~28k ports each).
+        source_address=(sources[n % len(sources)], 0) if sources else None,
+        compression="deflate" if run.offer_compression else None,
+    )
+
+
+def herd_size(run: LoadEnv, worker: int) -> int:
+    """This worker's share of the run's streams (one herd per worker)."""
+    share, extra = divmod(run.users, max(1, run.generator_workers))
+    return share + (1 if worker < extra else 0)
+
+
+class HerdUser(User):
+    """`idle`, `fanout` and `personal`: one user per generator worker holds the worker's share
+    of the streams (`loadtests.herd`), each reconnecting per docs/contract.md 7, resuming."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.load = run_of(self.environment)
+        worker = int(getattr(self.environment.runner, "worker_index", 0) or 0)
+        size = herd_size(self.load, worker)
+        self.members = [
+            (name, ws_stream(self.environment, self.load, name))
+            for name in (user_name(self.environment) for _ in range(size))
+        ]
+        rate = self.load.rate / max(1, self.load.generator_workers)
+        self.herd = Herd([stream for _, stream in self.members], rate)
+
+    @task
+    def hold(self) -> None:
+        self.herd.run()
+
+    def on_stop(self) -> None:
+        self.herd.close()
+        log_streams(self.load, [s.report.record(name, name) for name, s in self.members])
 
 
 class StreamUser(User):
@@ -95,16 +142,7 @@ class StreamUser(User):
     def on_start(self) -> None:
         self.load = run_of(self.environment)
         self.user_id = user_name(self.environment)
-        sources = self.load.source_addresses
-        n = int(self.user_id.rsplit("-", 1)[1])
-        self.client = WsStream(
-            self.environment,
-            self.load.target,
-            lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),
-            # Spread connections over 127.0.0.x source addresses (~28k ports each).
-            source_address=(sources[n % len(sources)], 0) if sources else None,
-            compression="deflate" if self.load.offer_compression else None,
-        )
+        self.client = ws_stream(self.environment, self.load, self.user_id)
 
     def back_off(self, code: int | None) -> None:
         due = self.client.next_attempt(code)
@@ -118,7 +156,7 @@ class StreamUser(User):
 
 
 class IdleUser(StreamUser):
-    """`idle`, `fanout` and `personal`: a notification stream, held; its record is logged."""
+    """`mixed`: a notification stream, held by its own greenlet; its record is logged."""
 
     weight = 8  # in `mixed`, beside ChurnUser and TaskUser (1 each)
 
@@ -131,7 +169,7 @@ class IdleUser(StreamUser):
 
     def on_stop(self) -> None:
         super().on_stop()
-        log_stream(self.load, self.client.report.record(self.user_id, self.user_id))
+        log_streams(self.load, [self.client.report.record(self.user_id, self.user_id)])
 
 
 class ChurnUser(StreamUser):
@@ -174,7 +212,7 @@ class SseUser(User):
             gevent.sleep(1.0)
 
     def on_stop(self) -> None:
-        log_stream(self.load, self.client.report.record(self.user_id, self.user_id))
+        log_streams(self.load, [self.client.report.record(self.user_id, self.user_id)])
 
 
 class TaskUser(User):

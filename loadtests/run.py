@@ -121,6 +121,10 @@ def locust_commands(
 ) -> tuple[list[str], list[list[str]]]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--loglevel", "WARNING"]
     fixed = 1 if config.scenario in ("fanout", "personal", "sse") else 0
+    classes = list(SCENARIO_USERS[config.scenario])  # locust runs the user classes named
+    users, rate = config.users + fixed, config.rate
+    if "HerdUser" in classes:  # one herd per worker, all at once; each paces its own streams
+        users = rate = config.generator_workers + fixed
     master = [
         *base,
         "--headless",
@@ -132,9 +136,9 @@ def locust_commands(
         "--expect-workers",
         str(config.generator_workers),
         "-u",
-        str(config.users + fixed),
+        str(users),
         "-r",
-        f"{config.rate:g}",
+        f"{rate:g}",
         "-t",
         f"{round(config.duration + SETTLE)}s",
         "--stop-timeout",
@@ -144,7 +148,6 @@ def locust_commands(
         "--only-summary",
     ]
     worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    classes = list(SCENARIO_USERS[config.scenario])  # locust runs the user classes named
     return [*master, *classes], [[*worker, *classes]] * config.generator_workers
 
 
@@ -202,6 +205,7 @@ def run(
             broadcast_interval=config.broadcast_interval,
             publish_rate=config.publish_rate,
             users=config.users,
+            rate=config.rate,
             generator_workers=config.generator_workers,
             churn_hold=config.churn_hold,
             source_addresses=config.source_addresses,

@@ -200,10 +200,12 @@ class _Connection(Protocol):
 class _Stream:
     """What both forms share: parsing, the transcript, the close code."""
 
-    def __init__(self, ws: _Connection, record: Recorder | None) -> None:
+    def __init__(self, ws: _Connection, record: Recorder | None, keep: bool = True) -> None:
+        """`keep=False`: do not keep the frames in `received` (a load generator's streams)."""
         self._conn = ws
         self.received: list[Frame] = []
         self._record = record
+        self._keep = keep
 
     @property
     def close_code(self) -> int | None:
@@ -212,7 +214,8 @@ class _Stream:
     def _received(self, text: str | bytes) -> Frame:
         self._note("received", text if isinstance(text, str) else f"<{len(text)} binary bytes>")
         frame = parse_frame(text)
-        self.received.append(frame)
+        if self._keep:
+            self.received.append(frame)
         return frame
 
     def _closed(self) -> Closed:
@@ -346,8 +349,8 @@ class SansIOSocket:
 class BlockingStreamClient(_Stream):
     """One open stream, blocking: plain sockets, so it runs under gevent (the locust users)."""
 
-    def __init__(self, io: SansIOSocket, record: Recorder | None = None) -> None:
-        super().__init__(io, record)
+    def __init__(self, io: SansIOSocket, record: Recorder | None = None, keep: bool = True) -> None:
+        super().__init__(io, record, keep)
         self.io = io
 
     @classmethod
@@ -359,9 +362,11 @@ class BlockingStreamClient(_Stream):
         *,
         record: Recorder | None = None,
         source_address: tuple[str, int] | None = None,
+        keep: bool = True,
         **handshake: Any,
     ) -> BlockingStreamClient:
-        """Connect (see `Handshake.build`); `source_address` picks the local address."""
+        """Connect (see `Handshake.build`); `source_address` picks the local address; `keep`:
+        see `_Stream`."""
         hs = Handshake.build(base, path, token, **handshake)
         uri = parse_uri(hs.url)
         timeout = hs.options["open_timeout"]
@@ -385,22 +390,31 @@ class BlockingStreamClient(_Stream):
         except BaseException:
             sock.close()
             raise
-        return cls(io, record)
+        return cls(io, record, keep)
+
+    def take(self) -> Frame | None:
+        """The next frame already read, without waiting (None: none yet); Closed when the
+        stream closed. A loop that watches many sockets calls `io.pump` when one is readable,
+        then this until None."""
+        while self.io.pending:
+            event = self.io.pending.popleft()
+            if event.opcode is Opcode.TEXT:
+                return self._received(event.data.decode())
+            if event.opcode is Opcode.BINARY:
+                return self._received(bytes(event.data))
+            if event.opcode is Opcode.CLOSE:
+                raise self._closed()
+        if self.io.eof or self.io.protocol.state is State.CLOSED:
+            raise self._closed()
+        return None
 
     def recv(self, timeout: float = 5.0) -> Frame:
         """The next text frame; Closed when the stream closed; TimeoutError if none came."""
         deadline = time.monotonic() + timeout
         while True:
-            while self.io.pending:
-                event = self.io.pending.popleft()
-                if event.opcode is Opcode.TEXT:
-                    return self._received(event.data.decode())
-                if event.opcode is Opcode.BINARY:
-                    return self._received(bytes(event.data))
-                if event.opcode is Opcode.CLOSE:
-                    raise self._closed()
-            if self.io.eof or self.io.protocol.state is State.CLOSED:
-                raise self._closed()
+            frame = self.take()
+            if frame is not None:
+                return frame
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no frame in time")

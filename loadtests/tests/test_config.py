@@ -72,6 +72,7 @@ def test_load_env_round_trips_through_locusts_own_option_parser(
         broadcast_interval=2.0,
         publish_rate=3.0,
         users=10,
+        rate=25.0,
         generator_workers=2,
         churn_hold=3.0,
         source_addresses=("127.0.0.2", "127.0.0.3"),
