@@ -293,11 +293,17 @@ def create_app(settings: Settings | None = None) -> StreamsFirst:
         return not cfg.ws_allowed_origins or origin is None or origin in cfg.ws_allowed_origins
 
     async def accept(ws: WebSocket) -> Principal | None:
-        """Origin check (refused before accept), accept, then the token (4401 after accept)."""
+        """Origin check (refused before accept), accept, 1001 if shutting down, then the
+        token (4401 after accept)."""
         if not origin_allowed(ws):
             await ws.close()  # before accept: the server answers HTTP 403
             return None
         await ws.accept()
+        if services.stopping.is_set():
+            # Between SIGTERM and uvicorn closing its listener: a stream opened now would be
+            # dropped in a moment; the client backs off and finds another server (5.9, 7.4).
+            await ws.close(CloseCode.GOING_AWAY, "server shutting down")
+            return None
         try:
             return services.verifier.verify(token_from_request(ws.query_params, ws.headers))
         except AuthError as exc:

@@ -9,7 +9,8 @@ before reading anything, to a connection that would pass the cap.
 
 The WebSocket protocol (uvicorn's websockets-sansio one, subclassed) also offers the app a frame
 writer through the `PREPARED_FRAMES` scope extension: a fan-out writes one prepared frame to
-each transport without an ASGI message, a coroutine and websockets' framing per stream.
+each transport without an ASGI message, a coroutine and websockets' framing per stream. Its
+pings come from the process's ping sweep (keepalive.py) instead of timers of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Final
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from reference_server.keepalive import LoopSweep, sweep_of
 from reference_server.lean import Flag, Inbox
 from reference_server.protocol import PREPARED_FRAMES
 from reference_server.settings import load_settings
@@ -45,6 +47,12 @@ def default_max_connections() -> int:
     """The process's open-file limit less RESERVED_FILES (at least 1)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(1, soft - RESERVED_FILES)
+
+
+@functools.cache
+def ping_sweep() -> bool:
+    """WS_PING_SWEEP of this process (read once)."""
+    return load_settings().ws_ping_sweep
 
 
 @functools.cache
@@ -125,6 +133,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
+        self.sweep: LoopSweep | None = None  # the ping sweep, once the stream is open
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -145,6 +154,26 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_initiated and hasattr(self, "scope"):
             self.scope["extensions"].pop(PREPARED_FRAMES, None)
         super().connection_lost(exc)
+
+    def start_keepalive(self) -> None:
+        if not ping_sweep():
+            super().start_keepalive()
+        elif self.ping_interval and self.ping_timeout:
+            self.sweep = sweep_of(self.loop, self.ping_interval, self.ping_timeout)
+            self.sweep.join(self)
+
+    def stop_keepalive(self) -> None:
+        super().stop_keepalive()
+        if self.sweep is not None:
+            self.sweep.leave(self)
+            self.sweep = None
+
+    def write_ping(self, frame: bytes) -> bool:
+        """The sweep's ping; control frames are never compressed, so every stream takes it."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return False
+        self.transport.write(frame)
+        return True
 
     def write_prepared(self, frame: bytes) -> bool:
         """Write a whole server frame unless the transport is paused (backpressure), closing,

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # A fan-out frames its item once and writes the bytes to each transport (guard.py); off:
     # one ASGI send, and websockets' framing, per stream.
     ws_prepared_frames: bool = True
+    # One timer pings every stream of the process, a slot at a time, with one frame for all
+    # (keepalive.py); off: uvicorn's timers and framing per stream.
+    ws_ping_sweep: bool = True
     # uvicorn's `loop`: "auto" takes uvloop when it is installed (the `server` extra has it).
     ws_event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     jwt_max_bytes: int = Field(4096, ge=64)
