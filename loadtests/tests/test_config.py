@@ -27,6 +27,16 @@ def test_profiles_and_overrides() -> None:
         from_profile("smoke", scenario="storm")
 
 
+@pytest.mark.parametrize("name", ["smoke", "capacity", "100k", "soak"])
+def test_every_profile_fits_this_machine(name: str) -> None:
+    assert check_budget(from_profile(name), fd_limit=20_000, ports=28_232)
+
+
+def test_connections_per_source_and_destination_stay_under_half_the_port_range() -> None:
+    with pytest.raises(BudgetError, match=r"source address: 14000 ports to one destination exceeds 13616"):
+        check_budget(RunConfig(users=14_000, instances=2), fd_limit=20_000, ports=28_232)
+
+
 def test_a_run_that_fits_lists_its_budget() -> None:
     lines = check_budget(RunConfig(users=10_000), fd_limit=20_000, ports=28_232)
     assert any("nginx worker: 10000 descriptors" in line for line in lines)
