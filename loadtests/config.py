@@ -85,8 +85,8 @@ PROFILES: dict[str, RunConfig] = {
     "100k": RunConfig(
         scenario="fanout",
         users=100_000,
-        rate=400,
-        hold=300,
+        rate=300,  # about what this box holds to the end of the ramp, so the hold is at 100k
+        hold=330,
         instances=8,
         generator_workers=6,
         nginx_workers=12,

@@ -223,8 +223,7 @@ def run(
             _stop(procs)
             sampler.stop()
         after = _after(sampler)
-        for log in logs.glob("locust-*.log"):
-            (out / log.name).write_text(log.read_text(errors="replace")[-20000:])
+        keep_logs(logs, out)
         hold_from, hold_until = publish_from, publish_until + config.broadcast_interval
     if not (out / "locust_stats.csv").exists():
         tail = (out / "locust-master.log").read_text(errors="replace")[-2000:]
@@ -262,6 +261,16 @@ def run(
         progress(f"threshold {text}")
     progress(f"report: {out / 'report.html'}")
     return Outcome(out, figures, verdicts)
+
+
+def keep_logs(logs: Path, out: Path, tail: int = 20_000) -> None:
+    """The end of every log of the run (locust, servers, nginx's error log, redis) in the
+    report's folder: an unexpected close or a refused connect is explained there."""
+    for log in sorted(logs.rglob("*.log")):
+        if log.name == "access.log":
+            continue
+        name = "-".join(log.relative_to(logs).parts)
+        (out / name).write_text(log.read_text(errors="replace")[-tail:])
 
 
 def nothing_ran(config: RunConfig, figures: dict[str, Any]) -> list[tuple[bool, str]]:

@@ -33,7 +33,8 @@ def test_every_profile_fits_this_machine(name: str) -> None:
 
 
 def test_connections_per_source_and_destination_stay_under_half_the_port_range() -> None:
-    with pytest.raises(BudgetError, match=r"source address: 14000 ports to one destination exceeds 13616"):
+    too_many = r"source address: 14000 ports to one destination exceeds 13616"
+    with pytest.raises(BudgetError, match=too_many):
         check_budget(RunConfig(users=14_000, instances=2), fd_limit=20_000, ports=28_232)
 
 
