@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -113,10 +114,11 @@ return 1
 """
 
 RELEASE_LUA = """
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
 if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return n
 """
+RELEASE_RETRY_MAX: Final = 5.0  # seconds between attempts at most, while Redis is unreachable
 
 
 class RedisBus:
@@ -159,7 +161,9 @@ class RedisBus:
         self._release = self._redis.register_script(RELEASE_LUA)
         self._subscribed = asyncio.Event()
         self._jobs: list[asyncio.Task[None]] = []
-        self._releasing: set[asyncio.Task[None]] = set()
+        # Slots of closed streams not yet released in Redis, per user; one job releases them.
+        self._unreleased: Counter[str] = Counter()
+        self._releasing: asyncio.Task[None] | None = None
 
     @property
     def subscribed(self) -> asyncio.Event:
@@ -180,8 +184,8 @@ class RedisBus:
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
 
     async def stop(self) -> None:
-        if self._releasing:
-            await asyncio.wait(self._releasing, timeout=5)
+        if self._releasing is not None:
+            await asyncio.wait([self._releasing], timeout=5)
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:
@@ -262,15 +266,38 @@ class RedisBus:
         return bool(ok)
 
     def release_slot(self, user_id: str) -> None:
-        job = asyncio.get_running_loop().create_task(self._release_slot(user_id))
-        self._releasing.add(job)
-        job.add_done_callback(self._releasing.discard)
+        """Give the slot back, soon: the releases of a burst of closes (10k streams closing at
+        once) go out together, one pipeline a round trip, and are retried until Redis takes
+        them. A 100k run lost some to "Timeout connecting to server" when each was its own
+        call, and every lost one held a user's slot while the instance lived."""
+        self._unreleased[user_id] += 1
+        if self._releasing is None:
+            self._releasing = asyncio.get_running_loop().create_task(self._release_slots())
 
-    async def _release_slot(self, user_id: str) -> None:
+    async def _release_slots(self) -> None:
+        delay = 0.1
         try:
-            await self._release(keys=[presence_key(self.instance)], args=[user_id])
-        except (RedisError, OSError) as exc:
-            log.warning("could not release a connection slot: %s", exc)
+            while self._unreleased:
+                batch, self._unreleased = self._unreleased, Counter()
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        key = presence_key(self.instance)
+                        for user_id, n in batch.items():
+                            await self._release(keys=[key], args=[user_id, n], client=pipe)
+                        await pipe.execute()
+                    delay = 0.1
+                except (RedisError, OSError) as exc:
+                    self._unreleased.update(batch)
+                    log.warning(
+                        "could not release %d connection slots, again in %g s: %s",
+                        batch.total(),
+                        delay,
+                        exc,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, RELEASE_RETRY_MAX)
+        finally:
+            self._releasing = None
 
     async def stats(self) -> dict[str, Any]:
         totals: dict[str, int] = {}
@@ -289,6 +316,7 @@ class RedisBus:
             try:
                 await self._redis.sadd(INSTANCES_KEY, self.instance)
                 if not await self._redis.expire(key, self._ttl):
+                    self._unreleased.clear()  # the hub's counts below are after those closes
                     counts = self.hub.counts()
                     if counts:
                         async with self._redis.pipeline(transaction=True) as pipe:

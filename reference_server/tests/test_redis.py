@@ -109,6 +109,29 @@ async def test_stats_and_the_per_user_limit_cover_both_instances(
     assert (await drivers[0].stats())["users"][name] == 3
 
 
+async def test_the_slots_of_streams_closed_at_once_are_all_given_back(
+    pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], open_stream: Opener, user: Users
+) -> None:
+    names = [user() for _ in range(5)]
+    clients = []
+    for name in names:
+        for _ in range(3):
+            client = await open_stream(pair[0], name)
+            await client.expect("connected")
+            clients.append(client)
+    users = (await drivers[1].stats())["users"]
+    assert [users.get(name) for name in names] == [3] * 5
+    await asyncio.gather(*(c.close() for c in clients))  # one burst of releases
+
+    async def given_back() -> bool:
+        users = (await drivers[1].stats())["users"]
+        return not any(users.get(name) for name in names)
+
+    await until_true(given_back, 10, "slots of closed streams were kept in Redis")
+    again = await open_stream(pair[1], names[0])
+    await again.expect("connected")  # not 4429: the user's slots are free on both instances
+
+
 async def test_many_streams_of_one_user_opened_at_once_never_exceed_the_limit(
     pair: tuple[ServerHandle, ServerHandle], drivers: list[Driver], user: Users
 ) -> None:
