@@ -95,7 +95,8 @@ def ws_stream(environment: Environment, run: LoadEnv, user_id: str) -> WsStream:
         environment,
         run.target,
         lambda: tokens(run.secret).mint(user_id, ttl=86400),
-        # Spread connections over 127.0.0.x source addresses (~28k ports each).
+        # Spread connections over 127.0.0.x source addresses (config.check_budget: each under
+        # half the port range).
         source_address=(sources[n % len(sources)], 0) if sources else None,
         compression="deflate" if run.offer_compression else None,
     )
