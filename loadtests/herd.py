@@ -50,7 +50,6 @@ class Herd:
         self.poll = _epoll()
         self.by_fd: dict[int, WsStream] = {}
         self.opening = Pool(handshakes)
-        self.gave_up = 0  # streams whose reconnect policy said stop
         self.closed = False
         self.on_change = on_change
 
@@ -133,8 +132,7 @@ class Herd:
     def _again(self, stream: WsStream, code: int | None) -> None:
         """Reconnect when the contract's policy says, through the handshake pool."""
         due = stream.next_attempt(code)
-        if due is None:
-            self.gave_up += 1
+        if due is None:  # the contract says not to (4401, 4403, 4404): its close was reported
             return
         delay = max(0.0, due - time.monotonic())
         gevent.spawn_later(delay, self.opening.spawn, self._open, stream)

@@ -185,7 +185,11 @@ class RedisBus:
 
     async def stop(self) -> None:
         if self._releasing is not None:
-            await asyncio.wait([self._releasing], timeout=5)
+            # Up to 5 s for the last releases; a Redis still away by then gets the presence
+            # key's expiry instead (this instance stops refreshing it).
+            done, _ = await asyncio.wait([self._releasing], timeout=5)
+            if not done:
+                self._releasing.cancel()
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:

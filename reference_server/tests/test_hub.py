@@ -18,6 +18,7 @@ class Peer:
     def __init__(self, *, blocked: bool = False, broken: bool = False) -> None:
         self.texts: list[str] = []
         self.closes: list[int] = []
+        self.closed = asyncio.Event()
         self.gate = asyncio.Event()
         self.broken = broken
         if not blocked:
@@ -32,6 +33,7 @@ class Peer:
     async def close(self, code: int, reason: str) -> None:
         await self.gate.wait()
         self.closes.append(code)
+        self.closed.set()
 
     def titles(self) -> list[str]:
         return [json.loads(t)["data"].get("title", "") for t in self.texts]
@@ -101,10 +103,7 @@ async def test_slow_consumer_is_closed_with_4408_and_does_not_hold_up_others() -
     assert slow_conn.closed and hub.stats()["users"] == {"alice": 1}
     await settle()
     slow.gate.set()
-    for _ in range(10):
-        if slow.closes:
-            break
-        await asyncio.sleep(0)
+    await asyncio.wait_for(slow.closed.wait(), 1)
     assert slow.closes == [WS_4408_SLOW_CONSUMER]
     assert slow.titles() == ["n1"]  # what was in flight; the overflowing queue was dropped
 
@@ -118,10 +117,7 @@ async def test_backpressure_below_the_limit_delivers_everything_in_order() -> No
     assert conn.queued == 6
     await settle()
     peer.gate.set()
-    for _ in range(20):
-        if len(peer.texts) == 7:
-            break
-        await asyncio.sleep(0)
+    await until_drained(conn)
     assert peer.titles() == [f"n{i}" for i in range(1, 8)]
     assert conn.queued == 0 and not conn.closed
 
@@ -286,9 +282,6 @@ async def test_a_paused_transport_that_stays_paused_is_a_slow_consumer() -> None
 
 
 async def until_drained(conn: Connection) -> None:
-    """Run the loop until the stream's drain task has finished (bounded)."""
-    for _ in range(50):
-        if conn.queued == 0 and conn._drainer is None:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the drain task never finished")
+    """Await the stream's drain task, if it has one (a second waits its turn), for 1 s at most."""
+    while (drainer := conn._drainer) is not None:
+        await asyncio.wait_for(drainer, 1)
