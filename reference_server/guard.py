@@ -31,6 +31,8 @@ from reference_server.settings import load_settings
 
 log = logging.getLogger("reference_server.guard")
 
+# After a protocol failure, how long the peer has to finish sending and close its side.
+LINGER_AFTER_FAILURE: Final = 2.0
 # Descriptors kept for what is not a client: Redis pools, logs, the loop, a little slack.
 RESERVED_FILES: Final = 256
 REFUSAL: Final = (
@@ -134,6 +136,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Flag(True)  # type: ignore[assignment]
         self.sweep: LoopSweep | None = None  # the ping sweep, once the stream is open
+        self.discarding = False  # a protocol failure closed the stream; input is read, dropped
 
     async def send(self, message: Any) -> None:
         await super().send(message)
@@ -189,7 +192,27 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(frame)
         return True
 
+    def handle_parser_exception(self) -> None:
+        """A frame broke the protocol (1009 too big, 1002, 1007): the close frame goes out as
+        in uvicorn, but the socket is half-closed and read to its end instead of closed at
+        once. Closed with the rest of an oversized frame still arriving, the kernel answers
+        RST, which can drop the close frame before the peer reads it (it sees 1006, not
+        1009). nginx needs the same for its client side: `lingering_close` in nginx_conf."""
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait(
+            {"type": "websocket.disconnect", "code": close.code, "reason": close.reason}
+        )
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_AFTER_FAILURE, self.transport.close)
+
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return  # after a protocol failure: read to the peer's end, ignore
         super().data_received(data)
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             self.transport.write(b"".join(self.conn.data_to_send()))
