@@ -1,30 +1,61 @@
-"""Sessions of the notification harness: `nox -l` lists them."""
+"""Sessions of the notification harness: `nox -l` lists them.
+
+Every session installs exactly the versions in `uv.lock` (`uv sync --locked`), so a fresh clone
+tests what CI passed with; `tests-latest` resolves the newest releases instead, and is how the
+lock is refreshed (README, "Dependencies"). Sessions run on the Python that runs nox (any of
+`SUPPORTED`); `pythons` runs the contract suite and the smoke load on every other one.
+"""
+
+# With only `pip install nox`, nox reads this block, builds .nox/_nox_script_mode with these,
+# and runs this file there: uv is then at hand for every session without a third set-up step.
+# /// script
+# requires-python = ">=3.11,<3.14"
+# dependencies = ["nox>=2026.10", "uv>=0.13"]
+# ///
 
 from __future__ import annotations
 
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
 import nox
 
-# uv when it is installed (.ci/run installs it): a session's environment in seconds, not a minute.
-nox.options.default_venv_backend = "uv|venv"
+nox.options.default_venv_backend = "uv"
+# A Python that is missing is an error, never downloaded and never a skipped session that passes.
+nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = True
 # The client check (`browser`) runs inside `tests` (test_client_check.py): not twice in CI.
 nox.options.sessions = ["lint", "tests", "contract", "smoke", "faults-ci"]
 nox.options.reuse_existing_virtualenvs = True
-# A session whose Python is missing fails instead of being skipped (a skipped CI passes).
-nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+# The Pythons the classifiers name (pyproject.toml; a test keeps requires-python the same).
+SUPPORTED = nox.project.python_versions(PYPROJECT)
+RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHERS = [v for v in SUPPORTED if v != RUNNING]
 # `nox -s bench`: how much slower than the committed baseline a best round may be. The minimum
 # of many rounds is what this VM repeats best, within 3% mostly, but one run in a few is up to
 # 49% slower on some benchmark; 75% stays clear of that and still fails on the broadcast path
 # losing its prepared frames (+103-109%, reports/README.md).
 BENCH_MARGIN = "75%"
-PYTHON = "3.11"
+# Sessions run on the interpreter that runs nox (None): any supported Python, none required.
+PYTHON = None
 
 
-def install(session: nox.Session, *groups: str) -> None:
-    """The project with every extra (the repository's own jobs use them all), and the groups."""
-    deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, *[g])]
-    session.install("-e", ".[all]", *deps)
+def install(session: nox.Session, group: str) -> None:
+    """The project with every extra and one dependency group, exactly as `uv.lock` has them."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--all-extras",
+        "--no-default-groups",
+        f"--group={group}",
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )
 
 
 def thresholds(*checks: str) -> list[str]:
@@ -32,21 +63,77 @@ def thresholds(*checks: str) -> list[str]:
     return [arg for check in checks for arg in ("--threshold", check)]
 
 
+# CI's smoke load: nothing lost holds for a run in which nothing connected, so the profile's 300
+# streams (the clients' count) and at least 5 of its broadcasts (one every 2 s for 17 s) must
+# happen too.
+SMOKE_CHECKS = thresholds(
+    "streams_connected>=300",
+    "broadcasts>=5",
+    "lost==0",
+    "unexpected_closes==0",
+    "connect_failures==0",
+)
+
+
+def run_tests(session: nox.Session) -> None:
+    # Two pytest-xdist workers, one test module each at a time (module fixtures stay whole):
+    # most of the suite waits on real servers, so this takes it from 7.9 to 4.9 minutes here.
+    session.run("pytest", "-n", "2", "--dist", "loadfile", "--durations=20", *session.posargs)
+
+
+def run_lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+    session.run("lint-imports")
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite against real uvicorn and redis-server processes."""
     install(session, "load")  # the test group, and locust for the load runs the tests make
-    session.run("pytest", "--durations=20", *session.posargs)
+    run_tests(session)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict, and import-linter's dependency rules over every package."""
     install(session, "lint")
-    session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", ".")
-    session.run("mypy")
-    session.run("lint-imports")
+    run_lint(session)
+
+
+@nox.session(name="tests-latest", python=PYTHON, reuse_venv=False)
+def tests_latest(session: nox.Session) -> None:
+    """lint and tests on the newest releases pyproject.toml allows: how uv.lock is refreshed."""
+    # `uv pip install` resolves afresh and ignores the lock; the lint group holds every other.
+    session.install("-e", ".[all]", *nox.project.dependency_groups(PYPROJECT, "lint"))
+    listing = session.run("uv", "pip", "list", "--format=json", silent=True)
+    newer = drift(json.loads(str(listing)), tomllib.loads(Path("uv.lock").read_text()))
+    session.log("newer than uv.lock: " + (", ".join(newer) or "nothing"))
+    run_lint(session)
+    run_tests(session)
+
+
+def drift(installed: list[dict[str, str]], lock: dict[str, Any]) -> list[str]:
+    """'name locked -> installed' for each installed package whose version the lock differs on."""
+    locked: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        locked.setdefault(package["name"], set()).add(package.get("version", ""))
+    return [
+        f"{p['name']} {'/'.join(sorted(locked[p['name']]))} -> {p['version']}"
+        for p in installed
+        if p["name"] in locked
+        and "" not in locked[p["name"]]
+        and p["version"] not in locked[p["name"]]
+    ]
+
+
+@nox.session(python=OTHERS)
+def pythons(session: nox.Session) -> None:
+    """The contract suite and the smoke load on each supported Python but the one running nox."""
+    install(session, "load")
+    session.run("notify-harness", "contract")
+    session.run("notify-harness", "load", "--profile", "smoke", *SMOKE_CHECKS)
 
 
 @nox.session(python=PYTHON)
@@ -74,16 +161,7 @@ def load(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     """The smoke load profile with CI's thresholds: everything planned ran, nothing lost."""
     install(session, "load")
-    # Nothing lost holds for a run in which nothing connected: the profile's 300 streams (the
-    # clients' count) and at least 5 of its broadcasts (one every 2 s for 17 s) must happen too.
-    checks = thresholds(
-        "streams_connected>=300",
-        "broadcasts>=5",
-        "lost==0",
-        "unexpected_closes==0",
-        "connect_failures==0",
-    )
-    session.run("notify-harness", "load", "--profile", "smoke", *checks, *session.posargs)
+    session.run("notify-harness", "load", "--profile", "smoke", *SMOKE_CHECKS, *session.posargs)
 
 
 @nox.session(python=PYTHON)

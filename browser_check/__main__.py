@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
         "page": shown,
         "created": created.isoformat(),
         "command": shlex.join([prog, *(argv if argv is not None else sys.argv[1:])]),
-        "chromium": str(chromium),
+        "chromium": str(chromium.path),
+        "chromium_source": chromium.source,
     }
     where = write_report(out, results, meta)
     counts = ", ".join(f"{sum(r.verdict is v for r in results)} {v.value}" for v in Verdict)

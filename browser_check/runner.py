@@ -16,6 +16,7 @@ from typing import Any
 from playwright.async_api import Browser, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from browser_check.browser import Chromium
 from browser_check.checks import ClientCheck, Need, Options
 from browser_check.lab import Lab
 from contract_tests.registry import CaseFailed, Level, NotRun, Verdict
@@ -95,15 +96,15 @@ async def run_checks(
     url: str,
     checks: list[ClientCheck],
     options: Options,
-    chromium: Path,
+    chromium: Chromium,
     out: Path,
     progress: Callable[[str], None] = print,
 ) -> list[CheckResult]:
     results = []
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(chromium))
+        browser = await playwright.chromium.launch(executable_path=str(chromium.path))
         try:
-            progress(f"== client check: {len(checks)} checks in {chromium}")
+            progress(f"== client check: {len(checks)} checks in Chromium from {chromium.source}")
             for n, check in enumerate(checks, 1):
                 result = await run_one(browser, check, url, options, out)
                 results.append(result)
@@ -153,7 +154,8 @@ vertical-align:top}}tr.fail{{background:#fee}}tr.non-strict{{background:#ffd}}
 tr.pass{{background:#efe}}</style>
 <h1>Client check of {html.escape(str(meta["page"]))}</h1>
 <p>{html.escape(str(meta["command"]))} &middot; {html.escape(str(meta["created"]))} &middot;
-rules: docs/contract.md section 7</p>
+rules: docs/contract.md section 7 &middot; Chromium from
+{html.escape(str(meta.get("chromium_source", meta.get("chromium", "?"))))}</p>
 <table><tr><th>rule</th><th>check</th><th>verdict</th><th>expected</th><th>observed</th>
 <th>the page at the end</th></tr>
 {"".join(cells)}</table>"""

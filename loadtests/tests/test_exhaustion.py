@@ -52,7 +52,7 @@ async def test_exhaustion_finds_the_cap_and_refuses_cleanly(guarded: ServerHandl
     ("fault", "attack_id", "problem"),
     [
         ("no-head-deadline", "slow-handshake", "still open"),
-        ("stock-ws-protocol", "many-headers", "not a clean refusal"),
+        ("swallow-refusal", "many-headers", "not a clean refusal"),
     ],
 )
 async def test_without_the_guard_the_row_fails(

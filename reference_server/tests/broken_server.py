@@ -16,8 +16,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
 import reference_server.app
 import reference_server.hub
 import reference_server.streams
@@ -169,20 +167,32 @@ def broadcast_twice() -> None:
 
 
 def no_head_deadline() -> None:
-    """uvicorn as it comes: no deadline for a request head, no connection cap."""
+    """No deadline for a request head, no connection cap: the guard's limits made infinite."""
     guard.limits = lambda: (1e9, 10**9)  # type: ignore[assignment]
 
 
-def stock_ws_protocol() -> None:
-    """uvicorn's websockets-sansio protocol as it comes: a refused handshake is never answered."""
-    guard.GuardedWebSocketProtocol.data_received = (  # type: ignore[method-assign]
-        WebSocketsSansIOProtocol.data_received
-    )
+def swallow_refusal() -> None:
+    """A handshake websockets refuses (too many headers, a bad header line) gets no answer: the
+    protocol drops the refusal and leaves the connection open. Broken here, in this module, so
+    that it stays broken whichever uvicorn answers such handshakes itself (0.55 does)."""
+    original = guard.GuardedWebSocketProtocol.data_received
+
+    def data_received(self: guard.GuardedWebSocketProtocol, data: bytes) -> None:
+        if self.handshake_initiated:
+            return original(self, data)
+        self.conn.receive_data(data)
+        if self.conn.handshake_exc is not None:
+            self.conn.data_to_send()  # the 4xx websockets wrote, thrown away
+            return
+        self.handle_events()
+        return None
+
+    guard.GuardedWebSocketProtocol.data_received = data_received  # type: ignore[method-assign]
 
 
 FAULTS: dict[str, Callable[[], None]] = {
     "no-head-deadline": no_head_deadline,
-    "stock-ws-protocol": stock_ws_protocol,
+    "swallow-refusal": swallow_refusal,
     "forget-stream": forget_stream,
     "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
