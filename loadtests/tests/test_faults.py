@@ -214,6 +214,14 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
 
 
+def kill_and_wait(pid: int) -> str:
+    """A shell command: SIGKILL, then wait until the process has exited (its sockets closed; a
+    zombie holds none). `kill` returns before that, and a restart on the same port would race
+    it: Redis started again at once found its port still taken ("Address already in use")."""
+    alive = f"grep -qsE '^State:[[:space:]]+[^Z[:space:]]' /proc/{pid}/status"
+    return f"kill -9 {pid}; while {alive}; do sleep 0.05; done"
+
+
 async def test_a_target_restarted_by_the_users_commands_loses_nothing(
     servers: Servers, redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -226,7 +234,7 @@ async def test_a_target_restarted_by_the_users_commands_loses_nothing(
         f"env {env} {shlex.quote(sys.executable)} -m reference_server --host 127.0.0.1 "
         f"--port {server.port} > {tmp_path / 'restarted.log'} 2>&1 & echo $! > {pid_file}"
     )
-    control = Control(kill=f"kill -9 {server.process.pid}", start=start)
+    control = Control(kill=kill_and_wait(server.process.pid), start=start)
     target = Target(server.base, "restarted", tokens=Minter(SECRET))
     try:
         row = await restart(target, CI, control)
@@ -255,7 +263,7 @@ async def test_a_targets_redis_restarted_by_the_users_command_closes_no_stream(
         assert isinstance(args, list)
         again = " ".join(shlex.quote(str(a)) for a in args)
         command = (
-            f"kill -9 {store.process.pid}; "
+            f"{kill_and_wait(store.process.pid)}; "
             f"{again} > {tmp_path / 'redis-again.log'} 2>&1 & echo $! > {tmp_path / 'redis.pid'}"
         )
         target = Target(server.base, "redis", tokens=Minter(SECRET))
