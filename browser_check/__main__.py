@@ -20,6 +20,7 @@ from typing import Any
 from browser_check.browser import BrowserMissing, find_chromium
 from browser_check.checks import CHECKS, LiveServer, Options
 from browser_check.runner import run_checks, write_report
+from contract_tests.options import redacted
 from contract_tests.registry import Level, Verdict
 from harness.stack import (
     ServerHandle,
@@ -30,6 +31,7 @@ from harness.stack import (
     start_server,
 )
 from notify_client.driver import Driver
+from notify_contract.redaction import redact
 from notify_contract.settings import DEFAULTS
 from notify_contract.tokens import Minter
 
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
                 options.sign_out_selector = args.sign_out_selector or OUR_SIGN_OUT
                 shown = "the reference page (/app/)"
             else:
-                url, shown = args.client_url, args.client_url
+                url, shown = args.client_url, redact(args.client_url)
                 options.sign_out_selector = args.sign_out_selector
             results = asyncio.run(run_checks(url, checks, options, chromium, out))
     except StackError as exc:
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
     meta: dict[str, Any] = {
         "page": shown,
         "created": created.isoformat(),
-        "command": shlex.join([prog, *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join([prog, *redacted(argv if argv is not None else sys.argv[1:])]),
         "chromium": str(chromium.path),
         "chromium_source": chromium.source,
     }

@@ -20,6 +20,7 @@ from browser_check.browser import Chromium
 from browser_check.checks import ClientCheck, Need, Options
 from browser_check.lab import Lab
 from contract_tests.registry import CaseFailed, Level, NotRun, Verdict
+from notify_contract.redaction import redact
 
 CHECK_TIMEOUT = 90.0  # real seconds; the fake clock makes minutes of policy take a few
 
@@ -133,7 +134,9 @@ def write_report(out: Path, results: list[CheckResult], meta: dict[str, Any]) ->
         }
         for r in results
     ]
-    (out / "results.json").write_text(json.dumps({"meta": meta, "checks": rows}, indent=2))
+    # The page's sockets carry its token in their URLs: no file of the report keeps one.
+    text = json.dumps({"meta": meta, "checks": rows}, indent=2)
+    (out / "results.json").write_text(redact(text))
     cells = []
     for r in rows:
         shot = (
@@ -159,5 +162,5 @@ rules: docs/contract.md section 7 &middot; Chromium from
 <table><tr><th>rule</th><th>check</th><th>verdict</th><th>expected</th><th>observed</th>
 <th>the page at the end</th></tr>
 {"".join(cells)}</table>"""
-    (out / "index.html").write_text(page)
+    (out / "index.html").write_text(redact(page))
     return out / "index.html"

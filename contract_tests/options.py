@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from contract_tests.context import CommandTokens, Target, TokenSource
 from contract_tests.registry import FEATURES, Need
+from notify_contract.redaction import redact
 from notify_contract.settings import DEFAULTS, JWT_ALGORITHMS
 from notify_contract.tokens import Minter
 
@@ -191,7 +192,8 @@ def target_from(values: dict[str, Any], base: str, label: str, **overrides: Any)
 
 
 def redacted(argv: list[str]) -> list[str]:
-    """A command line for a report, without the secret (every tool writes its command)."""
+    """A command line for a report, without the secret or a token in a URL (every tool writes
+    its command)."""
     out, hide = [], False
     for arg in argv:
         if hide:
@@ -203,5 +205,5 @@ def redacted(argv: list[str]) -> list[str]:
         elif arg.startswith("--jwt-secret="):
             out.append("--jwt-secret=[redacted]")
         else:
-            out.append(arg)
+            out.append(redact(arg))
     return out

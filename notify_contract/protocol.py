@@ -33,6 +33,14 @@ LAST_ID_PARAM: Final = "last_id"
 AFTER_PARAM: Final = "after"
 LAST_EVENT_ID_HEADER: Final = "Last-Event-ID"
 
+# Rule 5.1's tolerance: from one heartbeat to the HEARTBEAT_SPAN-th after it takes HEARTBEAT_SPAN
+# intervals within HEARTBEAT_TOLERANCE of that, plus HEARTBEAT_SLACK_S for the network. A span
+# rather than single gaps, so a late beat that the next one makes up for is not held against a
+# server, and a server 25% slow fails at any interval from 0.3 s up.
+HEARTBEAT_SPAN: Final = 4
+HEARTBEAT_TOLERANCE: Final = 0.10
+HEARTBEAT_SLACK_S: Final = 0.1
+
 
 class FrameType(StrEnum):
     """The `type` of a frame; also the SSE event names."""

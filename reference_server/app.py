@@ -277,7 +277,11 @@ def create_app(settings: Settings | None = None) -> StreamsFirst:
             await services.bus.stop()
 
     app = FastAPI(
-        title="reference notification server", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="reference notification server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # the docs are off, and so is the schema they would show
     )
     app.state.services = services
 
@@ -421,8 +425,7 @@ def create_app(settings: Settings | None = None) -> StreamsFirst:
 
     @app.get(METRICS_PATH)
     async def metrics(request: Request) -> dict[str, Any]:
-        if not cfg.ws_stats_public:
-            current_admin(current_user(request))
+        current_admin(current_user(request))  # always: WS_STATS_PUBLIC opens the stats only
         return snapshot(services.hub, services.lag)
 
     @app.post(NOTIFICATIONS_PATH, status_code=201)

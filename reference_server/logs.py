@@ -1,25 +1,23 @@
 """Logging for the server: tokens never reach a log line (docs/contract.md section 1).
 
 uvicorn logs the path with its query string on every request and every WebSocket handshake;
-the filter below rewrites `token=` values in every record that reaches our handlers.
+the filter below rewrites the value of every token parameter in every record that reaches our
+handlers (notify_contract.redaction). A parameter is matched by its decoded name, as Starlette
+reads it: `?%74oken=JWT` is a token too, and was logged verbatim while the match was on the raw
+text.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import re
 from typing import Any
 
 from uvicorn.config import LOGGING_CONFIG
 
-_TOKEN = re.compile(r"((?:^|[?&;\s])(?:token|access_token|jwt)=)[^&\s\"']*", re.IGNORECASE)
-_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-REDACTED = "[redacted]"
+from notify_contract.redaction import REDACTED, redact
 
-
-def redact(text: str) -> str:
-    return _BEARER.sub(r"\1" + REDACTED, _TOKEN.sub(r"\1" + REDACTED, text))
+__all__ = ["REDACTED", "NoClientTraces", "RedactTokens", "log_config", "redact"]
 
 
 class RedactTokens(logging.Filter):

@@ -139,3 +139,8 @@ def test_the_reference_page_passes_every_check(
     checks = json.loads(report.read_text())["checks"]
     assert {c["id"] for c in checks} == set(CHECKS)
     assert all(c["screenshot"] for c in checks)
+    # The page's URL and its sockets' carried a token (a JWT: "eyJ..."); no file keeps one.
+    written = [p for p in report.parent.iterdir() if p.suffix != ".png"]
+    assert {p.name for p in written} >= {"results.json", "index.html"}
+    assert [p.name for p in written if "eyJ" in p.read_text()] == []
+    assert "token=[redacted]" in report.read_text()

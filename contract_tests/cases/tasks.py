@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contract_tests.cases.behaviour import heartbeats, judge_beats
 from contract_tests.cases.helpers import closes_with, refused_after_accept
 from contract_tests.context import Context
 from contract_tests.registry import Need, case
 from notify_client.client import Frame, StreamClient
 from notify_contract.codes import WS_4403_FORBIDDEN, WS_4404_NOT_FOUND, CloseCode
-from notify_contract.protocol import WS_TASKS_PATH
+from notify_contract.protocol import HEARTBEAT_SPAN, WS_TASKS_PATH
 
 PLAIN = (Need.TOKENS, Need.TASKS)
 DRIVEN = (Need.TOKENS, Need.DRIVER, Need.TASKS)
@@ -169,3 +170,23 @@ async def task_isolation(ctx: Context) -> None:
     for task_id, stream in zip(ids, streams, strict=True):
         seen = {f.data.get("task_id") for f in await to_the_end(ctx, stream)}
         ctx.must(seen == {task_id}, f"the stream of {task_id} got frames of {seen - {task_id}}")
+
+
+@case(
+    "task-heartbeat",
+    "5.1",
+    "a task stream gets heartbeats too, at the same cadence",
+    needs=DRIVEN,
+    timeout=600,
+    estimate=lambda t: (HEARTBEAT_SPAN + 1) * t.heartbeat_interval,
+)
+async def task_heartbeat(ctx: Context) -> None:
+    interval = ctx.target.heartbeat_interval
+    owner = ctx.user()
+    # A task that outlasts the heartbeats looked for: 100 steps over (span + 3) intervals.
+    step_ms = max(1, int((HEARTBEAT_SPAN + 3) * interval * 1000 / 100))
+    task_id = await ctx.driver.start_task(
+        ctx.token(owner), total_steps=100, step_interval_ms=step_ms
+    )
+    stream = await watch(ctx, owner, task_id)
+    judge_beats(ctx, await heartbeats(ctx, stream, interval), interval)

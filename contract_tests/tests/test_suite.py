@@ -74,6 +74,8 @@ FAULTS = [
     ("no-limit", "limit-4429"),
     ("frame-shape", "notification-shape"),
     ("no-heartbeat", "heartbeat-cadence"),
+    ("slow-heartbeat", "heartbeat-cadence"),
+    ("task-no-heartbeat", "task-heartbeat"),
     ("task-broadcast", "task-no-cross-talk"),
     ("log-token", "token-not-in-logs"),
     ("slow-4409", "slow-consumer-4408"),

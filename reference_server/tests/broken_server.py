@@ -69,6 +69,26 @@ def no_heartbeat() -> None:
     reference_server.app._heartbeats = silent
 
 
+def slow_heartbeat() -> None:
+    """Heartbeats every 1.25 intervals: a server 25% slow (rule 5.1's tolerance is 10%)."""
+    original = reference_server.app._heartbeats
+
+    async def slow(hub: Hub, interval: float) -> None:
+        await original(hub, interval * 1.25)
+
+    reference_server.app._heartbeats = slow
+
+
+def task_no_heartbeat() -> None:
+    """Heartbeats reach notification streams only, not task streams (rule 5.1: every stream)."""
+
+    async def heartbeat(self: Hub, item: Outgoing) -> None:
+        users: dict[str, dict[Any, None]] = self._users
+        await self._each([c for group in users.values() for c in group], lambda c: c.deliver(item))
+
+    Hub.heartbeat = heartbeat  # type: ignore[method-assign]
+
+
 def task_broadcast() -> None:
     """Progress of a task goes to every task stream."""
 
@@ -205,6 +225,8 @@ FAULTS: dict[str, Callable[[], None]] = {
     "frame-shape": frame_shape,
     "no-heartbeat": no_heartbeat,
     "task-broadcast": task_broadcast,
+    "slow-heartbeat": slow_heartbeat,
+    "task-no-heartbeat": task_no_heartbeat,
 }
 
 

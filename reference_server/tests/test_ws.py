@@ -17,6 +17,7 @@ from notify_client.client import Closed, StreamClient, notifications_until
 from notify_client.driver import Driver, DriverError, auth_header
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4401_UNAUTHORIZED, WS_4429_TOO_MANY_CONNECTIONS
+from reference_server.logs import REDACTED
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
 
 Users = Callable[..., str]
@@ -237,6 +238,25 @@ async def test_token_in_query_and_header_must_agree(server: ServerHandle, user: 
     assert info.value.code == WS_4401_UNAUTHORIZED
 
 
+async def test_a_token_under_an_encoded_parameter_name_is_not_logged(
+    server: ServerHandle, user: Users
+) -> None:
+    """Starlette decodes parameter names, so `?%74oken=` is the token (rule 1.6): it opens the
+    stream, and the log shows it redacted like any other."""
+    secret = token(user())
+    client = await StreamClient.open(server.base, f"/api/ws/notifications?%74oken={secret}", None)
+    assert (await client.recv()).type == "connected"
+    await client.close()
+
+    async def logged() -> bool:
+        return "%74oken=" in server.process.log_text()
+
+    await until_true(logged, 5, "no handshake line in the log")
+    log = server.process.log_text()
+    assert secret not in log
+    assert f"%74oken={REDACTED}" in log
+
+
 async def test_a_token_that_expires_while_connected_closes_with_4401(
     server: ServerHandle, open_stream: Opener, user: Users
 ) -> None:
@@ -266,12 +286,16 @@ async def test_stats_count_streams_and_need_an_admin(
         assert (await http.get(STATS_PATH)).status_code == 401
 
 
-async def test_public_stats_need_no_token(servers: Servers) -> None:
+async def test_public_stats_need_no_token_and_open_nothing_else(servers: Servers) -> None:
     public = servers.start(WS_STATS_PUBLIC="true")
     async with httpx.AsyncClient(base_url=public.base, trust_env=False) as http:
         r = await http.get(STATS_PATH)
+        metrics = await http.get("/api/ws/metrics")
+        schema = await http.get("/openapi.json")
     assert r.status_code == 200
     assert r.json() == {"total_users": 0, "total_connections": 0, "users": {}}
+    assert metrics.status_code == 401  # admin-only whatever WS_STATS_PUBLIC says (README)
+    assert schema.status_code == 404  # the docs are off
 
 
 # -- section 5: heartbeat --------------------------------------------------------------------
