@@ -135,11 +135,13 @@ async def fanout_isolation(ctx: Context) -> None:
 @case(
     "broadcast-reaches-everyone",
     "5.3",
-    "a broadcast reaches every open notification stream",
+    "a broadcast reaches every open notification stream, each of a user's streams alike",
     needs=DRIVEN,
 )
 async def broadcast(ctx: Context) -> None:
     streams = [await connected(ctx, ctx.user()) for _ in range(3)]
+    twice = ctx.user("two-streams")  # one user with two streams, where the limit allows
+    streams += [await connected(ctx, twice) for _ in range(min(2, ctx.target.max_per_user))]
     sent = await ctx.driver.broadcast("to everyone")
     for stream in streams:
         got = ctx.shape(await stream.expect("notification", timeout=ctx.target.frame_timeout))
@@ -264,6 +266,29 @@ async def resume_replay(ctx: Context) -> None:
     live = await ctx.driver.publish(user, "end")
     got = [f.data["id"] for f in await notifications_until(stream, "end")]
     ctx.must(got == [*ids[1:], live["id"]], f"resumed after {ids[0]}: got {got}")
+
+
+@case(
+    "resume-replay-broadcast",
+    "5.7",
+    "a resumed stream gets the broadcasts published after last_id too, in order with its own",
+    needs=DRIVEN,
+)
+async def resume_replay_broadcast(ctx: Context) -> None:
+    user = ctx.user()
+    first = (await ctx.driver.publish(user, "own 1"))["id"]
+    missed = [
+        (await ctx.driver.broadcast("to everyone, missed"))["id"],
+        (await ctx.driver.publish(user, "own 2"))["id"],
+    ]
+    stream = await _resume(ctx, user, first)
+    live = await ctx.driver.publish(user, "end")
+    got = [f.data["id"] for f in await notifications_until(stream, "end")]
+    ctx.must(
+        got == [*missed, live["id"]],
+        f"resumed after {first}: got {got}, not the broadcast and own notification after it "
+        f"({missed}) and then {live['id']}",
+    )
 
 
 @case(

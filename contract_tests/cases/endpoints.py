@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,7 +16,12 @@ from contract_tests.registry import Need, case
 from notify_client.client import notifications_until
 from notify_client.driver import Driver
 from notify_client.waiting import until_true
-from notify_contract.protocol import NOTIFICATIONS_PATH, STATS_PATH, WS_NOTIFICATIONS_PATH
+from notify_contract.protocol import (
+    ARCHIVE_PATH,
+    NOTIFICATIONS_PATH,
+    STATS_PATH,
+    WS_NOTIFICATIONS_PATH,
+)
 
 EXTRA = {"x_probe": {"n": 1.5, "list": [1, "a", None], "text": "grüße"}}
 
@@ -50,6 +56,48 @@ async def driver_publish(ctx: Context) -> None:
         frame.data.get("x_probe") == EXTRA["x_probe"],
         f"extra field changed in the frame: {frame.data.get('x_probe')!r}",
     )
+
+
+NOT_ADMIN_ROLES = ("user", "Admin", "administrator")  # rule 2: exactly "admin" is an admin
+
+
+@case(
+    "http-token-checks",
+    "2.5",
+    "HTTP endpoints: an expired token gets 401, a role other than exactly `admin` gets 403",
+    needs=(Need.SECRET, Need.DRIVER_HTTP),
+)
+async def http_token_checks(ctx: Context) -> None:
+    now = int(time.time())
+    expired_admin = ctx.signed({"sub": "contract-admin", "exp": now - 3600, "role": "admin"})
+    expired_user = ctx.signed({"sub": ctx.user(), "exp": now - 3600})
+    roles = {
+        role: ctx.signed({"sub": ctx.user(), "exp": now + 3600, "role": role})
+        for role in NOT_ADMIN_ROLES
+    }
+    body = {"user_id": ctx.user(), "title": "forged", "type": "alert"}
+    calls: list[tuple[str, str, str, str, int]] = [
+        ("POST", NOTIFICATIONS_PATH, "an admin token expired an hour ago", expired_admin, 401)
+    ]
+    calls += [
+        ("POST", NOTIFICATIONS_PATH, f"role {role!r}", tok, 403) for role, tok in roles.items()
+    ]
+    if Need.STATS not in ctx.target.without and not ctx.target.stats_public:
+        calls.append(("GET", STATS_PATH, "an admin token expired an hour ago", expired_admin, 401))
+        calls += [("GET", STATS_PATH, f"role {role!r}", tok, 403) for role, tok in roles.items()]
+    if Need.ARCHIVE not in ctx.target.without:
+        calls.append(("GET", ARCHIVE_PATH, "a user token expired an hour ago", expired_user, 401))
+    async with httpx.AsyncClient(base_url=ctx.target.base, trust_env=False) as http:
+        for method, where, label, tok, wanted in calls:
+            json = body if method == "POST" else None
+            r = await http.request(
+                method, where, json=json, headers={"Authorization": f"Bearer {tok}"}
+            )
+            ctx.note("http", "received", f"{method} {where} with {label}: {r.status_code}")
+            ctx.must(
+                r.status_code == wanted,
+                f"{method} {where} with {label} answered {r.status_code}, not {wanted}",
+            )
 
 
 @case(

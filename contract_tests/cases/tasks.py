@@ -85,17 +85,23 @@ async def task_error(ctx: Context) -> None:
     ctx.must(frames[-1].data.get("task_id") == task_id, "`error` names another task")
 
 
-@case("task-forbidden-4403", "5.4", "another user's task stream is closed with 4403", needs=DRIVEN)
+@case(
+    "task-forbidden-4403",
+    "5.4",
+    "another user's task stream is closed with 4403, the task running or ended",
+    needs=DRIVEN,
+)
 async def task_forbidden(ctx: Context) -> None:
-    task_id = await ctx.driver.start_task(
-        ctx.token(ctx.user()), total_steps=3, step_interval_ms=200
-    )
+    owner = ctx.user()
+    running = await ctx.driver.start_task(ctx.token(owner), total_steps=3, step_interval_ms=200)
+    intruder = ctx.token(ctx.user("intruder"))
     await refused_after_accept(
-        ctx,
-        ctx.token(ctx.user("intruder")),
-        WS_4403_FORBIDDEN,
-        "another user's task",
-        path(task_id),
+        ctx, intruder, WS_4403_FORBIDDEN, "another user's task", path(running)
+    )
+    ended = await ctx.driver.start_task(ctx.token(owner), total_steps=1, step_interval_ms=0)
+    await to_the_end(ctx, await watch(ctx, owner, ended))  # the owner saw it end
+    await refused_after_accept(
+        ctx, intruder, WS_4403_FORBIDDEN, "another user's ended task", path(ended)
     )
 
 

@@ -9,18 +9,26 @@ Each fault patches one behaviour in this process, then runs the reference server
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
+import jwt
+
 import reference_server.app
+import reference_server.bus
 import reference_server.hub
+import reference_server.redis_bus
+import reference_server.sse
 import reference_server.streams
 from reference_server import __main__ as server_main
-from reference_server import guard, logs, protocol
+from reference_server import guard, logs, protocol, records
+from reference_server.auth import Principal, TokenVerifier
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
 from reference_server.protocol import FrameType, Outgoing
@@ -87,6 +95,92 @@ def task_no_heartbeat() -> None:
         await self._each([c for group in users.values() for c in group], lambda c: c.deliver(item))
 
     Hub.heartbeat = heartbeat  # type: ignore[method-assign]
+
+
+def ended_task_open() -> None:
+    """Anyone may open the stream of a task that has ended: the owner check skipped for it."""
+    original = reference_server.streams.open_task_stream
+
+    async def open_task_stream(
+        hub: Hub, bus: Any, conn: Any, task_id: str, *, is_admin: bool
+    ) -> int | None:
+        info = await bus.task_info(task_id)
+        ended = info is not None and info.latest is not None and info.latest.terminal
+        return await original(hub, bus, conn, task_id, is_admin=is_admin or ended)
+
+    setattr(reference_server.app, "open_task_stream", open_task_stream)  # noqa: B010
+    setattr(reference_server.sse, "open_task_stream", open_task_stream)  # noqa: B010
+
+
+def broadcast_one_per_user() -> None:
+    """A broadcast reaches one stream of each user, not each of a user's streams."""
+
+    async def to_everyone_locked(self: Hub, item: Outgoing) -> None:
+        users: dict[str, dict[Any, None]] = self._users
+        firsts = [next(iter(group)) for group in users.values() if group]
+        await self._each(firsts, lambda c: c.offer(item))
+
+    Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
+
+
+def resume_skips_broadcasts() -> None:
+    """A resumed stream is replayed its own notifications only, not the broadcasts it missed."""
+    original = records.select_replay
+
+    def select_replay(personal: Any, broadcast: Any, last_id: str, size: int) -> Any:
+        return original(personal, [], last_id, size)
+
+    setattr(reference_server.bus, "select_replay", select_replay)  # noqa: B010
+    setattr(reference_server.redis_bus, "select_replay", select_replay)  # noqa: B010
+
+
+def any_role_admin() -> None:
+    """Any `role` claim makes a token an admin's, not exactly `"role": "admin"`."""
+    original = TokenVerifier.verify
+
+    def verify(self: TokenVerifier, token: str | None) -> Principal:
+        principal = original(self, token)
+        claims = jwt.decode(token or "", options={"verify_signature": False})
+        return dataclasses.replace(principal, is_admin=principal.is_admin or "role" in claims)
+
+    TokenVerifier.verify = verify  # type: ignore[method-assign]
+
+
+def http_ignores_exp() -> None:
+    """HTTP endpoints take expired tokens: an expired Bearer token is re-signed unexpired before
+    the app sees it (streams still check `exp`)."""
+    original = reference_server.app.create_app
+    secret, algorithm = os.environ["JWT_SECRET"], os.environ.get("JWT_ALGORITHM", "HS256")
+
+    def renewed(token: str) -> str:
+        try:
+            jwt.decode(token, secret, algorithms=[algorithm])
+        except jwt.ExpiredSignatureError:
+            claims = jwt.decode(
+                token, secret, algorithms=[algorithm], options={"verify_exp": False}
+            )
+            return jwt.encode({**claims, "exp": int(time.time()) + 60}, secret, algorithm)
+        except jwt.PyJWTError:
+            pass
+        return token
+
+    def create_app(*args: Any, **kwargs: Any) -> Any:
+        app = original(*args, **kwargs)
+
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                headers = [
+                    (name, b"Bearer " + renewed(value[7:].decode()).encode())
+                    if name == b"authorization" and value.lower().startswith(b"bearer ")
+                    else (name, value)
+                    for name, value in scope["headers"]
+                ]
+                scope = {**scope, "headers": headers}
+            return await app(scope, receive, send)
+
+        return wrapped
+
+    reference_server.app.create_app = create_app
 
 
 def task_broadcast() -> None:
@@ -226,6 +320,11 @@ FAULTS: dict[str, Callable[[], None]] = {
     "no-heartbeat": no_heartbeat,
     "task-broadcast": task_broadcast,
     "slow-heartbeat": slow_heartbeat,
+    "ended-task-open": ended_task_open,
+    "broadcast-one-per-user": broadcast_one_per_user,
+    "resume-skips-broadcasts": resume_skips_broadcasts,
+    "any-role-admin": any_role_admin,
+    "http-ignores-exp": http_ignores_exp,
     "task-no-heartbeat": task_no_heartbeat,
 }
 
