@@ -107,11 +107,19 @@ def tests_latest(session: nox.Session) -> None:
     """lint and tests on the newest releases pyproject.toml allows: how uv.lock is refreshed."""
     # `uv pip install` resolves afresh and ignores the lock; the lint group holds every other.
     session.install("-e", ".[all]", *nox.project.dependency_groups(PYPROJECT, "lint"))
-    listing = session.run("uv", "pip", "list", "--format=json", silent=True)
+    listing = session.run("python", "-c", INSTALLED, silent=True)
     newer = drift(json.loads(str(listing)), tomllib.loads(Path("uv.lock").read_text()))
     session.log("newer than uv.lock: " + (", ".join(newer) or "nothing"))
     run_lint(session)
     run_tests(session)
+
+
+# What a session's environment holds, as JSON on stdout alone (uv and pip also talk on stderr).
+INSTALLED = (
+    "import json, re, importlib.metadata as m; print(json.dumps([{'name': "
+    "re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(), 'version': d.version} "
+    "for d in m.distributions()]))"
+)
 
 
 def drift(installed: list[dict[str, str]], lock: dict[str, Any]) -> list[str]:
