@@ -98,6 +98,10 @@ class Shared:
     http_driver_exists: bool = False  # it answered, if not as the contract says
     http_driver_problem: str | None = None  # why the HTTP driver API is not usable
     counter: itertools.count[int] = field(default_factory=itertools.count)
+    # Every token the run used, and whose: rule 1.6's scan looks for each in every log line
+    # written from the run's start (`log_start`, each log's size then) to its end.
+    minted: dict[str, str] = field(default_factory=dict)
+    log_start: dict[Path, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,17 @@ class Context:
         tokens = self.target.tokens
         if tokens is None:
             raise NotRun("no token source: give --jwt-secret or --token-cmd")
-        return tokens.mint(user, admin=admin, ttl=ttl)
+        minted = tokens.mint(user, admin=admin, ttl=ttl)
+        self.shared.minted.setdefault(minted, user)
+        return minted
 
     def signed(self, claims: dict[str, Any]) -> str:
         """A token with exactly these claims, signed with the target's key."""
         if not isinstance(self.target.tokens, Minter):
             raise NotRun("a token with chosen claims needs --jwt-secret")
-        return self.target.tokens.sign(claims)
+        signed = self.target.tokens.sign(claims)
+        self.shared.minted.setdefault(signed, f"{claims.get('sub', 'no sub')} (chosen claims)")
+        return signed
 
     @property
     def admin(self) -> str:

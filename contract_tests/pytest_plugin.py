@@ -136,7 +136,8 @@ class Suite(pytest.Collector):
 
     def collect(self) -> list[pytest.Item]:
         items: list[pytest.Item] = []
-        for c in CASES.values():
+        ordered = sorted(CASES.values(), key=lambda c: c.last)  # stable: `last` cases at the end
+        for c in ordered:
             item = CaseItem.from_parent(self, name=f"{c.id}[{c.clause}]", callobj=_check)
             item.case = c
             item.add_marker(pytest.mark.notify_contract)

@@ -67,6 +67,7 @@ class Case:
     timeout: float
     after: tuple[str, ...]  # cases whose failure makes this one meaningless
     estimate: Estimate  # seconds it takes against a target, for progress
+    last: bool = False  # runs after every other case of a run (it judges the whole run)
 
     @property
     def clause(self) -> str:
@@ -93,6 +94,7 @@ def case(
     timeout: float = 60.0,
     after: Iterable[str] = (),
     estimate: Estimate | None = None,
+    last: bool = False,
 ) -> Callable[[CaseFn], CaseFn]:
     """Register a case that checks rule `rule_id` ("5.5") of docs/contract.md."""
 
@@ -111,6 +113,7 @@ def case(
             timeout,
             tuple(after),
             estimate or (lambda target: 0.5),
+            last,
         )
         return fn
 

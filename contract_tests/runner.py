@@ -45,6 +45,7 @@ class RunResult:
     started_at: float
     duration: float
     driver: str
+    minted: dict[str, str] = field(default_factory=dict)  # every token the run used, and whose
 
     def count(self, verdict: Verdict) -> int:
         return sum(r.verdict == verdict for r in self.results)
@@ -100,6 +101,7 @@ async def probe_driver(shared: Shared) -> None:
         return
     try:
         admin = target.tokens.mint("contract-admin", admin=True)
+        shared.minted.setdefault(admin, "contract-admin (the driver's)")
     except NotRun as exc:
         shared.driver_problem = str(exc)
         return
@@ -131,6 +133,7 @@ async def prepare(target: Target, driver: Driver | None = None) -> Shared:
     one given, else the driver API or --driver-cmd); the driver API is probed either way, since
     some cases check it."""
     shared = Shared(target)
+    shared.log_start = {log: log.stat().st_size if log.exists() else 0 for log in target.logs}
     await preflight(target)
     await probe_driver(shared)
     if driver is not None:
@@ -235,6 +238,7 @@ async def run_target(
     )
     results: list[CaseResult] = []
     done: dict[str, CaseResult] = {}
+    cases = [c for c in cases if not c.last] + [c for c in cases if c.last]
     try:
         for n, case in enumerate(cases, 1):
             expected = case.estimate(target)
@@ -254,7 +258,9 @@ async def run_target(
     finally:
         if shared.driver is not None:
             await shared.driver.aclose()
-    run = RunResult(target, results, started_at, round(time.monotonic() - started, 2), how)
+    run = RunResult(
+        target, results, started_at, round(time.monotonic() - started, 2), how, shared.minted
+    )
     counts = ", ".join(f"{run.count(v)} {v.value}" for v in Verdict)
     progress(f"== {target.label}: {counts} in {run.duration:.1f}s")
     return run

@@ -154,17 +154,17 @@ async def token_in_header(ctx: Context) -> None:
 @case(
     "token-not-in-logs",
     "1.6",
-    "the token never appears in a log line of the server or its proxy",
+    "no token the run used appears in a log line of the server or its proxy, from its first "
+    "case to its last",
     needs=(Need.TOKENS, Need.LOGS),
+    last=True,
 )
 async def token_not_logged(ctx: Context) -> None:
     logs = ctx.target.logs
     before = {log: log.stat().st_size if log.exists() else 0 for log in logs}
     user = ctx.user("logged")
-    tok = ctx.token(user)
     stream = await connected(ctx, user)
     await stream.close()
-    signature = tok.rsplit(".", 1)[-1]
     for log in logs:
         start = before[log]
 
@@ -173,7 +173,28 @@ async def token_not_logged(ctx: Context) -> None:
 
         # nginx logs a WebSocket when it closes, a moment after the client does.
         await until_true(written, 5, f"a line about the stream in {log} within 5 s")
-        ctx.must(signature not in _since(log, start), f"the token is in {log}")
+    minted = dict(ctx.shared.minted)
+    leaks = []
+    for log in logs:
+        text = _since(log, ctx.shared.log_start.get(log, 0))
+        ctx.note("suite", "note", f"{log}: {len(text)} characters since the run began")
+        leaks += [
+            f"{who}'s token in {log}"
+            for tok, who in minted.items()
+            if any(form in text for form in token_forms(tok))
+        ]
+    ctx.note("suite", "note", f"looked for {len(minted)} tokens the run used")
+    ctx.must(not leaks, f"{len(leaks)} tokens in the logs: {'; '.join(leaks[:5])}")
+
+
+def token_forms(token: str) -> tuple[str, ...]:
+    """How a token shows in a log line: its signature (what makes it a credential) as sent, or
+    percent-encoded by a client or a proxy. Unsigned tokens have none to look for."""
+    signature = token.rsplit(".", 1)[-1]
+    if len(signature) < 16:
+        return ()
+    encoded = "".join(f"%{b:02X}" for b in signature.encode())
+    return (signature, encoded, encoded.lower())
 
 
 def _since(log: Path, offset: int) -> str:

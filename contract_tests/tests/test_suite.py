@@ -90,6 +90,23 @@ FAULTS = [
 ]
 
 
+@pytest.mark.parametrize("fault", ["", "log-token-on-refusal"])
+async def test_the_log_is_scanned_for_every_token_of_the_run(servers: Servers, fault: str) -> None:
+    """A token logged by an earlier case (a 4429 refusal) is found by the scan that runs last,
+    whatever order the cases were given in."""
+    server = broken(servers, fault) if fault else start(servers)
+    result = await run(target(server, fault or "reference"), "token-not-in-logs", "limit-4429")
+    verdicts = {r.case.id: r for r in result.results}
+    assert [r.case.id for r in result.results] == ["limit-4429", "token-not-in-logs"]
+    scan = verdicts["token-not-in-logs"]
+    if not fault:
+        assert scan.verdict is Verdict.PASS, scan.reason
+        return
+    assert verdicts["limit-4429"].verdict is Verdict.PASS
+    assert scan.verdict is Verdict.FAIL
+    assert "tokens in the logs" in scan.reason, scan.reason
+
+
 @pytest.mark.parametrize(("fault", "case_id"), FAULTS, ids=[f for f, _ in FAULTS])
 async def test_the_case_that_names_a_fault_catches_it(
     servers: Servers, healthy: ServerHandle, fault: str, case_id: str
@@ -179,6 +196,15 @@ async def test_report_files(servers: Servers, tmp_path: Path) -> None:
     assert suite is not None and suite.get("failures") == "1" and suite.get("skipped") == "1"
     html = (out / "index.html").read_text()
     assert "A MUST is broken" in html and "fanout-isolation" in html and "received" in html
+    # Rule 1.6 holds for this toolkit's own files: no token the run used is in any of them.
+    leaked = [
+        (p.name, who)
+        for p in out.rglob("*")
+        if p.is_file()
+        for tok, who in result.minted.items()
+        if tok.rsplit(".", 1)[-1] in p.read_text(errors="replace")
+    ]
+    assert result.minted and leaked == []
 
 
 def test_the_secret_is_not_written_to_the_report() -> None:
@@ -191,6 +217,11 @@ def test_the_secret_is_not_written_to_the_report() -> None:
         "task",
     ]
     assert redacted(["--jwt-secret=s3cret"]) == ["--jwt-secret=[redacted]"]
+    page = "http://127.0.0.1:3000/?%74oken=eyJ.a.b&x=1"
+    assert redacted(["--client-url", page]) == [
+        "--client-url",
+        "http://127.0.0.1:3000/?%74oken=[redacted]&x=1",
+    ]
 
 
 def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+from starlette.websockets import WebSocket
 
 import reference_server.app
 import reference_server.bus
@@ -31,7 +33,7 @@ from reference_server import guard, logs, protocol, records
 from reference_server.auth import Principal, TokenVerifier
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
-from reference_server.protocol import FrameType, Outgoing
+from reference_server.protocol import WS_4429_TOO_MANY_CONNECTIONS, FrameType, Outgoing
 from reference_server.redis_bus import RedisBus
 
 
@@ -183,6 +185,20 @@ def http_ignores_exp() -> None:
     reference_server.app.create_app = create_app
 
 
+def log_token_on_refusal() -> None:
+    """A stream refused with 4429 is logged with its query as a dict, token and all: the log
+    filter's `token=` match does not see `'token': '...'`."""
+    original = WebSocket.close
+
+    async def close(self: WebSocket, code: int = 1000, reason: str | None = None) -> None:
+        if code == WS_4429_TOO_MANY_CONNECTIONS:
+            refused = dict(self.query_params)
+            logging.getLogger("reference_server").info("stream refused (4429): %s", refused)
+        await original(self, code, reason)
+
+    WebSocket.close = close  # type: ignore[method-assign,assignment]
+
+
 def task_broadcast() -> None:
     """Progress of a task goes to every task stream."""
 
@@ -320,6 +336,7 @@ FAULTS: dict[str, Callable[[], None]] = {
     "no-heartbeat": no_heartbeat,
     "task-broadcast": task_broadcast,
     "slow-heartbeat": slow_heartbeat,
+    "log-token-on-refusal": log_token_on_refusal,
     "ended-task-open": ended_task_open,
     "broadcast-one-per-user": broadcast_one_per_user,
     "resume-skips-broadcasts": resume_skips_broadcasts,
