@@ -145,6 +145,13 @@ def pythons(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def mutants(session: nox.Session) -> None:
+    """The suite's kill rate: each planted defect as a real server, checked by every case."""
+    install(session, "test")
+    session.run("python", "-m", "contract_tests.tests.mutants", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def serve(session: nox.Session) -> None:
     """The reference server for a person to try (`-- --redis --instances 2`)."""
     install(session, "test")

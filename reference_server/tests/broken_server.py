@@ -199,6 +199,117 @@ def log_token_on_refusal() -> None:
     WebSocket.close = close  # type: ignore[method-assign,assignment]
 
 
+def heartbeat_doubled() -> None:
+    """Heartbeats twice an interval."""
+    original = reference_server.app._heartbeats
+
+    async def doubled(hub: Hub, interval: float) -> None:
+        await original(hub, interval / 2)
+
+    reference_server.app._heartbeats = doubled
+
+
+def limit_off_by_one() -> None:
+    """The per-user limit lets one stream more through."""
+    original = Hub.__init__
+
+    def init(self: Hub, max_per_user: int, *args: Any, **kwargs: Any) -> None:
+        original(self, max_per_user + 1, *args, **kwargs)
+
+    Hub.__init__ = init  # type: ignore[method-assign]
+
+
+def _replay_from(offset: int) -> None:
+    """Resume replays from `offset` past last_id (1 is right)."""
+    original = records.select_replay
+
+    def select_replay(personal: Any, broadcast: Any, last_id: str, size: int) -> Any:
+        replay = original(personal, broadcast, last_id, size)
+        if replay is None:
+            return None
+        merged = sorted([*personal, *broadcast], key=lambda s: s.seq)[-size:]
+        start = len(merged) - len(replay)  # where replay begins: just past last_id
+        return merged[max(0, start - 1 + offset) :]
+
+    setattr(reference_server.bus, "select_replay", select_replay)  # noqa: B010
+    setattr(reference_server.redis_bus, "select_replay", select_replay)  # noqa: B010
+
+
+def resume_skips_one() -> None:
+    """Resume skips the first notification after last_id."""
+    _replay_from(2)
+
+
+def resume_repeats_one() -> None:
+    """Resume sends last_id's own notification again before the ones after it."""
+    _replay_from(0)
+
+
+def _wrap_http(rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Every HTTP request's scope passes through `rewrite` before the app sees it."""
+    original = reference_server.app.create_app
+
+    def create_app(*args: Any, **kwargs: Any) -> Any:
+        app = original(*args, **kwargs)
+
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                scope = rewrite(scope)
+            return await app(scope, receive, send)
+
+        return wrapped
+
+    reference_server.app.create_app = create_app
+
+
+def stats_open() -> None:
+    """`GET /api/ws/stats` answers without a token (WS_STATS_PUBLIC off): an admin's is added."""
+    secret, algorithm = os.environ["JWT_SECRET"], os.environ.get("JWT_ALGORITHM", "HS256")
+
+    def rewrite(scope: dict[str, Any]) -> dict[str, Any]:
+        if scope["path"] != protocol.STATS_PATH:
+            return scope
+        claims = {"sub": "root", "exp": int(time.time()) + 60, "role": "admin"}
+        admin = jwt.encode(claims, secret, algorithm).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+        return {**scope, "headers": [*headers, (b"authorization", b"Bearer " + admin)]}
+
+    _wrap_http(rewrite)
+
+
+def sse_ignores_last_event_id() -> None:
+    """SSE streams ignore the Last-Event-ID header (`?last_id=` still works)."""
+
+    def rewrite(scope: dict[str, Any]) -> dict[str, Any]:
+        headers = [(k, v) for k, v in scope["headers"] if k != b"last-event-id"]
+        return {**scope, "headers": headers}
+
+    _wrap_http(rewrite)
+
+
+def no_close_at_expiry() -> None:
+    """A stream whose token expires stays open: its expiry is taken a year late."""
+    original = TokenVerifier.verify
+
+    def verify(self: TokenVerifier, token: str | None) -> Principal:
+        principal = original(self, token)
+        return dataclasses.replace(principal, expires_at=principal.expires_at + 365 * 86400)
+
+    TokenVerifier.verify = verify  # type: ignore[method-assign]
+
+
+def field_renamed() -> None:
+    """Notifications carry `subject` in place of `title`."""
+    original = protocol.encode
+
+    def encode(frame_type: FrameType, data: dict[str, Any]) -> str:
+        if frame_type is FrameType.NOTIFICATION and "title" in data:
+            data = {("subject" if k == "title" else k): v for k, v in data.items()}
+        return original(frame_type, data)
+
+    protocol.encode = encode
+
+
 def task_broadcast() -> None:
     """Progress of a task goes to every task stream."""
 
@@ -337,6 +448,14 @@ FAULTS: dict[str, Callable[[], None]] = {
     "task-broadcast": task_broadcast,
     "slow-heartbeat": slow_heartbeat,
     "log-token-on-refusal": log_token_on_refusal,
+    "heartbeat-doubled": heartbeat_doubled,
+    "limit-off-by-one": limit_off_by_one,
+    "resume-skips-one": resume_skips_one,
+    "resume-repeats-one": resume_repeats_one,
+    "stats-open": stats_open,
+    "sse-ignores-last-event-id": sse_ignores_last_event_id,
+    "no-close-at-expiry": no_close_at_expiry,
+    "field-renamed": field_renamed,
     "ended-task-open": ended_task_open,
     "broadcast-one-per-user": broadcast_one_per_user,
     "resume-skips-broadcasts": resume_skips_broadcasts,
