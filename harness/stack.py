@@ -46,6 +46,8 @@ SETTING_PREFIXES: Final = (
     "FANOUT_",
     "PRESENCE_",
     "GC_",
+    "HTTP_MAX_BODY",
+    "HTTP_BODY_",
 )
 
 

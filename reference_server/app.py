@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from reference_server.auth import AuthError, Principal, TokenVerifier, token_from_request
+from reference_server.bodies import BodyLimit
 from reference_server.bus import Bus, MemoryBus
 from reference_server.hub import Connection, FrameWrite, Hub
 from reference_server.metrics import LoopLag, snapshot
@@ -284,6 +285,7 @@ def create_app(settings: Settings | None = None) -> StreamsFirst:
         openapi_url=None,  # the docs are off, and so is the schema they would show
     )
     app.state.services = services
+    app.add_middleware(BodyLimit, max_bytes=cfg.http_max_body_bytes, timeout=cfg.http_body_timeout)
 
     @app.exception_handler(RedisError)
     async def _redis_down(request: Request, exc: RedisError) -> JSONResponse:

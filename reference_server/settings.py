@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     ws_ping_timeout: float = Field(20.0, gt=0)
     ws_handshake_timeout: float = Field(5.0, gt=0)
     ws_max_connections: int = Field(0, ge=0)  # 0: the open-file limit less a reserve
+    # Request bodies (bodies.py): larger ones get 413 unread, slower ones 408.
+    http_max_body_bytes: int = Field(65536, ge=1024)
+    http_body_timeout: float = Field(5.0, gt=0)
     # A fan-out frames its item once and writes the bytes to each transport (guard.py); off:
     # one ASGI send, and websockets' framing, per stream.
     ws_prepared_frames: bool = True
