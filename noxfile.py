@@ -2,8 +2,8 @@
 
 Every session installs exactly the versions in `uv.lock` (`uv sync --locked`), so a fresh clone
 tests what CI passed with; `tests-latest` resolves the newest releases instead, and is how the
-lock is refreshed (README, "Dependencies"). Sessions run on the Python that runs nox (any of
-`SUPPORTED`); `pythons` runs the contract suite and the smoke load on every other one.
+lock is refreshed (README, "Dependencies and Pythons"). Sessions run on the Python that runs
+nox (any of `SUPPORTED`); `pythons` runs the contract suite and the smoke load on every other.
 """
 
 # With only `pip install nox`, nox reads this block, builds .nox/_nox_script_mode with these,
