@@ -214,12 +214,18 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
 
 
-def kill_and_wait(pid: int) -> str:
-    """A shell command: SIGKILL, then wait until the process has exited (its sockets closed; a
-    zombie holds none). `kill` returns before that, and a restart on the same port would race
-    it: Redis started again at once found its port still taken ("Address already in use")."""
+def kill_and_wait(pid: int, timeout: float = 10.0) -> str:
+    """A shell command: SIGKILL, then wait (at most `timeout` s, then fail) until the process
+    has exited (its sockets closed; a zombie holds none). `kill` returns before that, and a
+    restart on the same port would race it: Redis started again at once found its port still
+    taken ("Address already in use")."""
     alive = f"grep -qsE '^State:[[:space:]]+[^Z[:space:]]' /proc/{pid}/status"
-    return f"kill -9 {pid}; while {alive}; do sleep 0.05; done"
+    polls = int(timeout / 0.05)
+    return (
+        f"kill -9 {pid}; n=0; while {alive}; do n=$((n+1)); "
+        f'[ "$n" -le {polls} ] || {{ echo "{pid} alive after {timeout:g} s" >&2; exit 1; }}; '
+        "sleep 0.05; done"
+    )
 
 
 async def test_a_target_restarted_by_the_users_commands_loses_nothing(

@@ -151,7 +151,6 @@ def any_role_admin() -> None:
 def http_ignores_exp() -> None:
     """HTTP endpoints take expired tokens: an expired Bearer token is re-signed unexpired before
     the app sees it (streams still check `exp`)."""
-    original = reference_server.app.create_app
     secret, algorithm = os.environ["JWT_SECRET"], os.environ.get("JWT_ALGORITHM", "HS256")
 
     def renewed(token: str) -> str:
@@ -166,23 +165,16 @@ def http_ignores_exp() -> None:
             pass
         return token
 
-    def create_app(*args: Any, **kwargs: Any) -> Any:
-        app = original(*args, **kwargs)
+    def rewrite(scope: dict[str, Any]) -> dict[str, Any]:
+        headers = [
+            (name, b"Bearer " + renewed(value[7:].decode()).encode())
+            if name == b"authorization" and value.lower().startswith(b"bearer ")
+            else (name, value)
+            for name, value in scope["headers"]
+        ]
+        return {**scope, "headers": headers}
 
-        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "http":
-                headers = [
-                    (name, b"Bearer " + renewed(value[7:].decode()).encode())
-                    if name == b"authorization" and value.lower().startswith(b"bearer ")
-                    else (name, value)
-                    for name, value in scope["headers"]
-                ]
-                scope = {**scope, "headers": headers}
-            return await app(scope, receive, send)
-
-        return wrapped
-
-    reference_server.app.create_app = create_app
+    _wrap_http(rewrite)
 
 
 def log_token_on_refusal() -> None:
