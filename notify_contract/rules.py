@@ -87,6 +87,8 @@ RULES: Final = {
         Rule("11.5", M, "a 100 KB URL is refused and the server goes on"),
         Rule("11.6", S, "a request head not complete within 10 s is closed"),
         Rule("11.7", S, "at capacity: a clean refusal, open streams unharmed, accepts again"),
+        Rule("11.8", S, "a body over the limit is refused before it is read"),
+        Rule("11.9", S, "a body not complete within 10 s of its head is ended"),
         Rule("12.1", M, "one subscription per instance; delivered once"),
         Rule("12.2", M, "history in Redis survives an instance restart"),
     )

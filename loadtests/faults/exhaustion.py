@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,7 +23,7 @@ from loadtests.faults.scenarios import Scale, Scenario, _delivery, _q, fault, un
 from loadtests.faults.table import Facts, Outcome, Row
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.waiting import until_true
-from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.protocol import NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
 
 HEAD_DEADLINE = 10.0  # rule 11.6: a request head not complete by then is closed
 SLACK = 3.0  # the closes of hundreds of peers land over a moment
@@ -32,6 +32,10 @@ LEGIT_CONNECT_P99 = 2.0  # seconds: what a legitimate user may wait for `connect
 EXTRA_HEADERS = 500
 ATTACKER_ADDRESS = "127.0.0.2"
 CLOSED = "closed without an answer"
+BODY_DEADLINE = 10.0  # rule 11.9: a request body not complete by then is ended
+OVERSIZED_BODY = 64 * 2**20  # rule 11.8: far past any limit a notification API needs
+TRICKLE_BYTES = 60  # at a byte a second, past BODY_DEADLINE and its slack
+RSS_GROWTH_MB = 32.0  # the body is refused unread: the server's memory stays about where it was
 
 
 @dataclass
@@ -48,6 +52,11 @@ class Victim:
 
     def open_files(self) -> int | None:
         return None if self.pid is None else psutil.Process(self.pid).num_fds()
+
+    def rss_mb(self) -> float | None:
+        if self.pid is None:
+            return None
+        return round(psutil.Process(self.pid).memory_info().rss / 2**20, 1)
 
 
 AttackFn = Callable[[Target, Scale, Victim, Row], Awaitable[Row]]
@@ -552,6 +561,177 @@ async def open_close_loop(target: Target, scale: Scale, victim: Victim, row: Row
     return row.finish(
         f"{served} of {cycles} connects served at {cycles / took:.0f}/s{limited}, half closed "
         f"cleanly, half dropped; afterwards {after}; server descriptors {files or 'n/a'}"
+    )
+
+
+# -- request bodies (rules 11.8, 11.9) ------------------------------------------------------
+
+
+def _post_head(target: Target, *lines: str) -> bytes:
+    """A publish request's head, without a token: the body must be judged before any auth."""
+    host, port, _ = _address(target)
+    path = urlsplit(target.base).path.rstrip("/") + NOTIFICATIONS_PATH
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json"]
+    return ("\r\n".join([*head, *lines]) + "\r\n\r\n").encode()
+
+
+@dataclass(frozen=True)
+class BodyAnswer:
+    """How the target ended one request body: its status line (or how the connection ended),
+    the body bytes sent by then, and the seconds from the head."""
+
+    status: str
+    sent: int
+    after_s: float
+
+    @property
+    def ended(self) -> bool:
+        return _code(self.status).startswith("4") or self.status == CLOSED
+
+
+async def _send_body(
+    target: Target, head: bytes, pieces: AsyncIterator[bytes], limit: float
+) -> BodyAnswer:
+    """Sends `head`, then `pieces` while watching for an answer; stops at the first answer, at
+    the end of `pieces` (then waits for one), or at `limit` seconds."""
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(_raw(target), limit)
+    except (OSError, TimeoutError) as exc:
+        return BodyAnswer(f"no connection ({type(exc).__name__})", 0, 0.0)
+    sent = 0
+
+    async def feed() -> None:
+        nonlocal sent
+        writer.write(head)
+        async for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            sent += len(piece)
+
+    feeding = asyncio.create_task(feed())
+    try:
+        async with asyncio.timeout(limit):
+            line = await reader.readline()
+        status = line.decode("latin-1").strip() or CLOSED
+    except TimeoutError:
+        status = f"no answer within {limit:g} s"
+    except OSError:
+        status = CLOSED
+    finally:
+        feeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await feeding
+        writer.close()
+    return BodyAnswer(status, sent, round(time.monotonic() - started, 2))
+
+
+async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    piece = b"%x\r\n%s\r\n" % (size, b"a" * size)
+    for _ in range(total // size):
+        yield piece
+    yield b"0\r\n\r\n"
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def _trickle(size: int, every: float) -> AsyncIterator[bytes]:
+    for _ in range(size):
+        yield b"a"
+        await asyncio.sleep(every)
+
+
+@dataclass
+class BodyFacts(Facts):
+    declared: BodyAnswer
+    chunked: BodyAnswer
+    server_rss_mb: list[float] = field(default_factory=list)
+
+
+@attack(
+    "oversized-body",
+    rule="11.8",
+    title=f"a POST of {OVERSIZED_BODY // 2**20} MB without a token, declared and then chunked",
+    expected="refused (a 4xx or a closed connection) before the body is read: the declared one "
+    "with none of it sent, the chunked one long before its end; server memory grows by less than "
+    f"{RSS_GROWTH_MB:g} MB (with its pid); a new user connects",
+    ci=True,
+)
+async def oversized_body(target: Target, scale: Scale, victim: Victim, row: Row) -> Row:
+    tokens = _needs_tokens(target, row)
+    if tokens is None:
+        return row
+    rss = [r for r in [victim.rss_mb()] if r is not None]
+    declared = await _send_body(
+        target, _post_head(target, f"Content-Length: {OVERSIZED_BODY}"), _nothing(), BODY_DEADLINE
+    )
+    chunked = await _send_body(
+        target,
+        _post_head(target, "Transfer-Encoding: chunked"),
+        _chunks(OVERSIZED_BODY),
+        BODY_DEADLINE,
+    )
+    rss += [r for r in [victim.rss_mb()] if r is not None]
+    row.facts = BodyFacts(declared, chunked, rss)
+    row.check(declared.ended, f"declared {OVERSIZED_BODY} bytes, sent none: {declared.status!r}")
+    row.check(
+        chunked.ended and chunked.sent < OVERSIZED_BODY,
+        f"chunked: {chunked.status!r} after {chunked.sent} of {OVERSIZED_BODY} bytes",
+    )
+    if len(rss) == 2:
+        row.check(rss[1] - rss[0] < RSS_GROWTH_MB, f"server memory {rss[0]} -> {rss[1]} MB")
+    joined, why = await _newcomer(target, tokens, f"{row.id}-newcomer")
+    row.check(joined is not None, f"no new user could connect afterwards: {why}")
+    memory = f"; server memory {rss[0]} -> {rss[1]} MB" if len(rss) == 2 else ""
+    return row.finish(
+        f"declared: {declared.status!r} in {declared.after_s} s; chunked: {chunked.status!r} "
+        f"after {chunked.sent // 1024} KB{memory}; afterwards "
+        + ("a new user connected" if joined is not None else "no new user could connect")
+    )
+
+
+@dataclass
+class TrickleFacts(Facts):
+    answer: BodyAnswer
+
+
+@attack(
+    "trickled-body",
+    rule="11.9",
+    title=f"a POST body of {TRICKLE_BYTES} bytes sent a byte a second, without a token",
+    expected=f"answered (a 4xx, 408) or closed within {BODY_DEADLINE:g} s of its head; a new "
+    "user connects meanwhile",
+    ci=True,
+)
+async def trickled_body(target: Target, scale: Scale, victim: Victim, row: Row) -> Row:
+    tokens = _needs_tokens(target, row)
+    if tokens is None:
+        return row
+    trickled = asyncio.create_task(
+        _send_body(
+            target,
+            _post_head(target, f"Content-Length: {TRICKLE_BYTES}"),
+            _trickle(TRICKLE_BYTES, 1.0),
+            BODY_DEADLINE + SLACK,
+        )
+    )
+    joined, why = await _newcomer(target, tokens, f"{row.id}-newcomer")
+    answer = await trickled
+    row.facts = TrickleFacts(answer)
+    row.recovery_s = answer.after_s if answer.ended else None
+    row.check(answer.ended, f"{answer.status!r} after {answer.sent} bytes in {answer.after_s} s")
+    row.check(
+        answer.after_s <= BODY_DEADLINE + SLACK,
+        f"ended {answer.after_s} s after its head, past {BODY_DEADLINE:g} s",
+    )
+    row.check(joined is not None, f"a new user could not connect meanwhile: {why}")
+    return row.finish(
+        f"{answer.status!r} after {answer.sent} of {TRICKLE_BYTES} bytes, {answer.after_s} s "
+        "after its head; "
+        + ("a new user connected meanwhile" if joined is not None else "no new user connected")
     )
 
 

@@ -53,6 +53,8 @@ async def test_exhaustion_finds_the_cap_and_refuses_cleanly(guarded: ServerHandl
     [
         ("no-head-deadline", "slow-handshake", "still open"),
         ("swallow-refusal", "many-headers", "not a clean refusal"),
+        ("no-body-limit", "oversized-body", "declared 67108864 bytes, sent none"),
+        ("no-body-limit", "trickled-body", "no answer within 13 s"),
     ],
 )
 async def test_without_the_guard_the_row_fails(

@@ -29,7 +29,7 @@ import reference_server.redis_bus
 import reference_server.sse
 import reference_server.streams
 from reference_server import __main__ as server_main
-from reference_server import guard, logs, protocol, records
+from reference_server import bodies, guard, logs, protocol, records
 from reference_server.auth import Principal, TokenVerifier
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
@@ -404,6 +404,16 @@ def no_head_deadline() -> None:
     guard.limits = lambda: (1e9, 10**9)  # type: ignore[assignment]
 
 
+def no_body_limit() -> None:
+    """Request bodies are read as the app pleases: whole, before the auth check, however slowly
+    they come (the server before its body limit)."""
+
+    async def passthrough(self: bodies.BodyLimit, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    bodies.BodyLimit.__call__ = passthrough  # type: ignore[method-assign]
+
+
 def swallow_refusal() -> None:
     """A handshake websockets refuses (too many headers, a bad header line) gets no answer: the
     protocol drops the refusal and leaves the connection open. Broken here, in this module, so
@@ -426,6 +436,7 @@ def swallow_refusal() -> None:
 FAULTS: dict[str, Callable[[], None]] = {
     "no-head-deadline": no_head_deadline,
     "swallow-refusal": swallow_refusal,
+    "no-body-limit": no_body_limit,
     "forget-stream": forget_stream,
     "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
