@@ -38,6 +38,7 @@ from notify_contract.tokens import Minter
 SECRET = "client-check-secret-0123456789-0123456789-0123456789"
 PAGE_USER = "client-check-page"
 OUR_SIGN_OUT = "#sign-out"
+OUR_TOKEN_HOOK = "setNotifyToken"
 
 
 class ReferenceLive(LiveServer):
@@ -101,7 +102,7 @@ def parser(prog: str = "python -m browser_check") -> argparse.ArgumentParser:
         prog=prog,
         description=__doc__.splitlines()[0].strip("`").split(": ", 1)[1],
         epilog="examples: %(prog)s; %(prog)s --client-url 'http://127.0.0.1:3000/?token=T' "
-        "--heartbeat-interval 30 --sign-out-selector '#logout'",
+        "--heartbeat-interval 30 --sign-out-selector '#logout' --token-hook setToken",
     )
     p.add_argument(
         "--client-url",
@@ -119,6 +120,12 @@ def parser(prog: str = "python -m browser_check") -> argparse.ArgumentParser:
         "--sign-out-selector",
         metavar="CSS",
         help=f"the page's sign-out control (default for the reference page: {OUR_SIGN_OUT})",
+    )
+    p.add_argument(
+        "--token-hook",
+        metavar="FUNCTION",
+        help="a global function of the page that hands its client a new token, as a token "
+        f"refresh does (default for the reference page: {OUR_TOKEN_HOOK})",
     )
     p.add_argument("-k", dest="keywords", action="append", default=[], help="checks to run")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="where to write")
@@ -159,10 +166,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
                 url, live = stack.enter_context(reference_page(args.heartbeat_interval))
                 options.live = live
                 options.sign_out_selector = args.sign_out_selector or OUR_SIGN_OUT
+                options.token_hook = args.token_hook or OUR_TOKEN_HOOK
                 shown = "the reference page (/app/)"
             else:
                 url, shown = args.client_url, redact(args.client_url)
                 options.sign_out_selector = args.sign_out_selector
+                options.token_hook = args.token_hook
             results = asyncio.run(run_checks(url, checks, options, chromium, out))
     except StackError as exc:
         print(f"{prog}: could not start the reference server: {exc}", file=sys.stderr)

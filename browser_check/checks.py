@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from browser_check import frames
 from browser_check.lab import Archive, Attempt, Lab, Socket
@@ -22,6 +23,7 @@ from notify_contract.codes import (
     WS_4429_TOO_MANY_CONNECTIONS,
     CloseCode,
 )
+from notify_contract.protocol import TOKEN_PARAM
 from notify_contract.reconnect import WATCHDOG_BEATS, ReconnectPolicy
 from notify_contract.rules import Rule, rule
 
@@ -32,6 +34,7 @@ QUIET_MS = 45_000.0  # how long "no further attempt" is watched: past the policy
 
 class Need(StrEnum):
     SIGN_OUT = "sign-out"  # a selector that signs the user out of the page
+    TOKEN_HOOK = "token-hook"  # a page function that hands the client a new token
     LIVE = "live"  # a server the check started and can restart (not a --client-url page)
 
 
@@ -41,6 +44,7 @@ class Options:
 
     heartbeat_ms: float = 30_000.0
     sign_out_selector: str | None = None
+    token_hook: str | None = None
     live: LiveServer | None = None
 
 
@@ -472,6 +476,78 @@ async def _sign_out(lab: Lab, options: Options) -> str:
     must(again == 0, f"{again} attempts after sign-out")
     let_go = "closed its socket" if first.closed_by_page else "kept its socket until the server"
     return f"signed out: it {let_go}; no attempt in {QUIET_MS / 1000:g} s"
+
+
+# -- 7.9: a new token while connected -------------------------------------------------------------
+
+TOKEN = Titles()
+
+
+async def _token_script(lab: Lab, attempt: Attempt) -> None:
+    t = TOKEN
+    if attempt.n == 0:
+        lab.send(attempt, frames.connected(USER), t.frame(1), t.frame(2))
+    else:  # the server replays what follows last_id: the last one shown again, and a new one
+        lab.send(attempt, frames.connected(USER), t.frame(2), t.frame(3))
+
+
+def token_of(url: str) -> str | None:
+    values = parse_qs(urlsplit(url).query).get(TOKEN_PARAM)
+    return values[0] if values else None
+
+
+@check(
+    "token-change",
+    "7.9",
+    "a new token while connected: the old socket closed by the page, one new socket",
+    f"within {bound_ms(0):.0f} ms of the new token one new socket with it and last_id; never two "
+    "open, none more when the old socket's close event comes late; each notification shown once",
+    _token_script,
+    needs=(Need.TOKEN_HOOK,),
+    late_close=True,
+)
+async def _token_change(lab: Lab, options: Options) -> str:
+    t = TOKEN
+    hook = options.token_hook
+    if hook is None:
+        raise NotRun("needs the page's token hook: give --token-hook FUNCTION")
+    must(await lab.shows(t.title(1), t.title(2)), "the page never showed the first notifications")
+    fresh = f"refreshed-{secrets.token_hex(6)}"
+    handed = lab.clock_ms()
+    if not await lab.call(hook, fresh):
+        raise NotRun(f"the page has no function window.{hook}: give --token-hook FUNCTION")
+    must(
+        await lab.attempts_by(1, bound_ms(0), step=50),
+        f"no new socket within {bound_ms(0):.0f} ms of the new token",
+    )
+    await lab.shows(t.title(3))
+    await lab.advance(QUIET_MS / 3, step=500)
+    probe = await lab.probe()
+    must(
+        probe.max_held <= 1,
+        f"{probe.max_held} notification sockets were held at once ({len(probe.sockets)} opened)",
+    )
+    must(
+        len(probe.sockets) == 2,
+        f"{len(probe.sockets)} sockets opened where 2 were due: the old socket's late close "
+        "scheduled more",
+    )
+    old, new = lab.attempts[0], lab.attempts[1]
+    must(old.closed_by_page, "the page left its old socket open (the server closed it)")
+    must(
+        token_of(new.url) == fresh,
+        "the new socket carries the old token, not the one handed to the page",
+    )
+    must(
+        new.last_id == t.id(2),
+        f"the new socket's URL carries last_id={new.last_id!r}, not the last id shown {t.id(2)!r}",
+    )
+    counts = await lab.shown(t.title(1), t.title(2), t.title(3))
+    must(all(n == 1 for n in counts.values()), f"shown {counts} times, not once each")
+    return (
+        f"the page closed its socket and opened one with the new token and last_id={new.last_id} "
+        f"{probe.sockets[1].at - handed:.0f} ms after it; each notification shown once"
+    )
 
 
 # -- 7.8: jitter ---------------------------------------------------------------------------------

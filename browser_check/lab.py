@@ -259,6 +259,17 @@ class Lab:
 
         return await self.advance(ms, until=opened, **kwargs)
 
+    async def call(self, function: str, *args: str) -> bool:
+        """Call the page's global `function` with `args` as the page's own code would; False if
+        the page has no such function."""
+        return bool(
+            await self.page.evaluate(
+                "([name, args]) => typeof window[name] === 'function' "
+                "&& (window[name](...args), true)",
+                [function, list(args)],
+            )
+        )
+
     # -- what the page shows ----------------------------------------------------------------------
 
     async def probe(self) -> Probe:

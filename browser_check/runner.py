@@ -42,6 +42,8 @@ class CheckResult:
 def missing(check: ClientCheck, options: Options) -> str | None:
     if Need.SIGN_OUT in check.needs and options.sign_out_selector is None:
         return "needs the page's sign-out control: give --sign-out-selector CSS"
+    if Need.TOKEN_HOOK in check.needs and options.token_hook is None:
+        return "needs the page's token hook: give --token-hook FUNCTION"
     if Need.LIVE in check.needs and options.live is None:
         return "needs a server the check starts and kills (not run with --client-url)"
     return None

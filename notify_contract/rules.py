@@ -71,6 +71,7 @@ RULES: Final = {
         Rule("7.6", M, "watchdog: no frame for 2.5 heartbeats means dead"),
         Rule("7.7", M, "one socket at a time; nothing after sign-out"),
         Rule("7.8", S, "reconnect delays are jittered"),
+        Rule("7.9", M, "a new token: the page closes the old socket, opens one new one"),
         Rule("8.1", M, "stats: totals and per-user counts of open streams"),
         Rule("8.2", M, "stats need an admin token unless public"),
         Rule("8.3", M, "stats cover every instance"),

@@ -43,6 +43,7 @@ BAD_VERDICTS = {
     "resync-archive": Verdict.FAIL,  # never fetches the archive
     "one-socket": Verdict.FAIL,  # its watchdog opens a second socket beside the late close
     "sign-out": Verdict.FAIL,  # reconnects after sign-out
+    "token-change": Verdict.FAIL,  # the old socket's late onclose opens a second socket
     "jitter": Verdict.NON_STRICT,  # a fixed delay
     "reconnect-1001": Verdict.PASS,  # what it does right: 1 s is within the first bound
     "reconnect-1012": Verdict.PASS,
@@ -119,13 +120,14 @@ async def test_the_bad_page_fails_the_checks_named_for_its_defects(
     bad_page: str, tmp_path: Path
 ) -> None:
     chosen = [CHECKS[c] for c in BAD_VERDICTS]
-    options = Options(sign_out_selector="#sign-out")
+    options = Options(sign_out_selector="#sign-out", token_hook="setToken")
     results = await run_checks(bad_page, chosen, options, find_chromium(), tmp_path, lambda _: None)
     seen = {r.check.id: r.verdict for r in results}
     assert seen == BAD_VERDICTS, {r.check.id: r.observed for r in results}
     why = {r.check.id: r.observed for r in results}
     assert "last_id=None" in why["resume-last-id"]
     assert "held at once" in why["one-socket"] or "sockets opened" in why["one-socket"]
+    assert "2 notification sockets were held at once (3 opened)" in why["token-change"]
     assert all((tmp_path / f"{c}.png").exists() for c in BAD_VERDICTS if c != "server-killed")
 
 

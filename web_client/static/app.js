@@ -1,12 +1,13 @@
 // The notification page: connection state, live notifications with an unread count, a task with
-// its progress bar. The token comes from the page's URL (`?token=...`); `?heartbeat=S` tells the
-// client the server's heartbeat interval (30 s by default).
+// its progress bar. The token comes from the page's URL (`?token=...`), a new one through
+// `window.setNotifyToken(token)`; `?heartbeat=S` tells the client the server's heartbeat
+// interval (30 s by default).
 
 import { TASKS_PATH, TOKEN_PARAM, WS_TASKS_PATH } from "./contract.js";
 import { NotificationClient } from "./notify-client.js";
 
 const params = new URLSearchParams(location.search);
-const token = params.get("token") || "";
+let token = params.get("token") || "";
 const client = new NotificationClient({
   base: location.origin,
   token,
@@ -73,4 +74,9 @@ $("start-task").addEventListener("click", async () => {
 });
 
 window.notifyClient = client; // for a person at the console
+// The app's token refresh hands the new token here (and the check's --token-hook calls it).
+window.setNotifyToken = (fresh) => {
+  token = fresh;
+  client.setToken(fresh);
+};
 client.start();

@@ -3,7 +3,8 @@
 // One socket at a time (7.7); the attempt count resets only on `connected` (7.1); no reconnect
 // after 4401/4403/4404 (7.2); 4429 and every other close back off by the policy with full jitter
 // (7.3, 7.4, 7.8); `last_id` on reconnect and the archive after `resync`, each id shown once
-// (7.5); a stream silent for 2.5 heartbeat intervals is replaced (7.6).
+// (7.5); a stream silent for 2.5 heartbeat intervals is replaced (7.6); a new token swaps the
+// socket, never two at once (7.9).
 
 import {
   AFTER_PARAM,
@@ -60,6 +61,17 @@ export class NotificationClient extends EventTarget {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.drop(1000, "signed out");
+  }
+
+  // A new token (a refresh) while connected: the old socket is let go here, its late events
+  // ignored, and one new socket opens at once with the new token and last_id. No reconnect
+  // attempt: no backoff, the count untouched (7.9).
+  setToken(token) {
+    this.token = token;
+    if (this.state === State.SIGNED_OUT) return;
+    clearTimeout(this.retryTimer);
+    this.drop(1000, "token refreshed");
+    this.connect();
   }
 
   connect() {
