@@ -31,7 +31,7 @@ from harness.stack import (
     start_server,
 )
 from notify_client.driver import Driver
-from notify_contract.redaction import redact
+from notify_contract.redaction import leak_line, redact
 from notify_contract.settings import DEFAULTS
 from notify_contract.tokens import Minter
 
@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
         r for r in results if r.verdict is Verdict.NOT_RUN and r.check.rule.level is Level.MUST
     ]
     print(f"report: {where}")
+    leaked = leak_line(out)
+    if leaked is not None:
+        print(f"result: {leaked}")
+        return 1
     if failed:
         print(f"result: a MUST is broken ({counts}): " + ", ".join(r.check.id for r in failed))
         return 1

@@ -29,6 +29,7 @@ from contract_tests.registry import CASES, Case, Verdict, select
 from contract_tests.runner import RunResult, TargetUnusable, run_target
 from harness.managed import managed_stack
 from harness.stack import StackError, scratch_dir
+from notify_contract.redaction import leak_line
 
 
 def parser(prog: str = "python -m contract_tests") -> argparse.ArgumentParser:
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") 
     print(report.fix_first_text(runs))
     print(f"report: {where / 'index.html'}")
     failed = any(run.failed for run in runs)
+    leaked = leak_line(where)
+    if leaked is not None:
+        print(f"result: {leaked}")
+        return 1
     not_run = [r for run in runs for r in run.must_not_run]
     totals = ", ".join(f"{sum(run.count(v) for run in runs)} {v.value}" for v in Verdict)
     if failed:

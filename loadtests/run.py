@@ -19,6 +19,7 @@ from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.sampler import Sampler, Watched
+from notify_contract.redaction import leak_line, scrub
 from notify_contract.tokens import Minter
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -254,6 +255,9 @@ def run(
     }
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     report.write(out, data, sampler.rows, baseline)
+    leaked = leak_line(out)  # checked on what was written, so after summary.json
+    if leaked is not None:
+        verdicts.append((False, leaked))
     progress("headline (the clients' counts; server figures where measured):")
     for label, value in report.headline_rows(figures):
         progress(f"  {label:<58} {value}")
@@ -270,7 +274,7 @@ def keep_logs(logs: Path, out: Path, tail: int = 20_000) -> None:
         if log.name == "access.log":
             continue
         name = "-".join(log.relative_to(logs).parts)
-        (out / name).write_text(log.read_text(errors="replace")[-tail:])
+        (out / name).write_text(scrub(log.read_text(errors="replace")[-tail:]))
 
 
 def nothing_ran(config: RunConfig, figures: dict[str, Any]) -> list[tuple[bool, str]]:

@@ -37,6 +37,10 @@ class NginxConfig:
     read_timeout: str = "3600s"
     error_log_level: str = "crit"
     header_buffers: str = "4 32k"  # large_client_header_buffers: count and size
+    # client_max_body_size: the server's HTTP_MAX_BODY_BYTES (64 KB). nginx refuses a larger
+    # body itself and reads the rest before it closes, so the client gets its 413; the server
+    # closing on a body it left unread resets nginx's upstream write, which nginx answers 502.
+    max_body: str = "64k"
     # Strict by default (rules 11.6, 11.7): a request head must arrive within header_timeout;
     # per client address, at most conns_per_address WebSocket connections and
     # handshakes_per_second handshakes (burst handshake_burst). None: no such limit. A load run

@@ -37,6 +37,7 @@ from loadtests.faults.lab import lab
 from loadtests.faults.remote import Control, target_rows
 from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
 from loadtests.faults.table import Outcome, Row, write
+from notify_contract.redaction import leak_line, scrub
 
 
 def parser(prog: str = "python -m loadtests.faults") -> argparse.ArgumentParser:
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults"
     md, js = write(out, rows, meta)
     if not args.keep_logs:
         shutil.rmtree(logs, ignore_errors=True)
+    for log in logs.rglob("*") if args.keep_logs else ():
+        if log.is_file() and log.suffix == ".log":  # what the processes wrote, kept scrubbed
+            log.write_text(scrub(log.read_text(errors="replace")))
     if args.scope == "full" and not args.only and values["url"] is None:
         write(args.reports, rows, meta, plot_dir=out.name)
         print(f"table: {args.reports / 'reliability.md'} (and .json)")
@@ -209,6 +213,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults"
         if len(skipped) == len(rows):
             failed = ["(every row: not run, so nothing was shown)"]
     print(f"report: {md} and {js.name}")
+    leaked = leak_line(out)
+    if leaked is not None:
+        failed.append(leaked)
     counts = ", ".join(f"{sum(r.outcome is o for r in rows)} {o.value}" for o in Outcome)
     print(f"result: {counts}" + (f"; not passing: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -5,7 +5,6 @@ stack traces, and the stack must still serve."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from loadtests.faults.table import Facts, Outcome, Row
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.redaction import JWT_SHAPE
 from notify_contract.tokens import Minter
 
 # Contract cases that are attacks, in the order of the issue's list.
@@ -52,7 +52,6 @@ HOSTILE_CASES = (
     "driver-admin-only",
     "token-not-in-logs",
 )
-JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 TRACE_MARKS = ("Traceback (most recent call last)", 'File "/')
 
 
@@ -131,7 +130,7 @@ def scan_logs(log_dir: Path, secret: str) -> Row:
         for n, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
             lines += 1
             for name, hit in (
-                ("token", JWT_LIKE.search(line) is not None),
+                ("token", JWT_SHAPE.search(line) is not None),
                 ("secret", secret in line),
                 ("stack trace", any(m in line for m in TRACE_MARKS)),
             ):

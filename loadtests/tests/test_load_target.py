@@ -11,7 +11,8 @@ import pytest
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
 from loadtests.config import from_profile
-from loadtests.run import External, Outcome, run
+from loadtests.run import External, Outcome, keep_logs, run
+from notify_contract.redaction import REDACTED, leaks
 
 USERS = 60
 
@@ -60,6 +61,20 @@ def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Pa
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
     assert outcome.ok
+    assert (outcome.directory / "locust-master.log").exists() and leaks(tmp_path) == []
+
+
+def test_the_logs_a_run_keeps_hold_no_token(tmp_path: Path) -> None:
+    """A process that logs a token (a target's, or ours broken) does not put it in the report."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    (logs / "server-1").mkdir(parents=True)
+    out.mkdir()
+    (logs / "server-1" / "server.log").write_text(f"refused {{'token': '{jwt}'}}\n")
+    assert leaks(logs) == ["server-1/server.log"]
+    keep_logs(logs, out)
+    assert leaks(out) == []
+    assert REDACTED in (out / "server-1-server.log").read_text()
 
 
 def test_a_partial_server_on_another_stack_is_measured_through_its_driver_command(
