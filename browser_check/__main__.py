@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m browser_check") -
     meta: dict[str, Any] = {
         "page": shown,
         "created": created.isoformat(),
-        "command": shlex.join([prog, *redacted(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(
+            [*prog.split(), *redacted(argv if argv is not None else sys.argv[1:])]
+        ),
         "chromium": str(chromium.path),
         "chromium_source": chromium.source,
     }

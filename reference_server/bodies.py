@@ -9,11 +9,17 @@ liked: the request-head deadline (guard.py) ends when the head is complete. ngin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATUS_TEXT: Final = {408: "request body too slow\n", 413: "request body too large\n"}
+# After a 413, what the client is still sending is read and dropped for this long, at most this
+# much, before the connection closes: closing on unread data resets the connection, and a client
+# still sending then loses the answer (nginx's lingering close does the same).
+LINGER_S: Final = 2.0
+LINGER_BYTES: Final = 16 * 2**20
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -42,14 +48,14 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = declared_length(scope)
         if declared is not None and declared > self.max_bytes:
-            return await refuse(send, 413)
+            return await refuse(send, 413, linger=receive)
         try:
             async with asyncio.timeout(self.timeout):
                 read = await self.read(receive)
         except TimeoutError:
             return await refuse(send, 408)
         if read is None:
-            return await refuse(send, 413)
+            return await refuse(send, 413, linger=receive)
         await self.app(scope, replay(read, receive), send)
 
     async def read(self, receive: Receive) -> list[Message] | None:
@@ -78,7 +84,9 @@ def replay(messages: list[Message], receive: Receive) -> Receive:
     return again
 
 
-async def refuse(send: Send, status: int) -> None:
+async def refuse(send: Send, status: int, linger: Receive | None = None) -> None:
+    """The answer, whole; with `linger`, the response is ended (and the connection closed) only
+    once the client's body has been drained for a moment."""
     text = STATUS_TEXT[status].encode()
     headers: list[tuple[bytes, Any]] = [
         (b"content-type", b"text/plain; charset=utf-8"),
@@ -86,4 +94,19 @@ async def refuse(send: Send, status: int) -> None:
         (b"connection", b"close"),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": text})
+    await send({"type": "http.response.body", "body": text, "more_body": linger is not None})
+    if linger is not None:
+        await drain(linger)
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def drain(receive: Receive) -> None:
+    """Read and drop the rest of a body: until its end, a disconnect, LINGER_S or LINGER_BYTES."""
+    dropped = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER_S):
+            while dropped < LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                dropped += len(message.get("body", b""))

@@ -10,7 +10,7 @@ import pytest
 
 from harness.fixtures import Servers
 from harness.stack import ServerHandle
-from reference_server.bodies import declared_length
+from reference_server.bodies import LINGER_BYTES, declared_length
 
 HEAD = (
     "POST /api/notifications HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{length}\r\n"
@@ -52,6 +52,27 @@ async def test_a_chunked_body_past_the_cap_gets_413(guarded: ServerHandle) -> No
     chunk = b"1000\r\n" + b"a" * 4096 + b"\r\n"
     head = HEAD.format(length="Transfer-Encoding: chunked\r\n")
     status, _ = await answer(guarded, head, chunk * 2)
+    assert status.startswith("HTTP/1.1 413"), status
+
+
+async def test_a_client_still_sending_after_the_413_is_drained_not_reset(
+    guarded: ServerHandle,
+) -> None:
+    """The server reads and drops the rest for a moment before it closes: closing on unread
+    data resets the connection, and the client, still writing, would lose the 413 (through
+    nginx it became a 502)."""
+    chunk = b"%x\r\n%s\r\n" % (2**16, b"a" * 2**16)
+    total = 12 * 2**20  # past what loopback buffers hold, under LINGER_BYTES
+    assert total < LINGER_BYTES
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.port)
+    try:
+        writer.write(HEAD.format(length="Transfer-Encoding: chunked\r\n").encode())
+        for _ in range(total // len(chunk)):
+            writer.write(chunk)
+            await writer.drain()  # a reset would raise here
+        status = (await asyncio.wait_for(reader.readline(), 5)).decode().strip()
+    finally:
+        writer.close()
     assert status.startswith("HTTP/1.1 413"), status
 
 
