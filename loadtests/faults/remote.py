@@ -22,7 +22,7 @@ from loadtests.faults.exhaustion import ATTACKS, Victim, run_attack
 from loadtests.faults.fleet import Fleet, WsClient
 from loadtests.faults.hostile import HOSTILE_CASES, case_row, stream_gets_notification
 from loadtests.faults.scenarios import EXTRA, FAULTS, Scale, _delivery, race, under_load
-from loadtests.faults.table import Outcome, Row
+from loadtests.faults.table import Outcome, Row, failures_recorded
 from notify_client.driver import CommandDriver, Driver
 
 NEEDS_PROCESSES = (
@@ -122,19 +122,30 @@ async def survives(
         return not_run(row, f"needs {option} for the target")
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
-    load, clients = await under_load(target, target.tokens, scale, row_id)
+    async with failures_recorded(row):
+        return await _survives(target, scale, row, option, command)
+    return row
+
+
+async def _survives(target: Target, scale: Scale, row: Row, option: str, command: str) -> Row:
+    assert target.tokens is not None
     tokens = target.tokens
+    load, clients = await under_load(target, tokens, scale, row.id)
     hit = time.time()
     try:
         took = await asyncio.to_thread(shell, command)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        await load.finish(scale, keep_publishing=False)
+        await load.abort()
         row.problems.append(f"{type(exc).__name__}: {exc}")
         return row.finish(f"{option} failed")
-    await load.publisher.reached(load.ledger.total + int(scale.publish_rate))
+    try:
+        await load.publisher.reached(load.ledger.total + int(scale.publish_rate))
+    except TimeoutError:
+        await load.abort()
+        raise
     # A newcomer reconnects by the policy: a 1011 or 503 while the target's backend recovers is
     # allowed by rule 7.4, a newcomer that never gets in is not.
-    user = f"{row_id}-after-{time.time_ns()}"
+    user = f"{row.id}-after-{time.time_ns()}"
     newcomer = Fleet([WsClient("newcomer", user, target.base, tokens.mint(user), load.archive)])
     try:
         await newcomer.start(timeout=NEWCOMER_WITHIN)
@@ -174,6 +185,13 @@ async def restart(target: Target, scale: Scale, control: Control) -> Row:
         return not_run(row, NEEDS_COMMANDS)
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
+    async with failures_recorded(row):
+        return await _restart(target, scale, control, row)
+    return row
+
+
+async def _restart(target: Target, scale: Scale, control: Control, row: Row) -> Row:
+    assert target.tokens is not None and control.kill and control.start
     load, clients = await under_load(target, target.tokens, scale, "restart")
     hit = time.time()
     try:
@@ -181,7 +199,7 @@ async def restart(target: Target, scale: Scale, control: Control) -> Row:
         started_s = await asyncio.to_thread(shell, control.start)
         back = await load.fleet.all_back(hit, timeout=120)
     except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
-        await load.finish(scale, keep_publishing=False)
+        await load.abort()
         row.problems.append(f"{type(exc).__name__}: {exc}")
         return row.finish("the restart did not complete")
     counted = await load.finish(scale)
@@ -207,7 +225,9 @@ async def limit_race(target: Target, rounds: int) -> Row:
     if target.tokens is None:
         return not_run(row, "needs tokens: give --jwt-secret or --token-cmd")
     mint = target.tokens.mint
-    return await race(row, rounds, limit, mint, lambda i: target.base, target.token_in)
+    async with failures_recorded(row):
+        return await race(row, rounds, limit, mint, lambda i: target.base, target.token_in)
+    return row
 
 
 async def still_serves(target: Target) -> Row:
@@ -225,11 +245,13 @@ async def still_serves(target: Target) -> Row:
         if target.driver_cmd
         else Driver(target.base, admin)
     )
-    try:
-        got = await stream_gets_notification(
-            target.base, target.tokens.mint, driver, target.token_in
-        )
-    finally:
-        await driver.aclose()
-    row.check(got, "the notification did not arrive")
-    return row.finish("a new stream connected and got its notification")
+    async with failures_recorded(row):
+        try:
+            got = await stream_gets_notification(
+                target.base, target.tokens.mint, driver, target.token_in
+            )
+        finally:
+            await driver.aclose()
+        row.check(got, "the notification did not arrive")
+        return row.finish("a new stream connected and got its notification")
+    return row

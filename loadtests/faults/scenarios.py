@@ -184,11 +184,30 @@ class Load:
     ) -> Load:
         """Connect every client, then publish until `scale.settle` seconds' worth went out."""
         fleet = Fleet(clients)
-        await fleet.start(timeout=120)
+        try:
+            await fleet.start(timeout=120)
+        except BaseException:
+            await fleet.close()
+            await archive.aclose()
+            raise
         publisher = Publisher(bases, admin, Ledger(), driver_cmd)
         load = cls(fleet, publisher, archive, users, scale.publish_rate)
-        await load.publisher.reached(int(scale.publish_rate * scale.settle))
+        try:
+            await load.publisher.reached(int(scale.publish_rate * scale.settle))
+        except BaseException:
+            await load.abort()
+            raise
         return load
+
+    async def abort(self) -> None:
+        """Stop publishing and close everything at once: the row has failed already."""
+        self.stop.set()
+        self._job.cancel()
+        with contextlib.suppress(BaseException):
+            await self._job
+        await self.fleet.close()
+        await self.publisher.aclose()
+        await self.archive.aclose()
 
     async def finish(self, scale: Scale, keep_publishing: bool = True) -> Tally:
         if keep_publishing:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +44,22 @@ class DeliveryFacts:
     latency_p50_ms: float | None
     latency_p99_ms: float | None
     lost_sample: list[LostSample] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def failures_recorded(row: Row, limit_s: float = 900.0) -> AsyncIterator[None]:
+    """Whatever the target does, the row ends as a verdict: an exception or an overrun in the
+    block is the row's failure, with its message (what was awaited, and what came), never a
+    crash that loses the rows already measured. The caller returns `row` after the block."""
+    try:
+        async with asyncio.timeout(limit_s):
+            yield
+    except Exception as exc:
+        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            said = f"the row did not finish within {limit_s:g} s"
+        row.problems.append(said[:600])
+        row.finish(f"stopped: {said}"[:300])
 
 
 class Facts:

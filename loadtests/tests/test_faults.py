@@ -27,11 +27,12 @@ from loadtests.faults.remote import (
     NEEDS_PROCESSES,
     Control,
     restart,
+    still_serves,
     survives,
     target_rows,
 )
 from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
-from loadtests.faults.table import Outcome, Row, markdown, write
+from loadtests.faults.table import Outcome, Row, failures_recorded, markdown, write
 from notify_contract.tokens import Minter
 
 
@@ -212,6 +213,35 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["half-open-client"].outcome is Outcome.NOT_RUN
     assert rows["half-open-client"].observed == NEEDS_PROCESSES
     assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
+
+
+async def test_a_target_that_never_delivers_fails_the_row_and_the_run_goes_on(
+    servers: Servers,
+) -> None:
+    """The row that waits for a notification records what it awaited; it does not raise (it
+    did: a TimeoutError ended `faults --target` and lost every row already measured)."""
+    server = servers.start(
+        module="reference_server.tests.broken_server", BROKEN_FAULT="never-deliver"
+    )
+    target = Target(server.base, "never delivers", tokens=Minter(SECRET))
+    row = await still_serves(target)
+    assert row.outcome is Outcome.FAIL
+    (problem,) = row.problems
+    assert problem.startswith("TimeoutError: no `notification` within 10 s; got "), problem
+    assert "heartbeat" in problem  # what came instead
+    assert "no `notification` within 10 s" in row.observed
+
+
+async def test_a_row_that_raises_or_overruns_is_a_failed_row() -> None:
+    raised, slow = Row("a", "fault", "t", "e"), Row("b", "fault", "t", "e")
+    async with failures_recorded(raised):
+        raise ConnectionResetError("the target closed every stream")
+    async with failures_recorded(slow, limit_s=0.05):
+        await asyncio.Event().wait()  # a target that stops answering
+    assert raised.outcome is Outcome.FAIL
+    assert raised.problems == ["ConnectionResetError: the target closed every stream"]
+    assert slow.outcome is Outcome.FAIL
+    assert slow.problems == ["the row did not finish within 0.05 s"]
 
 
 def kill_and_wait(pid: int, timeout: float = 10.0) -> str:

@@ -369,6 +369,15 @@ def wrong_user() -> None:
     setattr(reference_server.streams, "connected", connected)  # noqa: B010
 
 
+def never_deliver() -> None:
+    """Publishes are acknowledged (201) and stored, but no stream ever gets a notification."""
+
+    def to_user_locked(self: Hub, user_id: str, item: Outgoing) -> None:
+        return None
+
+    Hub.to_user_locked = to_user_locked  # type: ignore[method-assign]
+
+
 def forget_stream() -> None:
     """One notification stream in twenty is forgotten right after `connected`: no close, the
     socket stays open, fan-out and stats no longer count it."""
@@ -438,6 +447,7 @@ FAULTS: dict[str, Callable[[], None]] = {
     "swallow-refusal": swallow_refusal,
     "no-body-limit": no_body_limit,
     "forget-stream": forget_stream,
+    "never-deliver": never_deliver,
     "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
     "driver-200": driver_200,
