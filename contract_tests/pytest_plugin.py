@@ -208,6 +208,8 @@ def outcome(case: Case, result: CaseResult, allow_not_run: bool) -> tuple[Outcom
         return Outcome.FAILED, "\n".join(lines)
     if result.verdict is Verdict.NON_STRICT:
         return Outcome.XFAILED, f"{where} not met (non-strict): {result.reason}"
+    if result.verdict is Verdict.NOT_APPLICABLE:
+        return Outcome.SKIPPED, f"{where} not applicable: {result.reason}"
     if result.verdict is Verdict.NOT_RUN:
         if case.level is Level.MUST and not allow_not_run:
             return Outcome.FAILED, (

@@ -1,6 +1,6 @@
 """Cases of the contract suite: each cites a numbered rule of docs/contract.md, takes its grade
 (MUST or SHOULD) from that rule, and is graded like a conformance suite (pass, non-strict,
-fail, not run)."""
+fail, not applicable, not run)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,28 @@ from notify_contract.rules import Level, Rule, rule
 if TYPE_CHECKING:
     from contract_tests.context import Context, Target
 
-__all__ = ["CASES", "Case", "CaseFailed", "Level", "Need", "NotRun", "Verdict", "case", "select"]
+__all__ = [
+    "CASES",
+    "Case",
+    "CaseFailed",
+    "Level",
+    "Need",
+    "NotApplicable",
+    "NotRun",
+    "Verdict",
+    "case",
+    "select",
+]
 
 
 class Verdict(StrEnum):
     PASS = "pass"
     NON_STRICT = "non-strict"  # the outcome a SHOULD rule names was seen
     FAIL = "fail"  # a MUST was broken, or a case could not finish
-    NOT_RUN = "not run"
+    # A conditional rule the target does not take on (an allowlist it has not configured,
+    # compression off, a part of the API it declares absent): never blocks a pass.
+    NOT_APPLICABLE = "not applicable"
+    NOT_RUN = "not run"  # the case could run if the user gave something (a log, a command)
 
 
 class Need(StrEnum):
@@ -34,8 +48,8 @@ class Need(StrEnum):
     DRIVER = "driver"  # a way to make the server publish and start tasks
     DRIVER_HTTP = "driver-http"  # the HTTP driver API itself
     LOGS = "logs"  # log files of the server or its proxy
-    ORIGIN = "origin"  # an Origin the target allows
-    # Parts of the API a target may declare it lacks (--without): then "not run", not "fail".
+    ORIGIN = "origin"  # an Origin the target allows (none given: it has no allowlist)
+    # Parts of the API a target may declare it lacks (--without): "not applicable", not "fail".
     TASKS = "tasks"
     SSE = "sse"
     STATS = "stats"
@@ -51,6 +65,11 @@ class CaseFailed(Exception):
 
 class NotRun(Exception):
     """The case could not run against this target; the message says why."""
+
+
+class NotApplicable(Exception):
+    """The target does not take on the case's rule (a feature it has off); the message says
+    which, and how to declare it on if it is."""
 
 
 CaseFn = Callable[["Context"], Awaitable[None]]

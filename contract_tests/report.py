@@ -93,7 +93,7 @@ def to_junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
             name=f"contract {run.target.label}",
             tests=str(len(run.results)),
             failures=str(run.count(Verdict.FAIL)),
-            skipped=str(run.count(Verdict.NOT_RUN)),
+            skipped=str(run.count(Verdict.NOT_RUN) + run.count(Verdict.NOT_APPLICABLE)),
             time=f"{run.duration:.3f}",
         )
         for r in run.results:
@@ -109,6 +109,8 @@ def to_junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
                 failure.text = transcript_text(r)
             elif r.verdict is Verdict.NOT_RUN:
                 ET.SubElement(tc, "skipped", message=r.reason[:1000])
+            elif r.verdict is Verdict.NOT_APPLICABLE:
+                ET.SubElement(tc, "skipped", message=f"not applicable: {r.reason}"[:1000])
             elif r.verdict is Verdict.NON_STRICT:
                 ET.SubElement(tc, "system-out").text = f"non-strict (SHOULD missed): {r.reason}"
     ET.indent(root)
@@ -179,6 +181,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
 .pass { background: #e6f4e6; } .fail { background: #f9d6d5; }
 .non-strict { background: #fdf1cf; } .not-run { background: #eee; color: #666; }
+.not-applicable { color: #666; }
 pre { white-space: pre-wrap; font-size: 12px; margin: 0; }
 .big { font-size: 1.3em; font-weight: bold; }
 """

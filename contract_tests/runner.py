@@ -13,7 +13,16 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 import contract_tests.cases  # noqa: F401 - registers the cases
 from contract_tests.context import Context, Entry, Shared, Target
-from contract_tests.registry import FEATURES, Case, CaseFailed, Level, Need, NotRun, Verdict
+from contract_tests.registry import (
+    FEATURES,
+    Case,
+    CaseFailed,
+    Level,
+    Need,
+    NotApplicable,
+    NotRun,
+    Verdict,
+)
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.driver import CommandDriver, Driver, DriverError, DriverUnsupported
 from notify_contract.codes import describe
@@ -143,33 +152,44 @@ async def prepare(target: Target, driver: Driver | None = None) -> Shared:
     return shared
 
 
-def missing_need(case: Case, shared: Shared) -> str | None:
+def missing_need(case: Case, shared: Shared) -> tuple[Verdict, str] | None:
+    """Why the case cannot run here: a rule the target does not take on (not applicable), or
+    something the user could give (not run)."""
     target = shared.target
     for need in (n for n in Need if n in case.needs):  # declaration order: tokens first
         if need in FEATURES and need in target.without:
-            return f"the target declares it has no {need.value} (--without {need.value})"
+            return Verdict.NOT_APPLICABLE, (
+                f"the target declares it has no {need.value} (--without {need.value})"
+            )
         if need is Need.TOKENS and target.tokens is None:
-            return "needs tokens: give --jwt-secret or --token-cmd"
+            return Verdict.NOT_RUN, "needs tokens: give --jwt-secret or --token-cmd"
         if need is Need.SECRET and not isinstance(target.tokens, Minter):
-            return "needs tokens with chosen claims: give --jwt-secret"
+            return Verdict.NOT_RUN, "needs tokens with chosen claims: give --jwt-secret"
         if need is Need.DRIVER and shared.driver is None:
-            return f"needs a way to publish: {shared.driver_problem}"
+            return Verdict.NOT_RUN, f"needs a way to publish: {shared.driver_problem}"
         if need is Need.DRIVER_HTTP and not (shared.http_driver_works or shared.http_driver_exists):
-            return f"checks the HTTP driver API, not offered here: {shared.http_driver_problem}"
+            return Verdict.NOT_RUN, (
+                f"checks the HTTP driver API, not offered here: {shared.http_driver_problem}"
+            )
         if need is Need.LOGS and not target.logs:
-            return "needs the server's or the proxy's log: give --log PATH"
+            return Verdict.NOT_RUN, "needs the server's or the proxy's log: give --log PATH"
         if need is Need.ORIGIN and target.allowed_origin is None:
-            return "needs an allowed Origin: give --allowed-origin URL"
+            return Verdict.NOT_APPLICABLE, (
+                "the target declares no Origin allowlist (give --allowed-origin URL if it has one)"
+            )
     return None
 
 
-def blocked_by(case: Case, done: dict[str, CaseResult]) -> str | None:
+def blocked_by(case: Case, done: dict[str, CaseResult]) -> tuple[Verdict, str] | None:
     """Why a case that depends on another cannot mean anything in this run, if it cannot."""
     for dep in case.after:
         result = done.get(dep)
-        if result is not None and result.verdict in (Verdict.FAIL, Verdict.NOT_RUN):
-            what = "failed" if result.verdict is Verdict.FAIL else "did not run"
-            return f"needs {dep}, which {what}"
+        if result is None or result.verdict in (Verdict.PASS, Verdict.NON_STRICT):
+            continue
+        if result.verdict is Verdict.NOT_APPLICABLE:
+            return Verdict.NOT_APPLICABLE, f"needs {dep}, which is not applicable"
+        what = "failed" if result.verdict is Verdict.FAIL else "did not run"
+        return Verdict.NOT_RUN, f"needs {dep}, which {what}"
     return None
 
 
@@ -190,15 +210,17 @@ def _reason(exc: BaseException, case: Case) -> str:
 async def run_case(case: Case, shared: Shared, done: dict[str, CaseResult]) -> CaseResult:
     missing = missing_need(case, shared) or blocked_by(case, done)
     if missing is not None:
-        return CaseResult(case, Verdict.NOT_RUN, missing, 0.0)
+        return CaseResult(case, missing[0], missing[1], 0.0)
     ctx = Context(shared, case.needs, case.level)
     verdict, reason = Verdict.PASS, ""
     try:
         await asyncio.wait_for(case.run(ctx), case.timeout)
     except NotRun as exc:
         verdict, reason = Verdict.NOT_RUN, str(exc)
-    except DriverUnsupported as exc:
-        verdict, reason = Verdict.NOT_RUN, str(exc)
+    except NotApplicable as exc:
+        verdict, reason = Verdict.NOT_APPLICABLE, str(exc)
+    except DriverUnsupported as exc:  # the target's own driver says it has no such thing
+        verdict, reason = Verdict.NOT_APPLICABLE, str(exc)
     except CaseFailed as exc:
         verdict, reason = Verdict.FAIL, str(exc)
     except (Closed, ProtocolViolation, TimeoutError, InvalidHandshake, OSError) as exc:

@@ -6,7 +6,7 @@ import json
 
 from contract_tests.cases.helpers import closes_with, connected
 from contract_tests.context import Context
-from contract_tests.registry import Need, NotRun, case
+from contract_tests.registry import Need, NotApplicable, case
 from notify_contract.codes import CloseCode, describe
 
 
@@ -138,7 +138,7 @@ async def invalid_utf8(ctx: Context) -> None:
 async def compression_bomb(ctx: Context) -> None:
     stream = await connected(ctx, ctx.user(), compression="deflate")
     if "permessage-deflate" not in stream.extensions:
-        raise NotRun("the server did not accept permessage-deflate (WS_COMPRESSION off)")
+        raise NotApplicable("the server did not accept permessage-deflate (compression off)")
     # 64x the limit of one repeated byte deflates to about a thousandth of its size on the wire.
     pad = "x" * (64 * ctx.target.max_message_bytes)
     await stream.send_text(json.dumps({"type": "ping", "pad": pad}))

@@ -1,5 +1,6 @@
 """The contract suite itself: it passes the reference server, fails broken variants by the case
-that names the fault, grades what it cannot run as "not run", and writes its report."""
+that names the fault, grades what it cannot run as "not run" (and a rule the target does not take
+on as "not applicable"), and writes its report."""
 
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ async def test_report_files(servers: Servers, tmp_path: Path) -> None:
     assert verdicts == {
         "fanout-isolation": "fail",
         "ping-pong": "pass",
-        "origin-allowlist": "not run",
+        "origin-allowlist": "not applicable",  # no allowlist declared
     }
     assert data["failed"] is True
     failed = next(c for c in data["runs"][0]["cases"] if c["verdict"] == "fail")
@@ -258,7 +259,10 @@ async def test_a_driver_that_answers_200_fails_its_case_and_leaves_musts_not_run
     assert code == 1
     assert "fail       [1.1] driver-publish" in out
     assert "not run    [5.3] fanout-isolation" in out
-    assert "result: a MUST is broken (0 pass, 0 non-strict, 1 fail, 2 not run)" in out
+    assert (
+        "result: a MUST is broken (0 pass, 0 non-strict, 1 fail, 0 not applicable, 2 not run)"
+        in out
+    )
 
 
 async def test_must_cases_that_did_not_run_fail_the_run_unless_allowed(
@@ -278,7 +282,7 @@ async def test_must_cases_that_did_not_run_fail_the_run_unless_allowed(
     assert "1 MUST case(s) could not run" in capsys.readouterr().out
     assert await asyncio.to_thread(suite_main, [*argv, "--allow-not-run"]) == 0
     assert (
-        "result: no MUST broken (1 pass, 0 non-strict, 0 fail, 1 not run)"
+        "result: no MUST broken (1 pass, 0 non-strict, 0 fail, 0 not applicable, 1 not run)"
         in capsys.readouterr().out
     )
 
@@ -317,11 +321,17 @@ def test_a_target_that_is_not_a_websocket_server_is_exit_2(
     assert "is not a WebSocket endpoint: the handshake got HTTP 404" in capsys.readouterr().err
 
 
-async def test_declared_missing_parts_are_not_run_with_the_reason(healthy: ServerHandle) -> None:
+async def test_declared_missing_parts_are_not_applicable_with_the_reason(
+    healthy: ServerHandle,
+) -> None:
     t = target(healthy, "no sse")
     t.without = frozenset({Need.SSE, Need.TASKS})
     result = await run(t, "sse-headers", "task-unknown-4404", "ping-pong")
-    assert [r.verdict for r in result.results] == [Verdict.NOT_RUN, Verdict.NOT_RUN, Verdict.PASS]
+    assert [r.verdict for r in result.results] == [
+        Verdict.NOT_APPLICABLE,
+        Verdict.NOT_APPLICABLE,
+        Verdict.PASS,
+    ]
     assert "declares it has no sse" in result.results[0].reason
 
 
@@ -339,7 +349,7 @@ async def test_a_driver_command_may_say_unsupported(healthy: ServerHandle, tmp_p
     t = target(healthy, "cmd")
     t.driver_cmd = f"{sys.executable} {script} {Minter(SECRET).mint('driver', admin=True)}"
     result = await run(t, "task-progress-completed", "fanout-isolation")
-    assert [r.verdict for r in result.results] == [Verdict.NOT_RUN, Verdict.PASS]
+    assert [r.verdict for r in result.results] == [Verdict.NOT_APPLICABLE, Verdict.PASS]
     assert result.results[0].reason == (
         "driver: unsupported `start_task` (this target has no tasks)"
     )
@@ -424,18 +434,37 @@ async def test_a_partial_server_on_another_stack_is_graded_by_its_target_file(
     verdicts = {
         case: verdict
         for verdict, case in re.findall(
-            r"(pass|fail|not run|non-strict)\s+\[[\d.]+\] ([\w-]+)", out
+            r"(pass|fail|not applicable|not run|non-strict)\s+\[[\d.]+\] ([\w-]+)", out
         )
     }
     assert verdicts == {
         "driver-publish": "not run",  # no HTTP driver API: it publishes through its command
-        "archive-after": "not run",  # declared missing
+        "archive-after": "not applicable",  # declared missing
         "token-16kb": "non-strict",  # its HTTP parser refuses the long request line: 414
         "fanout-isolation": "pass",  # published through --driver-cmd
-        "task-error": "not run",
+        "task-error": "not applicable",
         "limit-4429": "pass",
         "resume-replay": "fail",  # it does not resume, and cannot declare that away
         "resume-replay-broadcast": "fail",  # (-k resume-replay selects both)
-        "stats-access": "not run",
-        "sse-headers": "not run",
+        "stats-access": "not applicable",
+        "sse-headers": "not applicable",
     }
+
+
+async def test_the_readme_ci_command_passes_the_reference_server_with_default_settings(
+    servers: Servers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's CI job (target, secret, heartbeat, log) and nothing else: no allowlist and no
+    compression configured, so those rules are not applicable, and the run exits 0 without
+    --allow-not-run (it exited 1, "2 MUST cases could not run")."""
+    server = servers.start(WS_HEARTBEAT_INTERVAL=BEAT)  # the interval only: the run's length
+    argv = ["--target", server.base, "--jwt-secret", SECRET, "--heartbeat-interval", BEAT]
+    argv += ["--log", str(server.process.log_path), "--reports", str(tmp_path)]
+    code = await asyncio.to_thread(suite_main, argv)
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    assert re.search(
+        r"result: no MUST broken \(\d+ pass, 0 non-strict, 0 fail, 2 not applicable", out
+    )
+    assert "not applicable [11.1] origin-allowlist" in out
+    assert "not applicable [4.4] compressed-frame-1009" in out

@@ -102,6 +102,8 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
     row.finish("; ".join(parts))
     if should and not row.problems:
         row.outcome = Outcome.NON_STRICT
+    if all(r.verdict is Verdict.NOT_APPLICABLE for _, r in results):
+        row.outcome = Outcome.NOT_APPLICABLE  # the rule is off on every path the row tried
     return row
 
 

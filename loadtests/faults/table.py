@@ -7,16 +7,14 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from contract_tests.registry import Verdict
 
-class Outcome(StrEnum):
-    PASS = "pass"
-    NON_STRICT = "non-strict"  # only the outcome a SHOULD rule names was seen
-    FAIL = "fail"
-    NOT_RUN = "not run"
+# One outcome enum for every table: the contract suite's verdicts (pass, non-strict, fail, not
+# applicable, not run).
+Outcome = Verdict
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     assert rows["nginx-reload"].observed == "needs --reload-cmd for the target"
     assert rows["half-open-client"].outcome is Outcome.NOT_RUN
     assert rows["half-open-client"].observed == NEEDS_PROCESSES
-    assert rows["origin-allowlist"].outcome is Outcome.NOT_RUN  # no allowed Origin given
+    assert rows["origin-allowlist"].outcome is Outcome.NOT_APPLICABLE  # no allowlist declared
 
 
 async def test_a_target_that_never_delivers_fails_the_row_and_the_run_goes_on(
