@@ -60,11 +60,17 @@ class Reporter:
         self.kind = kind
         self.last_seq: int | None = None
         self.connected_at: float | None = None  # wall clock of the first `connected`
+        self.misnamed: str | None = None  # whom `connected` named, when not this stream's user
         self.ids: list[str] = []  # in arrival order, repeats included
 
-    def connected(self) -> None:
+    def connected(self, session: StreamSession) -> None:
         if self.connected_at is None:
             self.connected_at = time.time()
+        if session.misnamed is not None and self.misnamed is None:
+            self.misnamed = session.misnamed
+            self.fire(
+                "misrouted", error=f"`connected` named {session.misnamed}, not {session.user!r}"
+            )
 
     def record(self, name: str, user: str) -> dict[str, Any]:
         """The stream's log line (loadtests.tally.StreamLog), written when it stops."""
@@ -72,6 +78,7 @@ class Reporter:
             "name": name,
             "user": user,
             "connected_at": self.connected_at,
+            "misnamed": self.misnamed,
             "ended_at": time.time(),
             "ids": self.ids,
         }
@@ -117,6 +124,7 @@ class WsStream:
         target: str,
         token: Callable[[], str],
         *,
+        user: str | None = None,
         source_address: tuple[str, int] | None = None,
         compression: str | None = None,
     ) -> None:
@@ -125,7 +133,7 @@ class WsStream:
         self.token = token
         self.source_address = source_address
         self.compression = compression
-        self.session = StreamSession(ReconnectPolicy(jitter=True))
+        self.session = StreamSession(ReconnectPolicy(jitter=True), user=user)
         self.report = Reporter(environment, "WS")
         self.stream: BlockingStreamClient | None = None
 
@@ -157,7 +165,7 @@ class WsStream:
             self._connected(started, f"first frame {hello.type}")
             return False
         self.session.received(hello.type, hello.data)
-        self.report.connected()
+        self.report.connected(self.session)
         self._connected(started, None, len(hello.raw))
         self.stream = stream
         return True
@@ -215,10 +223,16 @@ class WsStream:
 class SseStream:
     """One legacy SSE stream on a shared HTTP client; resumes with Last-Event-ID."""
 
-    def __init__(self, environment: Environment, http: httpx.Client, token: Callable[[], str]):
+    def __init__(
+        self,
+        environment: Environment,
+        http: httpx.Client,
+        token: Callable[[], str],
+        user: str | None = None,
+    ):
         self.http = http
         self.token = token
-        self.session = StreamSession()
+        self.session = StreamSession(user=user)
         self.report = Reporter(environment, "SSE")
 
     def hold(self) -> bool:
@@ -244,7 +258,7 @@ class SseStream:
         self.report.fire("connect", (time.perf_counter() - started) * 1000, error=error)
         self.session.received(first.event, first.data, first.id)
         if ok:
-            self.report.connected()
+            self.report.connected(self.session)
         try:
             while True:
                 event = stream.next()

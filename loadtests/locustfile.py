@@ -95,6 +95,7 @@ def ws_stream(environment: Environment, run: LoadEnv, user_id: str) -> WsStream:
         environment,
         run.target,
         lambda: tokens(run.secret).mint(user_id, ttl=86400),
+        user=user_id,
         # Spread connections over 127.0.0.x source addresses (config.check_budget: each under
         # half the port range).
         source_address=(sources[n % len(sources)], 0) if sources else None,
@@ -205,6 +206,7 @@ class SseUser(User):
             self.environment,
             sse_http(self.load.target),
             lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),
+            self.user_id,
         )
 
     @task

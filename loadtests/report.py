@@ -41,6 +41,8 @@ LABELS = {
     "delivered": ("deliveries made", ""),
     "lost": ("lost (owed - delivered)", ""),
     "silent_streams": ("streams owed something that got none of it", ""),
+    "misrouted_streams": ("streams whose `connected` named another user", ""),
+    "never_connected_streams": ("streams that never got `connected`", ""),
     "gaps": ("gaps seen by clients", ""),
     "duplicates": ("duplicates", ""),
     "mem_per_conn_kb": ("server memory per connection", "KB"),

@@ -175,7 +175,7 @@ def run(
     reports/<name or scenario>-<UTC>/; return the figures."""
     budget = check_budget(config, ours=target is None)
     known = summary.HEADLINE_KEYS
-    thresholds = [summary.Threshold.parse(t, known) for t in config.thresholds]
+    thresholds = summary.applied(config.thresholds, known)
     created = datetime.now(UTC)
     out = reports / f"{name or config.scenario}-{created.strftime('%Y%m%dT%H%M%SZ')}"
     out.mkdir(parents=True, exist_ok=True)

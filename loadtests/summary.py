@@ -6,11 +6,11 @@ import csv
 import json
 import operator
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, Final
 
 from loadtests.tally import Published, StreamLog, Tally, count
 
@@ -64,7 +64,14 @@ def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
         if e.get("id") and not e.get("error")
     ]
     streams = [
-        StreamLog(e["name"], e["user"], e["connected_at"], e["ended_at"], tuple(e["ids"]))
+        StreamLog(
+            e["name"],
+            e["user"],
+            e["connected_at"],
+            e["ended_at"],
+            tuple(e["ids"]),
+            e.get("misnamed"),
+        )
         for path in sorted(run_dir.glob("streams-*.jsonl"))
         for e in read_jsonl(path)
     ]
@@ -265,6 +272,8 @@ def headline(
         "delivered": tally.delivered,
         "lost": tally.lost,
         "silent_streams": tally.silent,
+        "misrouted_streams": tally.misrouted,
+        "never_connected_streams": tally.never_connected,
         "gaps": fails.get("gap", 0),
         "duplicates": tally.duplicates,
         "publish_failures": fails.get("publish", 0),
@@ -300,11 +309,17 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# Applied to every run unless the run names the same figure itself (`--threshold 'lost<=5'`):
+# a run that lost, misrouted or never connected a stream fails by default.
+DEFAULT_THRESHOLDS: Final = ("lost==0", "misrouted_streams==0", "never_connected_streams==0")
+
+
 @dataclass(frozen=True)
 class Threshold:
     metric: str
     op: str
     value: float
+    default: bool = False
 
     @classmethod
     def parse(cls, text: str, known: set[str]) -> Threshold:
@@ -321,7 +336,18 @@ class Threshold:
         if seen is None or isinstance(seen, bool):
             return False, f"{self.metric} {self.op} {self.value:g}: not measured"
         ok = _OPS[self.op](float(seen), self.value)
-        return ok, f"{self.metric} {self.op} {self.value:g}: {seen} ({'met' if ok else 'MISSED'})"
+        said = "met" if ok else "MISSED"
+        if self.default:
+            said += ", a default: name the figure in --threshold to change it"
+        return ok, f"{self.metric} {self.op} {self.value:g}: {seen} ({said})"
+
+
+def applied(given: Iterable[str], known: set[str]) -> list[Threshold]:
+    """The run's thresholds: the defaults whose figure the run does not name, then its own."""
+    own = [Threshold.parse(t, known) for t in given]
+    named = {t.metric for t in own}
+    defaults = [Threshold.parse(t, known) for t in DEFAULT_THRESHOLDS]
+    return [replace(t, default=True) for t in defaults if t.metric not in named] + own
 
 
 HEADLINE_KEYS = {
@@ -330,6 +356,8 @@ HEADLINE_KEYS = {
     "owed",
     "delivered",
     "silent_streams",
+    "misrouted_streams",
+    "never_connected_streams",
     "peak_connections",
     "connections_held",
     "connect_p50_ms",

@@ -36,6 +36,7 @@ class StreamLog:
     connected_at: float | None
     ended_at: float
     ids: tuple[str, ...]
+    misnamed: str | None = None  # whom its `connected` named, when not its user
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Tally:
     silent: int  # streams owed something that received none of it
     lost_sample: tuple[tuple[str, str], ...] = field(default=())  # (stream, id), the first 20
     per_id: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (owed, delivered)
+    misrouted: int = 0  # streams whose `connected` named another user
 
 
 def owed(p: Published, s: StreamLog) -> bool:
@@ -70,6 +72,7 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
         if p.user is not None:
             personal.setdefault(p.user, []).append(p)
     n_streams = never = total_owed = delivered = lost = duplicates = unowed = silent = 0
+    misrouted = 0
     sample: list[tuple[str, str]] = []
     per_id = {p.id: [0, 0] for p in published}
     for s in streams:
@@ -77,6 +80,7 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
             never += 1
             continue
         n_streams += 1
+        misrouted += s.misnamed is not None
         got = Counter(s.ids)
         duplicates += sum(n - 1 for n in got.values())
         due = {p.id for p in (*broadcasts, *personal.get(s.user, ())) if owed(p, s)}
@@ -103,4 +107,5 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
         silent,
         tuple(sample),
         {nid: (o, d) for nid, (o, d) in per_id.items()},
+        misrouted,
     )

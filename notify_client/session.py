@@ -50,6 +50,10 @@ class StreamSession:
     resyncs: int = 0
     up: bool = False  # between a `connected` frame and the close
     last_frame_at: float | None = None
+    # The user this client connected as; a `connected` frame that names anyone else is
+    # misrouting (the server took the stream for another user's), kept in `misnamed`.
+    user: str | None = None
+    misnamed: str | None = None
 
     def opened(self) -> None:
         """The socket opened. Nothing resets here: 4401 and 4429 come after the open (7.1)."""
@@ -59,6 +63,9 @@ class StreamSession:
         """A frame (or SSE event) arrived; what the client must do with it."""
         self.last_frame_at = self.clock()
         if kind == FrameType.CONNECTED:
+            named = data.get("user_id")
+            if self.user is not None and named != self.user:
+                self.misnamed = repr(named)
             self.connects += 1
             self.up = True
             self.policy.connected()

@@ -87,7 +87,9 @@ class Client:
         self.archive = archive
         self.receipts = Receipts(name, user)
         self.life = Life()
-        self.session = StreamSession(ReconnectPolicy(jitter=jitter, max_attempts=self.attempts))
+        self.session = StreamSession(
+            ReconnectPolicy(jitter=jitter, max_attempts=self.attempts), user=user
+        )
 
     @property
     def last_id(self) -> str | None:

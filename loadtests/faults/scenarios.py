@@ -149,6 +149,12 @@ def _delivery(
         row.check(counted.lost == 0, f"{counted.lost} deliveries lost")
     row.check(counted.duplicates == 0, f"{counted.duplicates} duplicates")
     row.check(counted.out_of_order == 0, f"{counted.out_of_order} out of order")
+    misnamed = [(c.name, c.user, c.session.misnamed) for c in clients if c.session.misnamed]
+    row.check(
+        not misnamed,
+        f"{len(misnamed)} of {len(clients)} streams misrouted: `connected` named another user "
+        + "; ".join(f"{name} ({user}) got {named}" for name, user, named in misnamed[:3]),
+    )
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -8,6 +8,8 @@ import os
 import shlex
 import signal
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,16 @@ from loadtests.faults.remote import (
     survives,
     target_rows,
 )
-from loadtests.faults.scenarios import CI, FAULTS, FULL, LimitRaceFacts, Scale, _restart_under_load
+from loadtests.faults.scenarios import (
+    CI,
+    FAULTS,
+    FULL,
+    LimitRaceFacts,
+    Scale,
+    _delivery,
+    _restart_under_load,
+    under_load,
+)
 from loadtests.faults.table import Outcome, Row, failures_recorded, markdown, write
 from notify_contract.tokens import Minter
 
@@ -230,6 +241,21 @@ async def test_a_target_that_never_delivers_fails_the_row_and_the_run_goes_on(
     assert problem.startswith("TimeoutError: no `notification` within 10 s; got "), problem
     assert "heartbeat" in problem  # what came instead
     assert "no `notification` within 10 s" in row.observed
+
+
+async def test_fleet_streams_named_for_another_user_fail_the_row(servers: Servers) -> None:
+    server = servers.start(module="reference_server.tests.broken_server", BROKEN_FAULT="wrong-user")
+    target = Target(server.base, "wrong user", tokens=Minter(SECRET))
+    scale = replace(CI, clients=4, publish_rate=10, drain=5)
+    load, clients = await under_load(target, Minter(SECRET), scale, "misnamed")
+    counted = await load.finish(scale)
+    row = Row("misnamed", "fault", "t", "e")
+    _delivery(row, load.ledger, counted, clients, time.time())
+    row.finish("done")
+    assert counted.lost == 0  # delivery alone would have passed it
+    assert row.outcome is Outcome.FAIL
+    (problem,) = row.problems
+    assert problem.startswith("4 of 4 streams misrouted: `connected` named another user"), problem
 
 
 async def test_a_row_that_raises_or_overruns_is_a_failed_row() -> None:

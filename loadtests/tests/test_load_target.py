@@ -52,7 +52,21 @@ def test_a_broadcast_delivered_twice_is_duplicates_not_less_loss(
     f = outcome.figures
     assert f["streams_connected"] == USERS and f["broadcasts"] >= 3
     assert (f["lost"], f["duplicates"]) == (0, USERS)
-    assert [ok for ok, _ in outcome.verdicts] == [True, False]
+    missed = [text for ok, text in outcome.verdicts if not ok]
+    assert missed == [f"duplicates == 0: {USERS} (MISSED)"]
+
+
+def test_streams_told_they_are_another_user_are_misrouted_and_fail_the_run(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """`connected` names someone else: every stream counts as misrouted, and the run fails by
+    default, with no threshold given for it (it passed: nothing was lost)."""
+    outcome = load(broken(servers, "wrong-user"), tmp_path)
+    f = outcome.figures
+    assert (f["streams_connected"], f["misrouted_streams"], f["lost"]) == (USERS, USERS, 0)
+    missed = [text for ok, text in outcome.verdicts if not ok]
+    default = "a default: name the figure in --threshold to change it"
+    assert missed == [f"misrouted_streams == 0: {USERS} (MISSED, {default})"]
 
 
 def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Path) -> None:
@@ -60,6 +74,7 @@ def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Pa
     f = outcome.figures
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
+    assert (f["misrouted_streams"], f["never_connected_streams"]) == (0, 0)
     assert outcome.ok
     assert (outcome.directory / "locust-master.log").exists() and leaks(tmp_path) == []
 

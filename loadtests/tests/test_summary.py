@@ -11,6 +11,7 @@ from loadtests.run import nothing_ran
 from loadtests.summary import (
     HEADLINE_KEYS,
     Threshold,
+    applied,
     failures,
     headline,
     per_broadcast,
@@ -131,6 +132,37 @@ def test_thresholds(text: str, figures: dict[str, Any], ok: bool) -> None:
 def test_a_bad_threshold_is_named(bad: str) -> None:
     with pytest.raises(ValueError, match="threshold"):
         Threshold.parse(bad, HEADLINE_KEYS)
+
+
+def test_loss_misrouting_and_streams_never_connected_fail_by_default() -> None:
+    defaults = applied((), HEADLINE_KEYS)
+    assert [t.metric for t in defaults] == [
+        "lost",
+        "misrouted_streams",
+        "never_connected_streams",
+    ]
+    refused = {"lost": 0, "misrouted_streams": 0, "never_connected_streams": 183}
+    verdicts = [t.check(refused) for t in defaults]
+    assert [ok for ok, _ in verdicts] == [True, True, False]
+    assert "never_connected_streams == 0: 183 (MISSED, a default" in verdicts[2][1]
+    # A run that names a figure sets its own bound for it; the other defaults stay.
+    own = applied(("lost<=5", "p99_ms<250"), HEADLINE_KEYS)
+    assert [(t.metric, t.op, t.value, t.default) for t in own] == [
+        ("misrouted_streams", "==", 0, True),
+        ("never_connected_streams", "==", 0, True),
+        ("lost", "<=", 5, False),
+        ("p99_ms", "<", 250, False),
+    ]
+
+
+def test_the_tally_counts_misrouted_and_never_connected_streams() -> None:
+    streams = [
+        StreamLog("s1", "alice", 1.0, 9.0, (), None),
+        StreamLog("s2", "bob", 1.0, 9.0, (), "'alice'"),
+        StreamLog("s3", "carol", None, 9.0, ()),
+    ]
+    tally = count([], streams)
+    assert (tally.streams, tally.misrouted, tally.never_connected) == (2, 1, 1)
 
 
 def test_a_run_in_which_nothing_connected_or_was_published_fails() -> None:

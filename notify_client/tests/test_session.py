@@ -97,3 +97,16 @@ def test_no_watchdog_without_an_interval() -> None:
     s.opened()
     clock.now += 10_000
     assert not s.dead() and s.silence_left() is None
+
+
+def test_a_connected_frame_naming_another_user_is_kept_as_misnamed() -> None:
+    right = StreamSession(user="alice")
+    right.received("connected", {"user_id": "alice"})
+    assert right.misnamed is None
+    wrong = StreamSession(user="alice")
+    wrong.received("connected", {"user_id": "bob"})
+    assert wrong.misnamed == "'bob'"
+    silent = StreamSession(user="alice")
+    silent.received("connected", {})  # no user named at all: not the user it connected as
+    assert silent.misnamed == "None"
+    assert StreamSession().received("connected", {"user_id": "bob"}) is None  # no user: no check
