@@ -65,7 +65,12 @@ def one(
     """Run one mode at N users; its figures, or why it could not run."""
     modes = MODES if target is None else TARGET_MODES
     if target is not None and mode == "sse" and "sse" in target.without:
-        return {"mode": mode, "users": users, "error": "not run: the target declares no SSE"}
+        return {
+            "mode": mode,
+            "users": users,
+            "error": "not applicable: the target declares no SSE",
+            "applicable": False,
+        }
     config = replace(base, users=users, redis=target is None, **modes[mode])
     try:
         outcome = run(config, out, name=f"{mode}-{users}", target=target)
@@ -81,7 +86,18 @@ def one(
         "run": outcome.directory.name,
         **data["resources"],
         **data["figures"],
+        "missed": [text for ok, text in outcome.verdicts if not ok],
     }
+
+
+def problems(result: dict[str, Any]) -> list[str]:
+    """Why one mode's run fails the comparison: it did not run, or missed a threshold (the
+    load run's defaults: nothing lost, misrouted or never connected)."""
+    if result.get("applicable") is False:
+        return []
+    if "error" in result:
+        return [str(result["error"])]
+    return list(result.get("missed", []))
 
 
 def nothing_measured(figures: dict[str, Any]) -> str | None:
@@ -399,7 +415,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     print(f"report: {out / 'report.html'}")
     for claim, measured in verdicts(results):
         print(f"- {claim}: {measured}")
-    return 0
+    failing = [(r, why) for r in results for why in problems(r)]
+    for r, why in failing:
+        print(f"FAIL {r['mode']} at {r['users']} clients: {why}")
+    modes = ", ".join(f"{r['mode']} at {r['users']}" for r in results if not problems(r))
+    print(f"result: {'fail' if failing else 'pass'} (passing: {modes or 'none'})")
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.compare import broke, nothing_measured, verdicts
+from loadtests.compare import broke, nothing_measured, problems, verdicts
 
 
 def result(mode: str, users: int, **figures: Any) -> dict[str, Any]:
@@ -49,3 +49,18 @@ def test_a_mode_in_which_nothing_connected_counts_as_not_run() -> None:
     assert nothing_measured({"streams_connected": 0, "lost": 0}) is not None
     assert nothing_measured({"lost": 0}) is not None
     assert nothing_measured({"streams_connected": 10, "lost": 0}) is None
+
+
+def test_each_mode_fails_on_its_own_missed_thresholds_or_on_not_running() -> None:
+    """The SSE side got nothing (HTTP 200, an error as its first event): its run missed the
+    default thresholds, and the comparison fails on that mode (it exited 0)."""
+    ws = {"mode": "websocket", "users": 125, "missed": []}
+    sse = {
+        "mode": "sse",
+        "users": 125,
+        "missed": ["never_connected_streams == 0: 125 (MISSED, a default)"],
+    }
+    absent = {"mode": "sse", "users": 125, "error": "not applicable", "applicable": False}
+    assert problems(ws) == [] and problems(absent) == []
+    assert problems(sse) == ["never_connected_streams == 0: 125 (MISSED, a default)"]
+    assert problems({"mode": "sse", "users": 5, "error": "budget"}) == ["budget"]
