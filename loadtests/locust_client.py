@@ -25,6 +25,7 @@ import httpx
 from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
 
+from loadtests.summary import UNTIMED
 from notify_client.client import BlockingStreamClient, Closed, Frame, ProtocolViolation
 from notify_client.session import Delivery, StreamSession
 from notify_client.sse_client import BlockingSseStream
@@ -91,15 +92,18 @@ class Reporter:
         self.ids.append(sys.intern(delivery.id))
         data = delivery.data
         sent_at = data.get("sent_at")
-        latency = (
-            max(0.0, (time.time() - sent_at) * 1000) if isinstance(sent_at, int | float) else 0.0
-        )
-        self.fire("notification", latency, size)
+        latency = None
+        if isinstance(sent_at, int | float):
+            latency = max(0.0, (time.time() - sent_at) * 1000)
+            self.fire("notification", latency, size)
+        else:  # a payload without the publisher's clock: counted, its latency not measured
+            self.fire(UNTIMED, 0, size)
         if delivery.repeat:
             self.fire("duplicate", error=f"id {delivery.id} again")
         seq = data.get("seq")
         if isinstance(seq, int):
-            self.fire(f"broadcast {seq}", latency, size)
+            if latency is not None:
+                self.fire(f"broadcast {seq}", latency, size)
             if self.last_seq is not None:
                 if seq <= self.last_seq:
                     self.fire("duplicate", error=f"seq {seq} again")

@@ -38,6 +38,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+# The request name of a notification whose payload has no `sent_at`: counted apart, so that
+# the latency figures hold only measured latencies ("not measured" when none was).
+UNTIMED: Final = "notification (latency not measured)"
+
+
 def _num(row: dict[str, str] | None, key: str) -> float | None:
     if not row or row.get(key) in (None, "", "N/A"):
         return None
@@ -137,13 +142,17 @@ def resources(
     )
     nginx_base = sum(n["rss_mb"] for n in baseline.get("nginx", []))
     first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
+    # A target run without --server-pid samples no server: its figures are not measured (None),
+    # never the 0 that sums over no process give.
+    servers_seen = bool(baseline.get("servers")) and all(r.get("servers") for r in hold)
     cpu_us = frames = None
     server_cpu = generator_cpu_s = None
     if first and last:
-        server_cpu = round(_servers(last, "cpu_seconds") - _servers(first, "cpu_seconds"), 3)
         generator_cpu_s = round(
             _sum(last, "generators", "cpu_seconds") - _sum(first, "generators", "cpu_seconds"), 3
         )
+    if first and last and servers_seen:
+        server_cpu = round(_servers(last, "cpu_seconds") - _servers(first, "cpu_seconds"), 3)
         frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
         cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
         cpu_us = round(cpu / frames * 1e6, 2) if frames > 0 else None
@@ -169,8 +178,8 @@ def resources(
     return {
         "connections_held": conns,
         "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=None),
-        "server_rss_baseline_mb": round(rss_base, 1),
-        "server_rss_hold_mb": round(rss_hold, 1),
+        "server_rss_baseline_mb": round(rss_base, 1) if servers_seen else None,
+        "server_rss_hold_mb": round(rss_hold, 1) if servers_seen else None,
         # A leak shows as memory that keeps growing while the load is steady (churn).
         "server_rss_slope_mb_per_min": None if slope is None else round(slope * 60, 2),
         "server_rss_slope_last_third_mb_per_min": (
@@ -179,7 +188,9 @@ def resources(
         "server_fds_slope_last_third_per_min": None
         if fds_late is None
         else round(fds_late * 60, 3),
-        "mem_per_conn_kb": round((rss_hold - rss_base) * 1024 / conns, 2) if conns else None,
+        "mem_per_conn_kb": (
+            round((rss_hold - rss_base) * 1024 / conns, 2) if conns and servers_seen else None
+        ),
         "nginx_mem_per_conn_kb": (
             round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
         ),
@@ -252,6 +263,7 @@ def headline(
 ) -> dict[str, Any]:
     """The figures a person looks for first, and the ones thresholds name."""
     note = latency(stats.get("notification"))
+    untimed = latency(stats.get(UNTIMED))["count"]
     connect = latency(stats.get("connect"))
     return {
         "peak_connections": res["peak_connections"],
@@ -260,7 +272,8 @@ def headline(
         "connect_p99_ms": connect["p99_ms"],
         "connect_failures": fails.get("connect", 0),
         "unexpected_closes": sum(n for k, n in fails.items() if k.startswith("close")),
-        "notifications": note["count"],
+        # The clients counted every frame they got: none is 0 received, a measurement.
+        "notifications": int((note["count"] or 0) + (untimed or 0)),
         "p50_ms": note["p50_ms"],
         "p95_ms": note["p95_ms"],
         "p99_ms": note["p99_ms"],

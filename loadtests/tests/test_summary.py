@@ -10,6 +10,7 @@ from loadtests.config import from_profile
 from loadtests.run import nothing_ran
 from loadtests.summary import (
     HEADLINE_KEYS,
+    UNTIMED,
     Threshold,
     applied,
     failures,
@@ -200,3 +201,19 @@ def test_cpu_per_delivery_divides_by_the_clients_count_not_the_servers() -> None
     assert figures["generator_cpu_us_per_received"] == 2e6
     nothing = headline({}, {}, [], res, count([], []))
     assert nothing["cpu_us_per_delivered"] is None  # no delivery: no figure, not zero
+
+
+def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
+    """A target without --server-pid, and a payload without `sent_at`: the figures are None
+    (printed "not measured"), not the 0 KB and 0 ms they were."""
+    bare = [dict(row(t, 0, 0, 0, 0), servers=[], total_connections=None) for t in (10, 11, 12)]
+    res = resources(bare, dict(row(0, 0, 0, 0, 0), servers=[]), hold_from=1010, streams=100)
+    assert res["connections_held"] == 100  # the clients' count stands in
+    for key in ("mem_per_conn_kb", "server_rss_hold_mb", "cpu_us_per_msg"):
+        assert res[key] is None, key
+    assert res["server_cpu_seconds_in_hold"] is None
+    untimed = {UNTIMED: stat(UNTIMED, 40, 0, 0, 0)}
+    figures = headline(untimed, {}, [], res, count([], []))
+    assert figures["notifications"] == 40
+    assert (figures["p50_ms"], figures["p99_ms"], figures["mem_per_conn_kb"]) == (None,) * 3
+    assert headline({}, {}, [], res, count([], []))["notifications"] == 0  # none came: 0
