@@ -94,7 +94,7 @@ def add_target_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
     for o in OPTIONS:
         if o.name in skip:
             continue
-        flag = "--target" if o.name == "url" else "--" + o.name.replace("_", "-")
+        flag = flag_of(o)
         if o.kind is bool:
             group.add_argument(flag, dest=o.name, action="store_const", const=True, help=o.help)
         elif o.name == "logs":
@@ -123,6 +123,18 @@ def _convert(option: Option, value: Any, where: str) -> Any:
         ) from None
 
 
+FILE_KEYS = {"log": "logs"}  # a file key named as its flag (--log), where the dest differs
+
+
+def flag_of(option: Option) -> str:
+    """The command-line flag of a target option."""
+    if option.name == "url":
+        return "--target"
+    if option.name == "logs":
+        return "--log"
+    return "--" + option.name.replace("_", "-")
+
+
 def read_target_file(path: Path) -> dict[str, Any]:
     """The [target] table of a TOML file, converted; unknown keys are an error naming them."""
     try:
@@ -132,6 +144,8 @@ def read_target_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise OptionError(f"--target-file {path}: not TOML: {exc}") from None
     table = data.get("target", data)
+    # Keys are the flags' names; `logs` (the dest) is still read.
+    table = {FILE_KEYS.get(k, k): v for k, v in table.items()}
     unknown = sorted(set(table) - set(BY_NAME))
     if unknown:
         raise OptionError(

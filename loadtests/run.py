@@ -69,6 +69,7 @@ class External:
     redis_url: str | None = None
     without: tuple[str, ...] = ()  # parts of the API it declares it lacks ("sse", ...)
     metrics: bool = False  # it serves the reference server's /api/ws/metrics (loop lag, ...)
+    ignored: tuple[str, ...] = ()  # target options given that a load run does not use
 
 
 @dataclass
@@ -173,6 +174,8 @@ def run(
 ) -> Outcome:
     """Run `config` against the reference stack, or against `target`; write
     reports/<name or scenario>-<UTC>/; return the figures."""
+    if target is not None and config.scenario == "sse" and "sse" in target.without:
+        raise ValueError("the target declares no SSE (--without sse): the sse scenario cannot run")
     budget = check_budget(config, ours=target is None)
     known = summary.HEADLINE_KEYS
     thresholds = summary.applied(config.thresholds, known)
@@ -187,6 +190,8 @@ def run(
         progress(f"budget: {line}")
     if target is not None:
         progress(f"target: {target.url} (not started by this run)")
+        if target.ignored:
+            progress(f"not used by a load run: {', '.join(target.ignored)} (they are the suite's)")
     with scratch_dir("load-") as logs, system(config, logs, target) as st:
         if st.unmeasured:
             progress(st.unmeasured)

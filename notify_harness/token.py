@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from contract_tests.options import OptionError, add_target_arguments, resolve, target_from
@@ -26,9 +27,14 @@ def parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "python -m notify_harness.token") -> int:
     args = parser(prog).parse_args(argv)
     try:
-        tokens = target_from(resolve(args), "", "token").tokens
+        values = resolve(args)
+        if not (values["jwt_secret"] or values["token_cmd"]) and os.environ.get("JWT_SECRET"):
+            values["jwt_secret"] = os.environ["JWT_SECRET"]  # as the server reads its own
+        tokens = target_from(values, "", "token").tokens
         if tokens is None:
-            raise OptionError("needs --jwt-secret or --token-cmd (given here or in the file)")
+            raise OptionError(
+                "needs --jwt-secret or --token-cmd (given here or in the file), or $JWT_SECRET"
+            )
         if args.ttl is not None and args.ttl <= 0:
             raise OptionError(f"--ttl {args.ttl:g}: must be more than 0 seconds")
         print(tokens.mint(args.user, admin=args.admin, ttl=args.ttl))

@@ -412,6 +412,8 @@ def test_the_target_file_and_the_command_line(tmp_path: Path) -> None:
         resolve(parser().parse_args(["--target-file", str(file)]))
     with pytest.raises(OptionError, match=r"--without chat: known parts are archive, sse"):
         resolve(parser().parse_args(["--without", "tasks,chat"]))
+    file.write_text('[target]\nurl = "http://x"\nlog = ["server.log"]\n')  # the flag's name
+    assert resolve(parser().parse_args(["--target-file", str(file)]))["logs"] == ["server.log"]
 
 
 async def test_a_partial_server_on_another_stack_is_graded_by_its_target_file(

@@ -10,8 +10,10 @@ import pytest
 
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
+from loadtests.__main__ import parser
 from loadtests.config import from_profile
 from loadtests.run import External, Outcome, keep_logs, run
+from loadtests.targets import external
 from notify_contract.redaction import REDACTED, leaks
 
 USERS = 60
@@ -112,3 +114,12 @@ def test_a_partial_server_on_another_stack_is_measured_through_its_driver_comman
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
     assert f["mem_per_conn_kb"] is not None  # its process was sampled
+
+
+def test_target_options_a_load_run_does_not_use_are_named() -> None:
+    argv = ["--target", "http://127.0.0.1:9", "--jwt-secret", "s" * 32, "--history-size", "50"]
+    args = parser().parse_args([*argv, "--log", "server.log", "--without", "tasks"])
+    target = external(args)
+    assert target is not None
+    assert target.ignored == ("--history-size", "--log")
+    assert target.without == ("tasks",)

@@ -7,6 +7,7 @@ import importlib.util
 import subprocess
 import sys
 from importlib.machinery import ModuleSpec
+from pathlib import Path
 
 import jwt
 import pytest
@@ -101,6 +102,32 @@ def test_token_is_signed_as_the_jobs_sign(capsys: pytest.CaptureFixture[str]) ->
     assert claims["sub"] == "alice" and claims["role"] == "admin"
 
 
-def test_token_without_a_key_names_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
+def test_token_without_a_key_names_what_to_give(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
     assert cli.main(["token", "alice"]) == 2
     assert "needs --jwt-secret or --token-cmd" in capsys.readouterr().err
+    secret = "e" * 32
+    monkeypatch.setenv("JWT_SECRET", secret)  # what the server itself reads
+    assert cli.main(["token", "alice"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), secret, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--token-in", "header"], "--token-in header: the load generator's streams carry"),
+        (["--jwt-alg", "HS512"], "--jwt-alg HS512: the load generator signs HS256 only"),
+        (["--without", "sse", "--scenario", "sse"], "the target declares no SSE"),
+    ],
+)
+def test_a_load_option_it_cannot_honour_is_refused_in_one_line(
+    extra: list[str], said: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["load", "--target", "http://127.0.0.1:9", "--jwt-secret", "s" * 32]
+    assert cli.main([*argv, *extra, "--reports", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
