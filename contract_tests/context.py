@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import secrets
 import shlex
@@ -104,6 +105,9 @@ class Shared:
     log_start: dict[Path, int] = field(default_factory=dict)
 
 
+TRANSCRIPT_ENDS = 100  # entries kept at each end of a case's transcript
+
+
 @dataclass(frozen=True)
 class Entry:
     """One line of a case's transcript."""
@@ -123,7 +127,9 @@ class Context:
         self.needs = needs
         self.level = level
         self.started = time.monotonic()
-        self.transcript: list[Entry] = []
+        self._head: list[Entry] = []
+        self._tail: collections.deque[Entry] = collections.deque(maxlen=TRANSCRIPT_ENDS)
+        self._left_out = 0
         self.notes: list[str] = []
         self.close_codes: list[int | None] = []
         self._streams: list[StreamClient] = []
@@ -206,9 +212,22 @@ class Context:
         return stream
 
     def note(self, stream: str, direction: str, text: str) -> None:
-        self.transcript.append(
-            Entry(round(time.monotonic() - self.started, 4), stream, direction, text[:2000])
-        )
+        entry = Entry(round(time.monotonic() - self.started, 4), stream, direction, text[:2000])
+        if len(self._head) < TRANSCRIPT_ENDS:
+            self._head.append(entry)
+            return
+        if len(self._tail) == TRANSCRIPT_ENDS:
+            self._left_out += 1
+        self._tail.append(entry)
+
+    @property
+    def transcript(self) -> list[Entry]:
+        """The first and the last TRANSCRIPT_ENDS entries, with a count of those between (a
+        case that read thousands of frames once made a 9 MB report)."""
+        if not self._left_out:
+            return [*self._head, *self._tail]
+        gap = Entry(self._tail[0].at, "suite", "note", f"{self._left_out} entries left out")
+        return [*self._head, gap, *self._tail]
 
     async def close_all(self) -> None:
         for client in self._streams:

@@ -126,9 +126,25 @@ _NUMBER = re.compile(r"\b\d+(\.\d+)?\b")
 _RUN_NAME = re.compile(r"ct-[0-9a-f]{6}-[\w-]+-\d+")
 
 
+# Observations that name their cause whatever case saw them: the case's own wording around
+# them ("no token: ...", "alg none: ...") is not part of the cause.
+_CAUSES = (
+    (
+        re.compile(r"(?:handshake refused with|rejected WebSocket connection:) HTTP (\d{3})"),
+        "the handshake was refused with HTTP {}",
+    ),
+    (re.compile(r"a stream closed unexpectedly: (\d{4})"), "a stream closed unexpectedly: {}"),
+)
+
+
 def check_of(reason: str) -> str:
-    """A failure reason with its particulars (names, ids, numbers) taken out, so that the same
-    broken check groups together however many cases hit it."""
+    """A failure's cause: a known observation (a handshake refused with an HTTP status, a
+    stream closed with a code) whatever case saw it, or else the reason with its particulars
+    (names, ids, numbers) taken out, so that one broken check is one group."""
+    for pattern, cause in _CAUSES:
+        seen = pattern.search(reason)
+        if seen:
+            return cause.format(*seen.groups())
     shaped = _RUN_NAME.sub("<user>", reason)
     shaped = _QUOTED.sub("'…'", shaped)
     return _NUMBER.sub("N", shaped)

@@ -15,13 +15,14 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from contract_tests import report
 from contract_tests.__main__ import main as suite_main
 from contract_tests.__main__ import parser
-from contract_tests.context import Context, Shared, Target
+from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared, Target
 from contract_tests.options import OptionError, redacted, resolve, target_from
 from contract_tests.registry import CASES, Case, Need, Verdict, select
 from contract_tests.runner import RunResult, run_case, run_target
@@ -470,3 +471,41 @@ async def test_the_readme_ci_command_passes_the_reference_server_with_default_se
     )
     assert "not applicable [11.1] origin-allowlist" in out
     assert "not applicable [4.4] compressed-frame-1009" in out
+
+
+def fix_first_of(reports: Path) -> list[dict[str, Any]]:
+    (index,) = reports.glob("contract-*/index.json")
+    groups: list[dict[str, Any]] = json.loads(index.read_text())["fix_first"]
+    return groups
+
+
+async def test_fix_first_groups_the_faulty_server_by_cause(
+    servers: Servers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example faulty server (six faults, BROKEN_FAULT=faulty): every case ends in a verdict,
+    the run exits 1, and "fix first" has a group per cause, not per case's wording (it had 15
+    groups, 13 of them one cause: bad tokens refused with HTTP 403 before accept)."""
+    server = broken(servers, "faulty")
+    argv = ["--target", server.base, "--jwt-secret", SECRET, "--heartbeat-interval", BEAT]
+    argv += ["--log", str(server.process.log_path), "--reports", str(tmp_path)]
+    code = await asyncio.to_thread(suite_main, argv)
+    out = capsys.readouterr().out
+    assert code == 1 and "Traceback" not in out
+    groups = {g["example"]: len(g["cases"]) for g in fix_first_of(tmp_path)}
+    assert len(groups) <= 6, groups
+    refused = [n for example, n in groups.items() if "refused with HTTP 403" in example]
+    assert refused == [9], groups  # every bad-token case, one group
+    assert any("`connected` names user 'user'" in example for example in groups), groups
+
+
+def test_a_long_transcript_keeps_its_ends_and_counts_the_rest() -> None:
+    ctx = Context(Shared(Target("http://127.0.0.1:9", "t")), frozenset())
+    for n in range(5782):  # the frames of a slow consumer that read for a minute
+        ctx.note("s1", "received", f"frame {n}")
+    kept = ctx.transcript
+    assert len(kept) == 2 * TRANSCRIPT_ENDS + 1
+    assert kept[0].text == "frame 0" and kept[-1].text == "frame 5781"
+    assert kept[TRANSCRIPT_ENDS].text == f"{5782 - 2 * TRANSCRIPT_ENDS} entries left out"
+    short = Context(Shared(Target("http://127.0.0.1:9", "t")), frozenset())
+    short.note("s1", "sent", "ping")
+    assert [e.text for e in short.transcript] == ["ping"]

@@ -16,11 +16,12 @@ import logging
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import jwt
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import reference_server.app
 import reference_server.bus
@@ -30,11 +31,12 @@ import reference_server.sse
 import reference_server.streams
 from reference_server import __main__ as server_main
 from reference_server import bodies, guard, logs, protocol, records
-from reference_server.auth import Principal, TokenVerifier
+from reference_server.auth import AuthError, Principal, TokenVerifier, token_from_request
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
 from reference_server.protocol import WS_4429_TOO_MANY_CONNECTIONS, FrameType, Outgoing
 from reference_server.redis_bus import RedisBus
+from reference_server.settings import load_settings
 
 
 def leak() -> None:
@@ -378,6 +380,100 @@ def never_deliver() -> None:
     Hub.to_user_locked = to_user_locked  # type: ignore[method-assign]
 
 
+# -- a server written elsewhere, with the faults of a real one (issue: verdicts) ----------------
+
+
+def one_user() -> None:
+    """Every user's stream is registered as one user, `user`: a notification for anyone
+    reaches everyone, and `connected` names `user`."""
+    original = TokenVerifier.verify
+
+    def verify(self: TokenVerifier, token: str | None) -> Principal:
+        principal = original(self, token)
+        return principal if principal.is_admin else dataclasses.replace(principal, user_id="user")
+
+    TokenVerifier.verify = verify  # type: ignore[method-assign]
+
+
+def refuse_403() -> None:
+    """A bad or missing token is refused with HTTP 403 before accept (the contract: accept,
+    then close with 4401, which a browser can read)."""
+    original = WebSocket.accept
+    settings = load_settings()
+    verifier = TokenVerifier(
+        settings.jwt_secret.get_secret_value(), settings.jwt_algorithm, 1 << 20
+    )
+
+    async def accept(self: WebSocket, *args: Any, **kwargs: Any) -> None:
+        try:
+            verifier.verify(token_from_request(self.query_params, self.headers))
+        except AuthError:
+            await self.close()  # before accept: HTTP 403
+            raise WebSocketDisconnect(1008) from None
+        await original(self, *args, **kwargs)
+
+    WebSocket.accept = accept  # type: ignore[method-assign,assignment]
+
+
+def binary_kills_loop() -> None:
+    """A binary frame ends the stream's receive loop without a close: the socket stays open,
+    heartbeats go on, and nothing the client sends is answered again (no pong)."""
+    original = WebSocket.receive
+
+    async def receive(self: WebSocket) -> Any:
+        message = await original(self)
+        if message.get("bytes") is not None:
+            await asyncio.Event().wait()  # the loop is dead; only the disconnect ends it
+        return message
+
+    WebSocket.receive = receive  # type: ignore[method-assign,assignment]
+
+
+def sse_silent() -> None:
+    """The legacy SSE stream sends `connected` and heartbeats, never a notification."""
+
+    def silenced(stream: Callable[..., Any]) -> Callable[..., Any]:
+        async def quiet(*args: Any, **kwargs: Any) -> Any:
+            async for text in stream(*args, **kwargs):
+                if not text.startswith("event: notification"):
+                    yield text
+
+        return quiet
+
+    for name in ("hub_stream", "private_stream"):
+        setattr(reference_server.app, name, silenced(getattr(reference_server.app, name)))
+
+
+def no_resume() -> None:
+    """`last_id` is ignored: a reconnect replays nothing, and sends no `resync` either."""
+
+    async def resume(self: Any, user_id: str, last_id: str) -> list[Any]:
+        return []
+
+    MemoryBus.resume = resume  # type: ignore[method-assign]
+    RedisBus.resume = resume  # type: ignore[method-assign]
+
+
+def refuse_most() -> None:
+    """Nine users in ten are refused with 4429, whatever they hold."""
+
+    def refusing(acquire: Callable[..., Any]) -> Callable[..., Any]:
+        async def acquire_slot(self: Any, user_id: str) -> bool:
+            if zlib.crc32(user_id.encode()) % 10:
+                return False
+            return bool(await acquire(self, user_id))
+
+        return acquire_slot
+
+    MemoryBus.acquire_slot = refusing(MemoryBus.acquire_slot)  # type: ignore[method-assign]
+    RedisBus.acquire_slot = refusing(RedisBus.acquire_slot)  # type: ignore[method-assign]
+
+
+# The example faulty server: a notification app of the kind the seed describes, written
+# elsewhere with the faults of a real one, every tool pointed at it (BROKEN_FAULT=faulty).
+FAULTY = ("one-user", "refuse-403", "binary-kills-loop", "no-limit", "no-resume", "sse-silent")
+
+
 def forget_stream() -> None:
     """One notification stream in twenty is forgotten right after `connected`: no close, the
     socket stays open, fan-out and stats no longer count it."""
@@ -448,6 +544,12 @@ FAULTS: dict[str, Callable[[], None]] = {
     "no-body-limit": no_body_limit,
     "forget-stream": forget_stream,
     "never-deliver": never_deliver,
+    "one-user": one_user,
+    "refuse-403": refuse_403,
+    "binary-kills-loop": binary_kills_loop,
+    "sse-silent": sse_silent,
+    "no-resume": no_resume,
+    "refuse-most": refuse_most,
     "broadcast-twice": broadcast_twice,
     "slow-4409": slow_4409,
     "driver-200": driver_200,
@@ -480,5 +582,6 @@ FAULTS: dict[str, Callable[[], None]] = {
 
 if __name__ == "__main__":
     for name in filter(None, os.environ["BROKEN_FAULT"].split(",")):  # several: comma-separated
-        FAULTS[name]()
+        for one in FAULTY if name == "faulty" else (name,):
+            FAULTS[one]()
     sys.exit(server_main.main(sys.argv[1:]))
