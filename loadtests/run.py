@@ -335,16 +335,28 @@ def _follow(
         row = sampler.latest
         if row:
             servers = row.get("servers", [])
-            rss = sum(s.get("rss_mb", 0) for s in servers)
-            cpu = sum(s.get("cpu_percent", 0) for s in servers)
-            lag = max((s.get("loop_lag_ms", {}).get("max_ms", 0) for s in servers), default=0)
             gen = max((g.get("cpu_percent", 0) for g in row.get("generators", [])), default=0)
-            fds = sum(s.get("fds", 0) for s in servers)
             progress(
                 f"  t={row['t']:>5.0f}s server's streams {_or_na(row.get('total_connections'))}/"
-                f"{config.users}, server files {fds}  server {rss:.0f} MB {cpu:.0f}% CPU, "
-                f"loop lag {lag:.0f} ms  generator max {gen:.0f}% CPU"
+                f"{config.users}, {_server_line(servers)}  generator max {gen:.0f}% CPU"
             )
+
+
+def _server_line(servers: list[dict[str, Any]]) -> str:
+    """The sampled server processes' figures; none sampled (a target without --server-pid):
+    "not measured", never zeros."""
+    if not servers:
+        return "server not measured (give --server-pid)"
+    rss = sum(s.get("rss_mb", 0) for s in servers)
+    cpu = sum(s.get("cpu_percent", 0) for s in servers)
+    fds = sum(s.get("fds", 0) for s in servers)
+    lags = [
+        s["loop_lag_ms"]["max_ms"]
+        for s in servers
+        if s.get("loop_lag_ms", {}).get("max_ms") is not None
+    ]
+    lag = f"loop lag {max(lags):.0f} ms" if lags else "loop lag not measured"
+    return f"server files {fds}  server {rss:.0f} MB {cpu:.0f}% CPU, {lag}"
 
 
 def _or_na(value: object) -> str:

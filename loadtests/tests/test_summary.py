@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from loadtests.config import from_profile
-from loadtests.run import nothing_ran
+from loadtests.run import _server_line, nothing_ran
 from loadtests.summary import (
     HEADLINE_KEYS,
     UNTIMED,
@@ -217,3 +217,10 @@ def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
     assert figures["notifications"] == 40
     assert (figures["p50_ms"], figures["p99_ms"], figures["mem_per_conn_kb"]) == (None,) * 3
     assert headline({}, {}, [], res, count([], []))["notifications"] == 0  # none came: 0
+
+
+def test_the_progress_line_says_not_measured_for_a_server_not_sampled() -> None:
+    assert _server_line([]) == "server not measured (give --server-pid)"
+    sampled = [{"rss_mb": 70.4, "cpu_percent": 3, "fds": 20, "loop_lag_ms": {"max_ms": 0}}]
+    assert _server_line(sampled) == "server files 20  server 70 MB 3% CPU, loop lag 0 ms"
+    assert _server_line([{"rss_mb": 1, "fds": 2}]).endswith("loop lag not measured")
