@@ -155,6 +155,12 @@ def modes_of(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return TARGET_MODES if any(r["mode"] == "sse" for r in results) else MODES
 
 
+def _lat(result: dict[str, Any]) -> str:
+    """Delivery p50/p99 of one mode, or "not measured" (no notification carried a send time)."""
+    p50, p99 = result.get("p50_ms"), result.get("p99_ms")
+    return "not measured" if p50 is None or p99 is None else f"{p50}/{p99} ms"
+
+
 def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """The seed's claims on a target: its WebSocket side against its own SSE side."""
     by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
@@ -168,21 +174,21 @@ def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
             (
                 "Nothing lost (the clients' count)",
                 f"WebSocket lost {ws.get('lost')} of {ws.get('owed')}; delivery p50/p99 "
-                f"{ws.get('p50_ms')}/{ws.get('p99_ms')} ms at {smallest} clients",
+                f"{_lat(ws)} at {smallest} clients",
             ),
         ]
     return [
         (
             "Redis PubSub connections per SSE client (needs --redis-url)",
-            f"at {smallest} clients Redis held {pubsub} PubSub connections for SSE, "
-            f"{ws.get('redis_pubsub_clients_max')} for WebSocket"
+            f"at {smallest} clients ({sse.get('streams_connected')} SSE streams connected) Redis "
+            f"held {pubsub} PubSub connections for SSE, {ws.get('redis_pubsub_clients_max')} for "
+            "WebSocket"
             if pubsub is not None
             else "not measured: give --redis-url",
         ),
         (
             "Real-time: SSE good, WebSocket better",
-            f"delivery p50/p99 at {smallest} clients: WebSocket {ws.get('p50_ms')}/"
-            f"{ws.get('p99_ms')} ms, SSE {sse.get('p50_ms')}/{sse.get('p99_ms')} ms",
+            f"delivery p50/p99 at {smallest} clients: WebSocket {_lat(ws)}, SSE {_lat(sse)}",
         ),
         (
             "Nothing lost (the clients' count)",
@@ -221,9 +227,9 @@ def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
     lines.append(
         (
             "Real-time: SSE good, WebSocket better",
-            f"delivery p50/p99 at {smallest} clients: WebSocket {ws.get('p50_ms')}/"
-            f"{ws.get('p99_ms')} ms, SSE shared {shared.get('p50_ms')}/{shared.get('p99_ms')} ms, "
-            f"SSE per-connection {per.get('p50_ms')}/{per.get('p99_ms')} ms",
+            f"delivery p50/p99 at {smallest} clients: WebSocket {_lat(ws)}"
+            f", SSE shared {_lat(shared)}, "
+            f"SSE per-connection {_lat(per)}",
         )
     )
     breaks = []
