@@ -169,25 +169,18 @@ def markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Load run: {data['config']['scenario']} ({data['created']})",
         "",
-        "| figure | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {label} | {value} |" for label, value in headline_rows(data["figures"])]
-    if data["thresholds"]:
-        lines += ["", "## Thresholds", ""]
-        lines += [f"- {'met' if t['ok'] else 'MISSED'}: {t['text']}" for t in data["thresholds"]]
-    lines += [
-        "",
-        "## Settings",
-        "",
-        "```",
-        _settings_text(data),
-        "```",
+        f"**{verdict(data)}**",
         "",
         f"Command: `{data['command']}`",
         "",
+        "## Thresholds",
+        "",
     ]
-    return "\n".join(lines)
+    lines += [f"- {'met' if t['ok'] else 'MISSED'}: {t['text']}" for t in data["thresholds"]]
+    lines += ["", "## Settings", "", "```", _settings_text(data), "```", ""]
+    lines += ["## Figures", "", "| figure | value |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in headline_rows(data["figures"])]
+    return "\n".join([*lines, ""])
 
 
 def _settings_text(data: dict[str, Any]) -> str:
@@ -201,8 +194,7 @@ def _settings_text(data: dict[str, Any]) -> str:
 
 def html(data: dict[str, Any], images: list[tuple[str, str]]) -> str:
     figures = data["figures"]
-    bad = [t for t in data["thresholds"] if not t["ok"]]
-    status = ("thresholds missed" if bad else "thresholds met") if data["thresholds"] else ""
+    status = verdict(data)
     rows = "".join(
         f"<tr><td>{escape(label)}</td><td><b>{escape(value)}</b></td></tr>"
         for label, value in headline_rows(figures)
@@ -226,14 +218,23 @@ def html(data: dict[str, Any], images: list[tuple[str, str]]) -> str:
 td{{border:1px solid #ccc;padding:3px 8px}}table{{border-collapse:collapse}}
 pre{{font-size:12px}}</style>
 <h1>Load run: {escape(data["config"]["scenario"])}</h1>
-<p>{escape(data["created"])} &mdash; {escape(status)}</p>{gen}
-<table>{rows}</table>
-{"<ul>" + thresholds + "</ul>" if thresholds else ""}
+<p style='font-size:1.3em'><b>{escape(status)}</b> &mdash; {escape(data["created"])}</p>
+<h2>Thresholds</h2><ul>{thresholds}</ul>
+<p>Command: <code>{escape(data["command"])}</code></p>
+<h2>Settings and budget</h2><pre>{escape(_settings_text(data))}</pre>{gen}
+<h2>Figures</h2><table>{rows}</table>
 {pictures}
-<h2>Settings and budget</h2><pre>{escape(_settings_text(data))}</pre>
 <h2>Environment</h2><pre>{escape(str(data["environment"]))}</pre>
-<p>Command: <code>{escape(data["command"])}</code>; every figure: summary.json; every sample:
-samples.jsonl; locust's own statistics: locust_*.csv.</p>"""
+<p>Every figure: summary.json; every sample: samples.jsonl; locust's own statistics:
+locust_*.csv.</p>"""
+
+
+def verdict(data: dict[str, Any]) -> str:
+    """The run's verdict, first in every report: pass, or which thresholds it missed."""
+    missed = [t for t in data["thresholds"] if not t["ok"]]
+    if not missed:
+        return f"PASS: {len(data['thresholds'])} thresholds met"
+    return f"FAIL: {len(missed)} of {len(data['thresholds'])} thresholds missed"
 
 
 def write(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from loadtests import report
 from loadtests.config import from_profile
 from loadtests.run import _server_line, nothing_ran
 from loadtests.summary import (
@@ -224,3 +225,25 @@ def test_the_progress_line_says_not_measured_for_a_server_not_sampled() -> None:
     sampled = [{"rss_mb": 70.4, "cpu_percent": 3, "fds": 20, "loop_lag_ms": {"max_ms": 0}}]
     assert _server_line(sampled) == "server files 20  server 70 MB 3% CPU, loop lag 0 ms"
     assert _server_line([{"rss_mb": 1, "fds": 2}]).endswith("loop lag not measured")
+
+
+def test_the_report_opens_with_the_verdict_the_thresholds_and_the_command() -> None:
+    data: dict[str, Any] = {
+        "config": {"scenario": "fanout", "users": 200},
+        "created": "2026-12-07T15:00:00+00:00",
+        "thresholds": [
+            {"ok": True, "text": "lost == 0: 0 (met, a default)"},
+            {"ok": False, "text": "never_connected_streams == 0: 183 (MISSED, a default)"},
+        ],
+        "command": "notify-harness load --target http://127.0.0.1:9",
+        "budget": [],
+        "figures": {"streams_connected": 17, "lost": 0},
+        "environment": {},
+    }
+    text = report.markdown(data)
+    head = text.index("| figure | value |")
+    firsts = ("FAIL: 1 of 2 thresholds missed", "never_connected_streams == 0: 183", "--target")
+    for first in firsts:
+        assert -1 < text.index(first) < head, first
+    page = report.html(data, [])
+    assert page.index("FAIL: 1 of 2 thresholds missed") < page.index("<table>")
