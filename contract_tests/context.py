@@ -207,6 +207,7 @@ class Context:
         token = tok if tok is not None else (self.token(user) if user else None)
         name = label or f"sse{len(self._sse) + 1}"
         self.note(name, "open", f"{path} as {user or 'nobody'}")
+        kwargs.setdefault("token_in", self.target.token_in)  # as the target's streams take it
         stream = await SseStream.open(self.target.base, path, token, **kwargs)
         self._sse.append(stream)
         return stream

@@ -66,13 +66,18 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def sse_request(
-    token: str | None, last_event_id: str | None, last_id: str | None
+    token: str | None, last_event_id: str | None, last_id: str | None, token_in: str = "query"
 ) -> dict[str, Any]:
-    """Query and headers of a stream request (token, and resume by header or query)."""
+    """Query and headers of a stream request (the token in the query or as a Bearer header,
+    and resume by header or query)."""
     headers = {"Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
-    params: dict[str, str] = {} if token is None else {TOKEN_PARAM: token}
+    params: dict[str, str] = {}
+    if token is not None and token_in == "header":
+        headers["Authorization"] = f"Bearer {token}"
+    elif token is not None:
+        params[TOKEN_PARAM] = token
     if last_id is not None:
         params[LAST_ID_PARAM] = last_id
     return {"params": params, "headers": headers}
@@ -100,11 +105,13 @@ class SseStream:
         last_event_id: str | None = None,
         last_id: str | None = None,
         timeout: float = 10.0,
+        token_in: str = "query",
     ) -> SseStream:
         http = httpx.AsyncClient(
             base_url=base, trust_env=False, timeout=httpx.Timeout(timeout, read=None)
         )
-        request = http.build_request("GET", path, **sse_request(token, last_event_id, last_id))
+        asked = sse_request(token, last_event_id, last_id, token_in)
+        request = http.build_request("GET", path, **asked)
         try:
             response = await http.send(request, stream=True)
         except BaseException:

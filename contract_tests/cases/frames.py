@@ -68,7 +68,10 @@ async def ping_pong(ctx: Context) -> None:
 async def timestamps_utc(ctx: Context) -> None:
     stream = await connected(ctx, ctx.user())
     await stream.ping()
-    await stream.expect("pong", timeout=ctx.target.frame_timeout)
+    try:
+        await stream.expect("pong", timeout=ctx.target.frame_timeout)
+    except TimeoutError:  # the pong is ping-pong's business: judge the frames that did come
+        ctx.note("suite", "note", "no pong came; the timestamps of the other frames are judged")
     for frame in stream.received:  # `connected`, `pong` and any heartbeat between them
         ctx.offsets(frame)
 

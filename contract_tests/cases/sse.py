@@ -19,6 +19,8 @@ async def opened(
     first = await stream.next(ctx.target.frame_timeout)
     ctx.note("sse", "received", f"event: {first.event} id: {first.id} data: {first.data}")
     ctx.must(first.event == "connected", f"the first event is `{first.event}`, not `connected`")
+    named = first.data.get("user_id")
+    ctx.must(named == user, f"`connected` names user {named!r}, not {user!r}")
     return stream
 
 
@@ -74,7 +76,9 @@ async def sse_notification(ctx: Context) -> None:
 async def sse_heartbeat(ctx: Context) -> None:
     stream = await opened(ctx, ctx.user())
     wait = ctx.target.heartbeat_interval * 1.5 + ctx.target.frame_timeout
-    await stream.expect("heartbeat", timeout=wait, skip=())
+    beat = await stream.expect("heartbeat", timeout=wait, skip=())
+    stamp = beat.data.get("timestamp")
+    ctx.must(isinstance(stamp, str) and bool(stamp), f"the heartbeat's data is {beat.data}")
 
 
 @case("sse-resume", "9.3", "resume with the Last-Event-ID header or ?last_id=", needs=DRIVEN)

@@ -89,6 +89,12 @@ FAULTS = [
     ("driver-200", "driver-publish"),
     ("archive-newest", "resume-resync"),
     ("wrong-user", "connected-shape"),
+    # The example faulty server's faults, one at a time.
+    ("one-user", "connected-shape"),
+    ("refuse-403", "token-missing"),
+    ("binary-kills-loop", "binary-frame-1003"),
+    ("no-resume", "resume-replay"),
+    ("sse-silent", "sse-notification"),
 ]
 
 
@@ -509,3 +515,13 @@ def test_a_long_transcript_keeps_its_ends_and_counts_the_rest() -> None:
     short = Context(Shared(Target("http://127.0.0.1:9", "t")), frozenset())
     short.note("s1", "sent", "ping")
     assert [e.text for e in short.transcript] == ["ping"]
+
+
+async def test_sse_streams_carry_the_token_where_the_target_takes_it(healthy: ServerHandle) -> None:
+    """--token-in header reaches the SSE cases too (they sent ?token= whatever it said)."""
+    t = target(healthy, "header")
+    t.token_in = "header"
+    result = await run(t, "sse-notification", "sse-task-stream", "sse-heartbeat")
+    assert [r.verdict for r in result.results] == [Verdict.PASS] * 3, [
+        r.reason for r in result.results
+    ]
