@@ -19,6 +19,7 @@ from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.sampler import Sampler, Watched
+from notify_contract.protocol import STATS_PATH
 from notify_contract.redaction import leak_line, scrub
 from notify_contract.tokens import Minter
 
@@ -108,6 +109,7 @@ def system(config: RunConfig, logs: Path, target: External | None) -> Iterator[S
         generators=[],
         status_url=None,
         admin_token=Minter(target.secret).mint("load-admin", admin=True, ttl=86400),
+        stats_url=None if "stats" in target.without else target.url.rstrip("/") + STATS_PATH,
     )
     unmeasured = (
         None

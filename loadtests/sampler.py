@@ -29,6 +29,9 @@ class Watched:
     generators: list[int]
     status_url: str | None
     admin_token: str
+    # A target's GET /api/ws/stats (rule 8.1), read every STATS_EVERY samples when no process
+    # of it reports its own count: the server's streams beside the clients' count.
+    stats_url: str | None = None
 
 
 def _process(pid: int, cache: dict[int, psutil.Process]) -> dict[str, Any] | None:
@@ -66,6 +69,15 @@ def nginx_active(status_url: str, http: httpx.Client) -> int | None:
     return int(first.split(":")[1]) if first.startswith("Active connections") else None
 
 
+STATS_EVERY = 5  # a stats body grows with the users: read it every fifth sample only
+
+
+def stats_total(http: httpx.Client, url: str, headers: dict[str, str]) -> int | None:
+    """`total_connections` of a target's stats (rule 8.1), None if it gave none."""
+    total = http.get(url, headers=headers).json().get("total_connections")
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 @dataclass
 class Sampler:
     """Samples in a thread until stopped; rows go to `rows` and to samples.jsonl."""
@@ -81,6 +93,8 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
         self._started = time.monotonic()
+        self._samples = 0
+        self._stats: int | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -129,6 +143,11 @@ class Sampler:
         counts = [s.get("notification_streams") for s in servers]
         known = bool(counts) and None not in counts
         row["total_connections"] = sum(c or 0 for c in counts) if known else None
+        if not known and w.stats_url is not None:
+            self._samples += 1
+            if self._samples % STATS_EVERY == 1:
+                self._stats = self._try(lambda: stats_total(http, w.stats_url or "", headers), None)
+            row["total_connections"] = self._stats
         return row
 
     def sample_now(self) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def test_the_reference_server_passes_the_same_run(servers: Servers, tmp_path: Pa
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
     assert (f["misrouted_streams"], f["never_connected_streams"]) == (0, 0)
+    assert f["peak_connections"] == USERS  # the target's own stats (rule 8.1), as a cross-check
     assert outcome.ok
     assert (outcome.directory / "locust-master.log").exists() and leaks(tmp_path) == []
 
