@@ -238,8 +238,28 @@ async def run_case(case: Case, shared: Shared, done: dict[str, CaseResult]) -> C
     return CaseResult(case, verdict, reason, duration, ctx.transcript, ctx.notes, ctx.close_codes)
 
 
-def _left(cases: list[Case], target: Target) -> str:
+class Pace:
+    """How this target's cases take against their estimates so far: the time left is the
+    estimate scaled by it (a server that fails every case at once is not "about 90 s" away)."""
+
+    def __init__(self) -> None:
+        self.planned = 0.0
+        self.spent = 0.0
+
+    def done(self, planned: float, spent: float) -> None:
+        self.planned += planned
+        self.spent += spent
+
+    def scale(self, seconds: float) -> float:
+        if self.planned < 5.0:  # too little seen yet to judge the pace
+            return seconds
+        return seconds * min(3.0, max(0.05, self.spent / self.planned))
+
+
+def _left(cases: list[Case], target: Target, pace: Pace | None = None) -> str:
     seconds = sum(c.estimate(target) for c in cases)
+    if pace is not None:
+        seconds = pace.scale(seconds)
     return f"about {seconds:.0f} s left" if seconds >= 1 else "almost done"
 
 
@@ -261,21 +281,23 @@ async def run_target(
     results: list[CaseResult] = []
     done: dict[str, CaseResult] = {}
     cases = [c for c in cases if not c.last] + [c for c in cases if c.last]
+    pace = Pace()
     try:
         for n, case in enumerate(cases, 1):
             expected = case.estimate(target)
-            if expected >= 10:
+            if pace.scale(expected) >= 10:
                 progress(
-                    f"  ... {case.label}: takes about {expected:.0f} s (heartbeat interval "
-                    f"{target.heartbeat_interval:g} s)"
+                    f"  ... {case.label}: takes about {pace.scale(expected):.0f} s (heartbeat "
+                    f"interval {target.heartbeat_interval:g} s)"
                 )
             result = await run_case(case, shared, done)
             results.append(result)
             done[case.id] = result
+            pace.done(expected, result.duration)
             detail = f"  {result.reason}" if result.reason else ""
             progress(
                 f"  {n:>3}/{len(cases)} {result.verdict.value:<10} {case.label} "
-                f"({result.duration:.2f}s, {_left(cases[n:], target)}){detail[:300]}"
+                f"({result.duration:.2f}s, {_left(cases[n:], target, pace)}){detail[:300]}"
             )
     finally:
         if shared.driver is not None:

@@ -25,7 +25,7 @@ from contract_tests.__main__ import parser
 from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared, Target
 from contract_tests.options import OptionError, redacted, resolve, target_from
 from contract_tests.registry import CASES, Case, Need, Verdict, select
-from contract_tests.runner import RunResult, run_case, run_target
+from contract_tests.runner import Pace, RunResult, run_case, run_target
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle, free_port
 from notify_contract.rules import rule
@@ -525,3 +525,13 @@ async def test_sse_streams_carry_the_token_where_the_target_takes_it(healthy: Se
     assert [r.verdict for r in result.results] == [Verdict.PASS] * 3, [
         r.reason for r in result.results
     ]
+
+
+def test_the_time_left_follows_the_pace_measured_so_far() -> None:
+    pace = Pace()
+    assert pace.scale(90.0) == 90.0  # nothing measured yet: the estimate
+    pace.done(planned=60.0, spent=0.6)  # a target that failed every case at once
+    assert pace.scale(90.0) == pytest.approx(4.5)  # never below a twentieth
+    slow = Pace()
+    slow.done(planned=10.0, spent=20.0)
+    assert slow.scale(30.0) == pytest.approx(60.0)
