@@ -168,7 +168,9 @@ def missing_need(case: Case, shared: Shared) -> tuple[Verdict, str] | None:
         if need is Need.DRIVER and shared.driver is None:
             return Verdict.NOT_RUN, f"needs a way to publish: {shared.driver_problem}"
         if need is Need.DRIVER_HTTP and not (shared.http_driver_works or shared.http_driver_exists):
-            return Verdict.NOT_RUN, (
+            # The target publishes some other way (its own driver command) or not over HTTP:
+            # a rule about the HTTP API it does not offer.
+            return Verdict.NOT_APPLICABLE, (
                 f"checks the HTTP driver API, not offered here: {shared.http_driver_problem}"
             )
         if need is Need.LOGS and not target.logs:

@@ -424,8 +424,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     failing = [(r, why) for r in results for why in problems(r)]
     for r, why in failing:
         print(f"FAIL {r['mode']} at {r['users']} clients: {why}")
-    modes = ", ".join(f"{r['mode']} at {r['users']}" for r in results if not problems(r))
-    print(f"result: {'fail' if failing else 'pass'} (passing: {modes or 'none'})")
+    passing = [r for r in results if not problems(r) and r.get("applicable") is not False]
+    absent = [r for r in results if r.get("applicable") is False]
+    said = ", ".join(f"{r['mode']} at {r['users']}" for r in passing) or "none"
+    if absent:
+        said += "; not applicable: " + ", ".join(f"{r['mode']} at {r['users']}" for r in absent)
+    print(f"result: {'fail' if failing else 'pass'} (passing: {said})")
     return 1 if failing else 0
 
 

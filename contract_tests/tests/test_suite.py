@@ -447,7 +447,7 @@ async def test_a_partial_server_on_another_stack_is_graded_by_its_target_file(
         )
     }
     assert verdicts == {
-        "driver-publish": "not run",  # no HTTP driver API: it publishes through its command
+        "driver-publish": "not applicable",  # no HTTP driver API: it publishes by its command
         "archive-after": "not applicable",  # declared missing
         "token-16kb": "non-strict",  # its HTTP parser refuses the long request line: 414
         "fanout-isolation": "pass",  # published through --driver-cmd
