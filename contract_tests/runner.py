@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -206,6 +207,11 @@ def _reason(exc: BaseException, case: Case) -> str:
         return (
             f"timed out: {exc}" if str(exc) else f"the case did not end within {case.timeout:g} s"
         )
+    if isinstance(exc, httpx.HTTPError):  # "ReadTimeout: " said nothing of what was awaited
+        said = str(exc) or "no answer in time"
+        with contextlib.suppress(RuntimeError):  # no request attached
+            said += f" ({exc.request.method} {exc.request.url.path})"
+        return f"{type(exc).__name__}: {said}"
     return f"{type(exc).__name__}: {exc}"
 
 

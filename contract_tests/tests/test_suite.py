@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from contract_tests import report
@@ -25,7 +26,7 @@ from contract_tests.__main__ import parser
 from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared, Target
 from contract_tests.options import OptionError, redacted, resolve, target_from
 from contract_tests.registry import CASES, Case, Need, Verdict, select
-from contract_tests.runner import Pace, RunResult, run_case, run_target
+from contract_tests.runner import Pace, RunResult, _reason, run_case, run_target
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle, free_port
 from notify_contract.rules import rule
@@ -535,3 +536,9 @@ def test_the_time_left_follows_the_pace_measured_so_far() -> None:
     slow = Pace()
     slow.done(planned=10.0, spent=20.0)
     assert slow.scale(30.0) == pytest.approx(60.0)
+
+
+def test_an_http_error_says_which_request_it_ended() -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:9/api/notifications?after=x")
+    said = _reason(httpx.ReadTimeout("", request=request), CASES["archive-after"])
+    assert said == "ReadTimeout: no answer in time (GET /api/notifications)"

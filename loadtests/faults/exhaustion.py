@@ -158,7 +158,8 @@ async def _newcomer(target: Target, tokens: TokenSource, name: str) -> tuple[flo
     """A new user connecting by the reconnect policy: seconds until `connected`, or why not."""
     user = f"{name}-{time.time_ns()}"
     archive = Archive(target.base, tokens.mint("faults-admin", admin=True))
-    fleet = Fleet([WsClient(name, user, target.base, tokens.mint(user), archive)])
+    client = WsClient(name, user, target.base, tokens.mint(user), archive, token_in=target.token_in)
+    fleet = Fleet([client])
     started = time.monotonic()
     try:
         await fleet.start(timeout=BACK_WITHIN)
@@ -255,7 +256,12 @@ async def _attacker(target: Target, token: str, source: str | None = None) -> St
     """A stream held open by an attacker, or how the target refused it."""
     try:
         stream = await StreamClient.open(
-            target.base, WS_NOTIFICATIONS_PATH, token, open_timeout=10, local_address=source
+            target.base,
+            WS_NOTIFICATIONS_PATH,
+            token,
+            open_timeout=10,
+            local_address=source,
+            token_in=target.token_in,
         )
     except InvalidStatus as exc:
         return f"HTTP {exc.response.status_code}"
@@ -358,6 +364,7 @@ async def _bad_handshake(target: Target) -> bool:
             "not.a.token",
             open_timeout=10,
             local_address=attacker_address(target),
+            token_in=target.token_in,
         )
     except InvalidStatus:
         return True
@@ -401,7 +408,11 @@ async def handshake_flood(target: Target, scale: Scale, victim: Victim, row: Row
             started = time.monotonic()
             try:
                 stream = await StreamClient.open(
-                    target.base, WS_NOTIFICATIONS_PATH, tokens.mint(user), open_timeout=10
+                    target.base,
+                    WS_NOTIFICATIONS_PATH,
+                    tokens.mint(user),
+                    open_timeout=10,
+                    token_in=target.token_in,
                 )
                 await stream.expect("connected", timeout=10)
                 legit.append(time.monotonic() - started)

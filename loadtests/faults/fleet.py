@@ -79,7 +79,9 @@ class Client:
         archive: Archive,
         *,
         jitter: bool = True,
+        token_in: str = "query",  # where the target's streams take the token (--token-in)
     ) -> None:
+        self.token_in = token_in
         self.name = name
         self.user = user
         self.base = base
@@ -139,7 +141,12 @@ class WsClient(Client):
     async def _session(self, stop: asyncio.Event) -> int | None:
         try:
             stream = await StreamClient.open(
-                self.base, WS_NOTIFICATIONS_PATH, self.token, last_id=self.last_id, max_queue=None
+                self.base,
+                WS_NOTIFICATIONS_PATH,
+                self.token,
+                last_id=self.last_id,
+                max_queue=None,
+                token_in=self.token_in,
             )
         except (InvalidHandshake, OSError, TimeoutError):
             self.life.failed_attempts += 1

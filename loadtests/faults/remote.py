@@ -150,7 +150,10 @@ async def _survives(target: Target, scale: Scale, row: Row, option: str, command
     # A newcomer reconnects by the policy: a 1011 or 503 while the target's backend recovers is
     # allowed by rule 7.4, a newcomer that never gets in is not.
     user = f"{row.id}-after-{time.time_ns()}"
-    newcomer = Fleet([WsClient("newcomer", user, target.base, tokens.mint(user), load.archive)])
+    client = WsClient(
+        "newcomer", user, target.base, tokens.mint(user), load.archive, token_in=target.token_in
+    )
+    newcomer = Fleet([client])
     try:
         await newcomer.start(timeout=NEWCOMER_WITHIN)
         joined = ""

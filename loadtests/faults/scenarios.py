@@ -235,7 +235,8 @@ async def under_load(
     users = [f"{prefix}-{time.time_ns()}-{i}" for i in range(scale.clients)]
     archive = Archive(target.base, admin)
     clients: list[Client] = [
-        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive) for i, u in enumerate(users)
+        WsClient(f"ws-{i}", u, target.base, tokens.mint(u), archive, token_in=target.token_in)
+        for i, u in enumerate(users)
     ]
     load = await Load.start(clients, archive, [target.base], admin, users, scale, target.driver_cmd)
     return load, clients
