@@ -114,7 +114,8 @@ def derive(result: dict[str, Any]) -> dict[str, Any]:
     """Figures the run could not take from the stats, which count only WebSocket streams."""
     if "error" in result or result["mode"] == "websocket":
         return result
-    out = dict(result, connections_held=None)
+    # The server's stream counts are WebSocket streams: for SSE they are not measured, not 0.
+    out = dict(result, connections_held=None, peak_connections=None)
     if out.get("mem_per_conn_kb") is None and out.get("server_rss_hold_mb") is not None:
         grown = out["server_rss_hold_mb"] - out["server_rss_baseline_mb"]
         out["mem_per_conn_kb"] = round(grown * 1024 / out["users"], 2)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.compare import broke, nothing_measured, problems, verdicts
+from loadtests.compare import broke, derive, nothing_measured, problems, verdicts
 
 
 def result(mode: str, users: int, **figures: Any) -> dict[str, Any]:
@@ -64,3 +64,12 @@ def test_each_mode_fails_on_its_own_missed_thresholds_or_on_not_running() -> Non
     assert problems(ws) == [] and problems(absent) == []
     assert problems(sse) == ["never_connected_streams == 0: 125 (MISSED, a default)"]
     assert problems({"mode": "sse", "users": 5, "error": "budget"}) == ["budget"]
+
+
+def test_the_servers_stream_counts_of_an_sse_run_are_not_measured() -> None:
+    """The stats count WebSocket streams: an SSE run's "peak connections 0" beside 1,000
+    streams connected was a figure nobody measured."""
+    sse = derive(result("sse-shared", 1000, peak_connections=0, connections_held=0))
+    assert (sse["peak_connections"], sse["connections_held"]) == (None, None)
+    ws = derive(result("websocket", 1000, peak_connections=1000))
+    assert ws["peak_connections"] == 1000
