@@ -62,6 +62,9 @@ class Reporter:
         self.last_seq: int | None = None
         self.connected_at: float | None = None  # wall clock of the first `connected`
         self.misnamed: str | None = None  # whom `connected` named, when not this stream's user
+        # Notifications whose payload carried no `sent_at` (a server that drops unknown fields):
+        # id and arrival time, for a latency measured from the driver's publish time instead.
+        self.arrivals: list[tuple[str, float]] = []
         self.ids: list[str] = []  # in arrival order, repeats included
 
     def connected(self, session: StreamSession) -> None:
@@ -80,6 +83,7 @@ class Reporter:
             "user": user,
             "connected_at": self.connected_at,
             "misnamed": self.misnamed,
+            "arrivals": self.arrivals,
             "ended_at": time.time(),
             "ids": self.ids,
         }
@@ -96,7 +100,8 @@ class Reporter:
         if isinstance(sent_at, int | float):
             latency = max(0.0, (time.time() - sent_at) * 1000)
             self.fire("notification", latency, size)
-        else:  # a payload without the publisher's clock: counted, its latency not measured
+        else:  # a payload without the publisher's clock: its latency comes from the publish log
+            self.arrivals.append((delivery.id, time.time()))
             self.fire(UNTIMED, 0, size)
         if delivery.repeat:
             self.fire("duplicate", error=f"id {delivery.id} again")

@@ -34,6 +34,7 @@ LABELS = {
     "p95_ms": ("delivery latency p95", "ms"),
     "p99_ms": ("delivery latency p99", "ms"),
     "max_ms": ("delivery latency max", "ms"),
+    "latency_measured_from": ("delivery latency measured from", ""),
     "broadcasts": ("broadcasts", ""),
     "notifications": ("notifications received", ""),
     "streams_connected": ("streams connected (the clients' count)", ""),

@@ -37,6 +37,7 @@ class StreamLog:
     ended_at: float
     ids: tuple[str, ...]
     misnamed: str | None = None  # whom its `connected` named, when not its user
+    arrivals: tuple[tuple[str, float], ...] = ()  # untimed notifications: id, arrival time
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Tally:
     lost_sample: tuple[tuple[str, str], ...] = field(default=())  # (stream, id), the first 20
     per_id: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (owed, delivered)
     misrouted: int = 0  # streams whose `connected` named another user
+    # Milliseconds from the publisher sending each untimed notification to a stream getting it.
+    from_publish_ms: tuple[float, ...] = ()
 
 
 def owed(p: Published, s: StreamLog) -> bool:
@@ -73,6 +76,8 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
             personal.setdefault(p.user, []).append(p)
     n_streams = never = total_owed = delivered = lost = duplicates = unowed = silent = 0
     misrouted = 0
+    sent = {p.id: p.sent_at for p in published}
+    from_publish: list[float] = []
     sample: list[tuple[str, str]] = []
     per_id = {p.id: [0, 0] for p in published}
     for s in streams:
@@ -81,6 +86,8 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
             continue
         n_streams += 1
         misrouted += s.misnamed is not None
+        firsts = {nid: at for nid, at in reversed(s.arrivals)}  # each id's first arrival
+        from_publish += [(at - sent[nid]) * 1000 for nid, at in firsts.items() if nid in sent]
         got = Counter(s.ids)
         duplicates += sum(n - 1 for n in got.values())
         due = {p.id for p in (*broadcasts, *personal.get(s.user, ())) if owed(p, s)}
@@ -108,4 +115,5 @@ def count(published: Iterable[Published], streams: Iterable[StreamLog]) -> Tally
         tuple(sample),
         {nid: (o, d) for nid, (o, d) in per_id.items()},
         misrouted,
+        tuple(from_publish),
     )

@@ -113,7 +113,8 @@ def test_failures_by_kind_and_headline() -> None:
     figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res, nothing)
     assert figures["unexpected_closes"] == 2 and figures["gaps"] == 1
     assert figures["p99_ms"] == 8.0 and figures["connect_failures"] == 3
-    assert set(figures) - {"generator_saturated"} <= HEADLINE_KEYS
+    assert set(figures) - {"generator_saturated", "latency_measured_from"} <= HEADLINE_KEYS
+    assert figures["latency_measured_from"] == "the payload's sent_at"
 
 
 @pytest.mark.parametrize(
@@ -247,3 +248,19 @@ def test_the_report_opens_with_the_verdict_the_thresholds_and_the_command() -> N
         assert -1 < text.index(first) < head, first
     page = report.html(data, [])
     assert page.index("FAIL: 1 of 2 thresholds missed") < page.index("<table>")
+
+
+def test_a_payload_without_sent_at_is_timed_from_the_publishers_send() -> None:
+    """A server that drops unknown fields strips `sent_at`: the clients' arrival times against
+    the publish log still give a latency, labelled as such (it was 0 ms, then not measured)."""
+    published = [Published(f"n{i}", None, 100.0 + i, 100.1 + i) for i in range(3)]
+    streams = [
+        StreamLog("a", "a", 1.0, 999.0, ("n0", "n1", "n2"), None, (("n0", 100.05), ("n1", 101.2))),
+        StreamLog("b", "b", 1.0, 999.0, ("n0",), None, (("n0", 100.3), ("n0", 105.0))),
+    ]
+    tally = count(published, streams)
+    assert sorted(tally.from_publish_ms) == pytest.approx([50.0, 200.0, 300.0])  # first arrivals
+    res = resources([row(10, 2, 60, 1, 0), row(11, 2, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
+    figures = headline({UNTIMED: stat(UNTIMED, 4, 0, 0, 0)}, {}, [], res, tally)
+    assert (figures["p50_ms"], figures["max_ms"], figures["notifications"]) == (200.0, 300.0, 4)
+    assert figures["latency_measured_from"].startswith("the publisher's send time")
