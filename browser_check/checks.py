@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from browser_check import frames
-from browser_check.lab import Archive, Attempt, Lab, Socket
+from browser_check.lab import Archive, Attempt, Lab, Probe, Socket
 from contract_tests.registry import CaseFailed, NotRun
 from notify_contract.codes import (
     WS_4401_UNAUTHORIZED,
@@ -293,16 +293,22 @@ for _code in (
 
 # -- 7.5: resume with last_id, the archive after resync, each id once ---------------------------
 
+
+def replaying(t: Titles) -> ScriptFn:
+    """The first socket gets notifications 1 and 2; every later one, as a server resuming
+    after last_id would send: 2 again (the last shown) and 3, new."""
+
+    async def script(lab: Lab, attempt: Attempt) -> None:
+        if attempt.n == 0:
+            lab.send(attempt, frames.connected(USER), t.frame(1), t.frame(2))
+        else:
+            lab.send(attempt, frames.connected(USER), t.frame(2), t.frame(3))
+
+    return script
+
+
 RESUME = Titles()
-
-
-async def _resume_script(lab: Lab, attempt: Attempt) -> None:
-    t = RESUME
-    if attempt.n == 0:
-        lab.send(attempt, frames.connected(USER), t.frame(1), t.frame(2))
-        # closed by the check once the page shows both
-    else:  # the server replays what follows last_id: the last one shown again, and the new one
-        lab.send(attempt, frames.connected(USER), t.frame(2), t.frame(3))
+_resume_script = replaying(RESUME)
 
 
 @check(
@@ -376,6 +382,22 @@ async def _true(value: bool) -> bool:
 # -- 7.6 / 7.7: the watchdog, one socket at a time, nothing after sign-out ----------------------
 
 
+async def one_at_a_time(lab: Lab, due: int) -> Probe:
+    """Rule 7.7 after the check's events: a while later, never two sockets held at once and
+    exactly `due` opened (an old socket's late close event scheduled none more)."""
+    await lab.advance(QUIET_MS / 3, step=500)
+    probe = await lab.probe()
+    must(
+        probe.max_held <= 1,
+        f"{probe.max_held} notification sockets were held at once ({len(probe.sockets)} opened)",
+    )
+    must(
+        len(probe.sockets) == due,
+        f"{len(probe.sockets)} sockets opened where {due} were due: a late close scheduled more",
+    )
+    return probe
+
+
 async def _connected(lab: Lab, attempt: Attempt) -> None:
     lab.send(attempt, frames.connected(USER))
 
@@ -440,16 +462,7 @@ async def _one_socket(lab: Lab, options: Options) -> str:
             await lab.attempts_by(n + 1, bound_ms(0) + 1000, step=50),
             f"no reconnect after restart {n}",
         )
-    await lab.advance(QUIET_MS / 3, step=500)
-    probe = await lab.probe()
-    must(
-        probe.max_held <= 1,
-        f"{probe.max_held} notification sockets were held at once ({len(probe.sockets)} opened)",
-    )
-    must(
-        len(probe.sockets) == 4,
-        f"{len(probe.sockets)} sockets opened where 4 were due: a late close scheduled more",
-    )
+    await one_at_a_time(lab, due=4)
     return "4 sockets, one at a time"
 
 
@@ -481,14 +494,7 @@ async def _sign_out(lab: Lab, options: Options) -> str:
 # -- 7.9: a new token while connected -------------------------------------------------------------
 
 TOKEN = Titles()
-
-
-async def _token_script(lab: Lab, attempt: Attempt) -> None:
-    t = TOKEN
-    if attempt.n == 0:
-        lab.send(attempt, frames.connected(USER), t.frame(1), t.frame(2))
-    else:  # the server replays what follows last_id: the last one shown again, and a new one
-        lab.send(attempt, frames.connected(USER), t.frame(2), t.frame(3))
+_token_script = replaying(TOKEN)
 
 
 def token_of(url: str) -> str | None:
@@ -521,17 +527,7 @@ async def _token_change(lab: Lab, options: Options) -> str:
         f"no new socket within {bound_ms(0):.0f} ms of the new token",
     )
     await lab.shows(t.title(3))
-    await lab.advance(QUIET_MS / 3, step=500)
-    probe = await lab.probe()
-    must(
-        probe.max_held <= 1,
-        f"{probe.max_held} notification sockets were held at once ({len(probe.sockets)} opened)",
-    )
-    must(
-        len(probe.sockets) == 2,
-        f"{len(probe.sockets)} sockets opened where 2 were due: the old socket's late close "
-        "scheduled more",
-    )
+    probe = await one_at_a_time(lab, due=2)
     old, new = lab.attempts[0], lab.attempts[1]
     must(old.closed_by_page, "the page left its old socket open (the server closed it)")
     must(
