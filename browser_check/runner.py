@@ -141,13 +141,12 @@ def write_report(out: Path, results: list[CheckResult], meta: dict[str, Any]) ->
     (out / "results.json").write_text(redact(text))
     cells = []
     for r in rows:
-        shot = (
-            f'<a href="{r["screenshot"]}"><img src="{r["screenshot"]}" width="240"></a>'
-            if r["screenshot"]
-            else ""
-        )
+        src = html.escape(str(r["screenshot"] or ""), quote=True)
+        shot = f'<a href="{src}"><img src="{src}" width="240"></a>' if src else ""
+        verdict_class = html.escape(str(r["verdict"]).replace(" ", "-"), quote=True)
         cells.append(
-            f'<tr class="{html.escape(str(r["verdict"]))}"><td>[{r["rule"]}] {r["level"]}</td>'
+            f'<tr class="{verdict_class}">'
+            f"<td>[{html.escape(str(r['rule']))}] {html.escape(str(r['level']))}</td>"
             f"<td><b>{html.escape(str(r['id']))}</b><br>{html.escape(str(r['title']))}</td>"
             f"<td>{html.escape(str(r['verdict']))}</td>"
             f"<td>{html.escape(str(r['expected']))}</td>"

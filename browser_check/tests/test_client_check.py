@@ -26,7 +26,7 @@ from browser_check.browser import (
     from_npm,
 )
 from browser_check.checks import CHECKS, Options
-from browser_check.runner import run_checks
+from browser_check.runner import CheckResult, run_checks, write_report
 from contract_tests.registry import Verdict
 from notify_contract.schemas import violations
 
@@ -147,3 +147,16 @@ def test_the_reference_page_passes_every_check(
     assert {p.name for p in written} >= {"results.json", "index.html"}
     assert [p.name for p in written if "eyJ" in p.read_text()] == []
     assert "token=[redacted]" in report.read_text()
+
+
+def test_the_report_escapes_what_the_page_said(tmp_path: Path) -> None:
+    """A page's own text reaches the report (what it showed, its screenshot's name): it is
+    escaped everywhere, the screenshot's link and the verdict's class included."""
+    check = CHECKS["token-change"]
+    said = CheckResult(
+        check, Verdict.NOT_APPLICABLE, "<script>alert(1)</script>", 0.1, '"><img src=x>.png'
+    )
+    meta = {"page": "<b>page</b>", "command": "c", "created": "now"}
+    page = write_report(tmp_path, [said], meta).read_text()
+    assert "<script>" not in page and "<img src=x>" not in page and "<b>page</b>" not in page
+    assert 'class="not-applicable"' in page
