@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") 
             f"to hold ({totals}); give what they need, or --allow-not-run"
         )
         return 1
+    if not any(run.count(Verdict.PASS) + run.count(Verdict.NON_STRICT) for run in runs):
+        # Every case not applicable (or allowed not to run): nothing was checked, no pass.
+        print(f"result: no case ran against the target ({totals}), so nothing was shown")
+        return 1
     print(f"result: no MUST broken ({totals})")
     return 0
 

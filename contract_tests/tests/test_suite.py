@@ -542,3 +542,15 @@ def test_an_http_error_says_which_request_it_ended() -> None:
     request = httpx.Request("GET", "http://127.0.0.1:9/api/notifications?after=x")
     said = _reason(httpx.ReadTimeout("", request=request), CASES["archive-after"])
     assert said == "ReadTimeout: no answer in time (GET /api/notifications)"
+
+
+async def test_a_run_in_which_every_case_is_not_applicable_shows_nothing_and_fails(
+    healthy: ServerHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not applicable never blocks a pass, but a run of nothing but it has shown nothing."""
+    argv = ["--target", healthy.base, "--jwt-secret", SECRET, "--without", "sse"]
+    argv += ["-k", "sse-", "--reports", str(tmp_path)]
+    code = await asyncio.to_thread(suite_main, argv)
+    out = capsys.readouterr().out
+    assert code == 1, out[-2000:]
+    assert "result: no case ran against the target (0 pass, 0 non-strict, 0 fail, 5 not " in out

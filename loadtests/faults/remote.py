@@ -76,10 +76,8 @@ async def target_rows(
     run = await run_target(target, [CASES[c] for c in HOSTILE_CASES], progress)
     for result in run.results:
         row = case_row([(target.label, result)])
-        if result.verdict is Verdict.NOT_RUN:  # not given what it needs
+        if result.verdict is Verdict.NOT_RUN:  # not given what it needs (case_row: the rest)
             row = not_run(row, result.reason)
-        elif result.verdict is Verdict.NOT_APPLICABLE:  # a rule the target does not take on
-            row.outcome, row.observed = Outcome.NOT_APPLICABLE, result.reason
         rows.append(row)
     rows.append(await limit_race(target, scale.limit_rounds))
     control = control or Control()
