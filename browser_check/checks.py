@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from browser_check import frames
 from browser_check.lab import Archive, Attempt, Lab, Probe, Socket
-from contract_tests.registry import CaseFailed, NotRun
 from notify_contract.codes import (
     WS_4401_UNAUTHORIZED,
     WS_4403_FORBIDDEN,
@@ -26,6 +25,8 @@ from notify_contract.codes import (
 from notify_contract.protocol import TOKEN_PARAM
 from notify_contract.reconnect import WATCHDOG_BEATS, ReconnectPolicy
 from notify_contract.rules import Rule, rule
+from notify_contract.settings import DEFAULTS
+from notify_contract.verdicts import CaseFailed, NotRun
 
 POLICY = ReconnectPolicy()
 SLACK_MS = 25.0  # the fake clock fires timers at their due time; this covers rounding only
@@ -42,7 +43,7 @@ class Need(StrEnum):
 class Options:
     """What the check knows of the page and of the server behind it."""
 
-    heartbeat_ms: float = 30_000.0
+    heartbeat_ms: float = 1000 * DEFAULTS.heartbeat_interval
     sign_out_selector: str | None = None
     token_hook: str | None = None
     live: LiveServer | None = None

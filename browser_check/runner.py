@@ -19,8 +19,9 @@ from playwright.async_api import Error as PlaywrightError
 from browser_check.browser import Chromium
 from browser_check.checks import ClientCheck, Need, Options
 from browser_check.lab import Lab
-from contract_tests.registry import CaseFailed, Level, NotRun, Verdict
 from notify_contract.redaction import redact
+from notify_contract.rules import Level
+from notify_contract.verdicts import CaseFailed, NotRun, Verdict
 
 CHECK_TIMEOUT = 90.0  # real seconds; the fake clock makes minutes of policy take a few
 

@@ -14,22 +14,17 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from contract_tests import report
-from contract_tests.context import Target
-from contract_tests.options import (
-    OptionError,
-    add_target_arguments,
-    redacted,
-    resolve,
-    target_from,
-)
-from contract_tests.registry import CASES, Case, Verdict, select
+from contract_tests.registry import CASES, Case, select
 from contract_tests.runner import RunResult, TargetUnusable, run_target
 from harness.managed import managed_stack
+from harness.options import OptionError, add_target_arguments, resolve
+from harness.reports import environment, redacted, run_folder
 from harness.stack import StackError, scratch_dir
+from notify_client.target import Target
 from notify_contract.redaction import leak_line
+from notify_contract.verdicts import Verdict
 
 
 def parser(prog: str = "python -m contract_tests") -> argparse.ArgumentParser:
@@ -72,16 +67,11 @@ def parser(prog: str = "python -m contract_tests") -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def managed_targets(values: dict[str, Any], log: Path) -> Iterator[list[Target]]:
+def managed_targets(declared: Target, log: Path) -> Iterator[list[Target]]:
     """The managed stack, checked directly and through nginx."""
     with managed_stack(log) as stack:
         print(f"stack: {stack.describe()}")
-        logs = stack.logs
-        known = stack.known
-        yield [
-            target_from(values, stack.server.base, "direct", logs=logs["direct"], **known),
-            target_from(values, stack.proxy.base, "nginx", logs=logs["nginx"], **known),
-        ]
+        yield stack.targets(declared)
 
 
 async def run_all(targets: list[Target], cases: list[Case]) -> list[RunResult]:
@@ -91,7 +81,7 @@ async def run_all(targets: list[Target], cases: list[Case]) -> list[RunResult]:
 def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") -> int:
     args = parser(prog).parse_args(argv)
     try:
-        values = resolve(args)
+        declared = resolve(args)
     except OptionError as exc:
         print(f"contract_tests: {exc}", file=sys.stderr)
         return 2
@@ -104,15 +94,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") 
         print("contract_tests: no case matches the -k/--exclude selection", file=sys.stderr)
         return 2
     created = datetime.now(UTC)
-    out = args.reports / f"contract-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out = run_folder(args.reports, "contract", created)
     try:
-        if values["url"] is None:
-            with scratch_dir("contract-") as log, managed_targets(values, log) as targets:
+        if declared.url is None:
+            with scratch_dir("contract-") as log, managed_targets(declared, log) as targets:
                 runs = asyncio.run(run_all(targets, cases))
                 extra = {"mode": "managed: redis-server, reference server, nginx"}
         else:
-            target = target_from(values, values["url"], "target")
-            runs = asyncio.run(run_all([target], cases))
+            runs = asyncio.run(run_all([declared], cases))
             extra = {"mode": "external target"}
     except StackError as exc:
         print(f"contract_tests: could not start the stack: {exc}", file=sys.stderr)
@@ -124,7 +113,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m contract_tests") 
         "suite": "notification contract suite",
         "created": created.isoformat(),
         "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),
-        "environment": report.environment(extra),
+        "environment": environment(extra, report.PACKAGES),
     }
     where = report.write(out, runs, meta)
     print(report.fix_first_text(runs))

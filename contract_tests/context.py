@@ -5,86 +5,20 @@ from __future__ import annotations
 import collections
 import itertools
 import secrets
-import shlex
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from contract_tests.registry import CaseFailed, Level, Need, NotRun
 from notify_client.client import Frame, StreamClient
 from notify_client.driver import Driver
 from notify_client.sse_client import SseStream
+from notify_client.target import Target
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.rules import Level
 from notify_contract.schemas import has_utc_offset, violations
-from notify_contract.tokens import Minter
-
-
-class TokenSource(Protocol):
-    """Where a judge's tokens come from: a key (Minter), a command, or the user's own object."""
-
-    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str: ...
-
-
-class CommandTokens:
-    """Tokens printed by the user's command (`--token-cmd 'CMD {user} {role}'`)."""
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self._cache: dict[tuple[str, bool], str] = {}
-
-    def mint(self, user: str, *, admin: bool = False, ttl: float | None = None) -> str:
-        if ttl is not None:
-            raise NotRun("a token with a chosen lifetime needs --jwt-secret (--token-cmd given)")
-        key = (user, admin)
-        if key not in self._cache:
-            command = self.template.format(
-                user=shlex.quote(user), role="admin" if admin else "user"
-            )
-            proc = subprocess.run(  # noqa: S602 - the user asked for a shell command
-                command,
-                shell=True,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            token = proc.stdout.strip()
-            if proc.returncode != 0 or not token:
-                raise NotRun(
-                    f"--token-cmd failed for {user!r} (exit {proc.returncode}): "
-                    f"{proc.stderr.strip()[-200:]}"
-                )
-            self._cache[key] = token
-        return self._cache[key]
-
-
-@dataclass
-class Target:
-    """A server under test and what the suite knows about its settings."""
-
-    base: str
-    label: str
-    tokens: TokenSource | None = None
-    driver_cmd: str | None = None
-    heartbeat_interval: float = 30.0
-    max_per_user: int = 3
-    max_message_bytes: int = 65536
-    client_rate: int = 10
-    history_size: int = 100
-    stats_public: bool = False
-    allowed_origin: str | None = None
-    logs: tuple[Path, ...] = ()
-    idle_hold: float | None = None
-    frame_timeout: float = 5.0
-    token_in: str = "query"  # where streams carry the token: "query" or "header"
-    without: frozenset[Need] = frozenset()  # parts of the API the target declares it lacks
-
-    @property
-    def hold(self) -> float:
-        """How long an idle stream is held to see that it survives (2.5 heartbeats)."""
-        return self.idle_hold if self.idle_hold is not None else 2.5 * self.heartbeat_interval
+from notify_contract.settings import Limits
+from notify_contract.verdicts import CaseFailed, Need, NotRun
 
 
 @dataclass
@@ -137,6 +71,11 @@ class Context:
         if shared.driver is not None:  # cases run one at a time: the driver records for this one
             shared.driver.record = lambda direction, text: self.note("driver", direction, text)
 
+    @property
+    def limits(self) -> Limits:
+        """The target's settings as the contract names them."""
+        return self.target.limits
+
     # -- names and tokens -----------------------------------------------------------------
 
     def user(self, name: str = "user") -> str:
@@ -152,9 +91,10 @@ class Context:
 
     def signed(self, claims: dict[str, Any]) -> str:
         """A token with exactly these claims, signed with the target's key."""
-        if not isinstance(self.target.tokens, Minter):
+        minter = self.target.minter
+        if minter is None:
             raise NotRun("a token with chosen claims needs --jwt-secret")
-        signed = self.target.tokens.sign(claims)
+        signed = minter.sign(claims)
         self.shared.minted.setdefault(signed, f"{claims.get('sub', 'no sub')} (chosen claims)")
         return signed
 

@@ -16,19 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _pytest._code.code import TerminalRepr
 
-from contract_tests.context import Shared, Target, TokenSource
-from contract_tests.options import OPTIONS, OptionError, resolve, target_from
-from contract_tests.registry import CASES, Case, Level, Verdict
+from contract_tests.context import Shared
+from contract_tests.registry import CASES, Case
 from contract_tests.report import transcript_text
 from contract_tests.runner import CaseResult, TargetUnusable, prepare, run_case
+from harness.options import OPTIONS, OptionError, resolve
 from notify_client.driver import Driver
+from notify_client.target import Target, TokenSource
+from notify_contract.rules import Level
+from notify_contract.verdicts import Verdict
 
 SUITE = "notify-contract"
 
@@ -51,8 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _values(config: pytest.Config) -> dict[str, Any] | None:
-    """The resolved target options, or None when the suite was not asked for."""
+def _declared(config: pytest.Config) -> Target | None:
+    """The target as the options declare it, or None when the suite was not asked for."""
     if config.getoption("notify_url") is None and config.getoption("notify_target_file") is None:
         return None
     file = config.getoption("notify_target_file")
@@ -61,20 +64,20 @@ def _values(config: pytest.Config) -> dict[str, Any] | None:
         **{o.name: config.getoption(f"notify_{o.name}") for o in OPTIONS},
     )
     try:
-        values = resolve(args)
+        declared = resolve(args)
     except OptionError as exc:
         raise pytest.UsageError(f"notify: {exc}") from None
-    if values["url"] is None:
+    if declared.url is None:
         raise pytest.UsageError("notify: the target file gives no url; add --notify-target URL")
-    return values
+    return declared
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "notify_contract: a case of the notification contract")
-    config.stash[VALUES] = _values(config)
+    config.stash[DECLARED] = _declared(config)
 
 
-VALUES = pytest.StashKey[dict[str, Any] | None]()
+DECLARED = pytest.StashKey[Target | None]()
 RUN = pytest.StashKey["SuiteRun"]()
 
 
@@ -149,23 +152,23 @@ class Suite(pytest.Collector):
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    if config.stash[VALUES] is not None:
+    if config.stash[DECLARED] is not None:
         items.extend(Suite.from_parent(session, name=SUITE, nodeid=SUITE).collect())
 
 
 @pytest.fixture(scope="session")
-def notify_options(pytestconfig: pytest.Config) -> dict[str, Any]:
-    """The target options as resolved (command line over target file over defaults)."""
-    values = pytestconfig.stash[VALUES]
-    if values is None:
+def notify_options(pytestconfig: pytest.Config) -> Target:
+    """The target as the options declare it (command line over target file over defaults)."""
+    declared = pytestconfig.stash[DECLARED]
+    if declared is None:
         pytest.skip("the notification contract suite needs --notify-target or a target file")
-    return values
+    return declared
 
 
 @pytest.fixture(scope="session")
-def notify_tokens(notify_options: dict[str, Any]) -> TokenSource | None:
+def notify_tokens(notify_options: Target) -> TokenSource | None:
     """How the suite gets tokens; override to mint them your way."""
-    return target_from(notify_options, notify_options["url"], "target").tokens
+    return notify_options.tokens
 
 
 @pytest.fixture(scope="session")
@@ -176,8 +179,8 @@ def notify_driver() -> Driver | None:
 
 
 @pytest.fixture(scope="session")
-def notify_target(notify_options: dict[str, Any], notify_tokens: TokenSource | None) -> Target:
-    return target_from(notify_options, notify_options["url"], "target", tokens=notify_tokens)
+def notify_target(notify_options: Target, notify_tokens: TokenSource | None) -> Target:
+    return replace(notify_options, tokens=notify_tokens)
 
 
 @pytest.fixture(scope="session")

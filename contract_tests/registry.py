@@ -8,68 +8,16 @@ import fnmatch
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from notify_contract.rules import Level, Rule, rule
+from notify_contract.verdicts import Need
 
 if TYPE_CHECKING:
-    from contract_tests.context import Context, Target
+    from contract_tests.context import Context
+from notify_client.target import Target
 
-__all__ = [
-    "CASES",
-    "Case",
-    "CaseFailed",
-    "Level",
-    "Need",
-    "NotApplicable",
-    "NotRun",
-    "Verdict",
-    "case",
-    "select",
-]
-
-
-class Verdict(StrEnum):
-    PASS = "pass"
-    NON_STRICT = "non-strict"  # the outcome a SHOULD rule names was seen
-    FAIL = "fail"  # a MUST was broken, or a case could not finish
-    # A conditional rule the target does not take on (an allowlist it has not configured,
-    # compression off, a part of the API it declares absent): never blocks a pass.
-    NOT_APPLICABLE = "not applicable"
-    NOT_RUN = "not run"  # the case could run if the user gave something (a log, a command)
-
-
-class Need(StrEnum):
-    """What a case needs from the target; a missing one makes the case "not run"."""
-
-    TOKENS = "tokens"  # any valid user and admin tokens
-    SECRET = "secret"  # tokens with chosen claims (expired, short-lived, no `sub`)
-    DRIVER = "driver"  # a way to make the server publish and start tasks
-    DRIVER_HTTP = "driver-http"  # the HTTP driver API itself
-    LOGS = "logs"  # log files of the server or its proxy
-    ORIGIN = "origin"  # an Origin the target allows (none given: it has no allowlist)
-    # Parts of the API a target may declare it lacks (--without): "not applicable", not "fail".
-    TASKS = "tasks"
-    SSE = "sse"
-    STATS = "stats"
-    ARCHIVE = "archive"
-
-
-FEATURES = (Need.TASKS, Need.SSE, Need.STATS, Need.ARCHIVE)
-
-
-class CaseFailed(Exception):
-    """A MUST was broken; the message says which and what was seen."""
-
-
-class NotRun(Exception):
-    """The case could not run against this target; the message says why."""
-
-
-class NotApplicable(Exception):
-    """The target does not take on the case's rule (a feature it has off); the message says
-    which, and how to declare it on if it is."""
+__all__ = ["CASES", "Case", "case", "select"]
 
 
 CaseFn = Callable[["Context"], Awaitable[None]]

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import json
-import platform
 import re
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from html import escape
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from contract_tests.registry import Verdict
 from contract_tests.runner import CaseResult, RunResult
+from notify_contract.verdicts import Verdict
 
 PACKAGES = ("ws-notify-harness", "websockets", "httpx", "jsonschema", "pyjwt", "hypothesis")
 SHOWN = (Verdict.FAIL, Verdict.NON_STRICT)
-
-
-def environment(extra: dict[str, Any], packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
-    """Python, platform, package versions and the git commit, for a report (load runs too)."""
-    versions: dict[str, str | None] = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).parent,
-    ).stdout.strip()
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": commit or None,
-        **extra,
-    }
 
 
 def _case(r: CaseResult) -> dict[str, Any]:

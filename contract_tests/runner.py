@@ -13,22 +13,16 @@ import httpx
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 import contract_tests.cases  # noqa: F401 - registers the cases
-from contract_tests.context import Context, Entry, Shared, Target
-from contract_tests.registry import (
-    FEATURES,
-    Case,
-    CaseFailed,
-    Level,
-    Need,
-    NotApplicable,
-    NotRun,
-    Verdict,
-)
+from contract_tests.context import Context, Entry, Shared
+from contract_tests.registry import CASES, Case
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.driver import CommandDriver, Driver, DriverError, DriverUnsupported
+from notify_client.target import Target
 from notify_contract.codes import describe
 from notify_contract.protocol import NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
+from notify_contract.rules import Level
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import FEATURES, CaseFailed, Need, NotApplicable, NotRun, Verdict
 
 PREFLIGHT_SECONDS = 8.0  # an unreachable target is one clear error well within 10 s
 
@@ -69,6 +63,14 @@ class RunResult:
         return [
             r for r in self.results if r.verdict is Verdict.NOT_RUN and r.case.level is Level.MUST
         ]
+
+
+def cases_named(*ids: str) -> list[Case]:
+    """The registered cases with these ids, in this order: how another tool picks some."""
+    unknown = [i for i in ids if i not in CASES]
+    if unknown:
+        raise KeyError(f"no case named {', '.join(unknown)}")
+    return [CASES[i] for i in ids]
 
 
 async def preflight(target: Target) -> None:
@@ -296,7 +298,7 @@ async def run_target(
             if pace.scale(expected) >= 10:
                 progress(
                     f"  ... {case.label}: takes about {pace.scale(expected):.0f} s (heartbeat "
-                    f"interval {target.heartbeat_interval:g} s)"
+                    f"interval {target.limits.heartbeat_interval:g} s)"
                 )
             result = await run_case(case, shared, done)
             results.append(result)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from harness.stack import NginxProxy, RedisServer, ServerHandle, Stack, StackSpec, stack
+from notify_client.target import Target
 from notify_contract.tokens import Minter
 
 ALLOWED_ORIGIN = "https://app.example"
@@ -48,22 +48,27 @@ class ManagedStack:
         assert self.running.proxy is not None
         return self.running.proxy
 
-    @property
-    def known(self) -> dict[str, Any]:
-        """Target fields the suite knows because it chose the settings."""
-        return {
+    def targets(self, declared: Target) -> list[Target]:
+        """The declared target pointed at the server directly and through nginx, with what the
+        suite knows because it chose the settings (they win over the declared ones)."""
+        limits = replace(
+            declared.limits,
+            heartbeat_interval=float(MANAGED["WS_HEARTBEAT_INTERVAL"]),
+            history_size=int(MANAGED["WS_HISTORY_SIZE"]),
+        )
+        known = {
             "tokens": Minter(self.secret),
-            "heartbeat_interval": float(MANAGED["WS_HEARTBEAT_INTERVAL"]),
-            "history_size": int(MANAGED["WS_HISTORY_SIZE"]),
+            "limits": limits,
             "allowed_origin": ALLOWED_ORIGIN,
             "idle_hold": 3.0,
         }
-
-    @property
-    def logs(self) -> dict[str, tuple[Path, ...]]:
-        """The logs each target writes to: `direct` the server's, `nginx` both."""
         server_log = self.server.process.log_path
-        return {"direct": (server_log,), "nginx": (self.proxy.access_log, server_log)}
+        return [
+            declared.at(self.server.base, "direct", logs=(server_log,), **known),
+            declared.at(
+                self.proxy.base, "nginx", logs=(self.proxy.access_log, server_log), **known
+            ),
+        ]
 
     def describe(self) -> str:
         return self.running.describe()

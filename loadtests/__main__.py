@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from contract_tests.options import OptionError
+from harness.options import OptionError
 from harness.stack import StackError
-from loadtests import targets
+from loadtests import target_options
 from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
 from loadtests.run import LoadError, run
 
@@ -74,7 +74,7 @@ def parser(prog: str = "python -m loadtests") -> argparse.ArgumentParser:
     )
     p.add_argument("--reports", type=Path, default=Path("reports"))
     # --heartbeat-interval above is the started servers' setting; a target's is its own.
-    targets.add_arguments(p, skip=("heartbeat_interval",))
+    target_options.add_arguments(p, skip=("heartbeat_interval",))
     return p
 
 
@@ -90,12 +90,12 @@ def settings_pairs(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None, prog: str = "python -m loadtests") -> int:
     namespace = parser(prog).parse_args(argv)
-    args = {k: v for k, v in vars(namespace).items() if k not in targets.KEYS}
+    args = {k: v for k, v in vars(namespace).items() if k not in target_options.KEYS}
     profile, reports = args.pop("profile"), args.pop("reports")
     if args.get("thresholds"):
         args["thresholds"] = tuple(args["thresholds"])
     try:
-        target = targets.external(namespace)
+        target, probes = target_options.load_target(namespace)
         if args.get("server_settings"):
             if target is not None:
                 raise ValueError("--server-setting is for the servers a run starts, not a target")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests") -> in
         if target is not None:
             args["via_nginx"] = False  # whatever is in front of the target is the user's
         config = from_profile(profile, **args)
-        outcome = run(config, reports, target=target)
+        outcome = run(config, reports, target=target, probes=probes)
     except (BudgetError, ValueError, StackError, LoadError, OptionError) as exc:
         print(f"loadtests: {exc}", file=sys.stderr)
         return 2

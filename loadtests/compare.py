@@ -26,11 +26,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from contract_tests.options import redacted
+from harness.reports import redacted
 from harness.stack import StackError
-from loadtests import targets
+from loadtests import target_options
 from loadtests.config import BudgetError, RunConfig, from_profile
-from loadtests.run import External, LoadError, run
+from loadtests.run import NO_PROBES, LoadError, Probes, run
+from notify_client.target import Target
+from notify_contract.verdicts import Need
 
 MODES: dict[str, dict[str, Any]] = {
     "websocket": {"scenario": "fanout", "sse_mode": "shared"},
@@ -60,11 +62,16 @@ METRICS = [
 
 
 def one(
-    mode: str, users: int, base: RunConfig, out: Path, target: External | None = None
+    mode: str,
+    users: int,
+    base: RunConfig,
+    out: Path,
+    target: Target | None = None,
+    probes: Probes = NO_PROBES,
 ) -> dict[str, Any]:
     """Run one mode at N users; its figures, or why it could not run."""
     modes = MODES if target is None else TARGET_MODES
-    if target is not None and mode == "sse" and "sse" in target.without:
+    if target is not None and mode == "sse" and target.lacks(Need.SSE):
         return {
             "mode": mode,
             "users": users,
@@ -73,7 +80,7 @@ def one(
         }
     config = replace(base, users=users, redis=target is None, **modes[mode])
     try:
-        outcome = run(config, out, name=f"{mode}-{users}", target=target)
+        outcome = run(config, out, name=f"{mode}-{users}", target=target, probes=probes)
     except (BudgetError, LoadError, StackError) as exc:
         return {"mode": mode, "users": users, "error": str(exc)}
     data = json.loads((outcome.directory / "summary.json").read_text())
@@ -376,7 +383,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     p.add_argument("--duration", type=float, default=30.0, help="hold after the ramp (s)")
     p.add_argument("--broadcast-interval", type=float, default=5.0)
     p.add_argument("--reports", type=Path, default=Path("reports"))
-    targets.add_arguments(p)
+    target_options.add_arguments(p)
     p.add_argument(
         "--report-only",
         type=Path,
@@ -395,7 +402,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     except ValueError:
         p.error(f"--users must be whole numbers separated by commas, not {args.users!r}")
     try:
-        target = targets.external(args)
+        target, probes = target_options.load_target(args)
     except ValueError as exc:
         print(f"loadtests.compare: {exc}", file=sys.stderr)
         return 2
@@ -413,7 +420,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     for n in sizes:
         for mode in MODES if target is None else TARGET_MODES:
             print(f"== {mode} with {n} clients")
-            results.append(one(mode, n, base, out, target))
+            results.append(one(mode, n, base, out, target, probes))
     meta = {
         "created": created.isoformat(),
         "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),

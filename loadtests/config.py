@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from notify_contract.settings import DEFAULTS
+
 SCENARIOS = ("idle", "fanout", "personal", "churn", "tasks", "sse", "mixed")
 FD_MARGIN = 200  # listening sockets, logs, pipes, the odd HTTP connection
 PORT_MARGIN = 500
@@ -37,7 +39,7 @@ class RunConfig:
     publish_rate: float = 50.0
     churn_hold: float = 3.0
     sse_mode: str = "shared"
-    heartbeat_interval: float = 30.0
+    heartbeat_interval: float = DEFAULTS.heartbeat_interval
     redis: bool = False
     source_addresses: tuple[str, ...] = ()
     offer_compression: bool = False  # clients offer permessage-deflate, as browsers do

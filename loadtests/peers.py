@@ -44,7 +44,9 @@ import matplotlib.pyplot as plt
 from harness.stack import ServerHandle, StackError, scratch_dir, start_server
 from loadtests.config import BudgetError, RunConfig, from_profile
 from loadtests.report import environment
-from loadtests.run import External, LoadError, run
+from loadtests.run import LoadError, Probes, run
+from notify_client.target import Target
+from notify_contract.tokens import Minter
 
 
 @dataclass(frozen=True)
@@ -150,17 +152,12 @@ def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
             if peer.publish_channel:
                 channel = f"ws://127.0.0.1:{handle.port}"
                 driver = f"{sys.executable} -m examples.partial_publish --url {channel}"
-            target = External(
-                handle.base,
-                secret,
-                driver_cmd=driver,
-                server_pids=(handle.process.pid,),
-                metrics=peer.metrics,
-            )
+            target = Target(handle.base, tokens=Minter(secret), driver_cmd=driver)
+            probes = Probes((handle.process.pid,), metrics=peer.metrics)
             # The publish command mints its admin token from JWT_SECRET; locust passes its
             # environment on to the command.
             with environment_variable("JWT_SECRET", secret):
-                outcome = run(config, out, name=peer.name, target=target)
+                outcome = run(config, out, name=peer.name, target=target, probes=probes)
     except (BudgetError, LoadError, StackError) as exc:
         return PeerResult(peer.name, peer.title, {}, error=str(exc))
     figures = outcome.figures

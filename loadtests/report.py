@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-from contract_tests.report import environment as shared_environment
+from harness.reports import environment as shared_environment
+from harness.reports import machine
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -59,10 +59,7 @@ LABELS = {
 
 
 def environment() -> dict[str, Any]:
-    import psutil
-
-    machine = {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}
-    return shared_environment(machine, PACKAGES)
+    return shared_environment(machine(), PACKAGES)
 
 
 def _fmt(value: Any, unit: str) -> str:

@@ -14,14 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contract_tests.options import redacted
+from harness.options import BY_NAME, flag_of
+from harness.reports import redacted, run_folder
 from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.sampler import Sampler, Watched
+from notify_client.target import Target
 from notify_contract.protocol import STATS_PATH
 from notify_contract.redaction import leak_line, scrub
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import Need
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SETTLE = 5.0  # seconds between the end of the ramp and the first publish
@@ -60,17 +63,22 @@ def stack_spec(config: RunConfig) -> StackSpec:
 
 
 @dataclass(frozen=True)
-class External:
-    """A server this run did not start: where it is and what the options said of it."""
+class Probes:
+    """What a run may sample of a server it did not start."""
 
-    url: str
-    secret: str
-    driver_cmd: str | None = None
     server_pids: tuple[int, ...] = ()
     redis_url: str | None = None
-    without: tuple[str, ...] = ()  # parts of the API it declares it lacks ("sse", ...)
     metrics: bool = False  # it serves the reference server's /api/ws/metrics (loop lag, ...)
-    ignored: tuple[str, ...] = ()  # target options given that a load run does not use
+
+
+NO_PROBES = Probes()
+
+# The target options a load run acts on; the others describe the target for the contract suite
+# and the faults, and a run that was given one says it does not use it.
+USED = frozenset(
+    flag_of(BY_NAME[name])
+    for name in ("url", "jwt_secret", "jwt_alg", "token_cmd", "token_in", "driver_cmd", "without")
+)
 
 
 @dataclass
@@ -86,7 +94,9 @@ class System:
 
 
 @contextlib.contextmanager
-def system(config: RunConfig, logs: Path, target: External | None) -> Iterator[System]:
+def system(
+    config: RunConfig, logs: Path, target: Target | None, probes: Probes
+) -> Iterator[System]:
     """The reference stack (started and stopped here), or the user's target as it is."""
     if target is None:
         with stack(logs, stack_spec(config)) as st:
@@ -101,23 +111,26 @@ def system(config: RunConfig, logs: Path, target: External | None) -> Iterator[S
             )
             yield System(st.entry, st.secret, watched, None, None)
         return
+    minter = target.minter
+    if minter is None:
+        raise ValueError("a load run against --target needs --jwt-secret")
     watched = Watched(
-        servers={pid: target.url if target.metrics else None for pid in target.server_pids},
+        servers={pid: target.base if probes.metrics else None for pid in probes.server_pids},
         nginx_master=None,
         redis_pid=None,
-        redis_url=target.redis_url,
+        redis_url=probes.redis_url,
         generators=[],
         status_url=None,
-        admin_token=Minter(target.secret).mint("load-admin", admin=True, ttl=86400),
-        stats_url=None if "stats" in target.without else target.url.rstrip("/") + STATS_PATH,
+        admin_token=minter.mint("load-admin", admin=True, ttl=86400),
+        stats_url=None if target.lacks(Need.STATS) else target.base.rstrip("/") + STATS_PATH,
     )
     unmeasured = (
         None
-        if target.server_pids
+        if probes.server_pids
         else "server resources not measured: this run did not start the server; give "
         "--server-pid PID (repeatable) for its processes"
     )
-    yield System(target.url, target.secret, watched, target.driver_cmd, unmeasured)
+    yield System(target.base, minter.key, watched, target.driver_cmd, unmeasured)
 
 
 def locust_commands(
@@ -172,17 +185,18 @@ def run(
     *,
     name: str | None = None,
     progress: Callable[[str], None] = print,
-    target: External | None = None,
+    target: Target | None = None,
+    probes: Probes = NO_PROBES,
 ) -> Outcome:
     """Run `config` against the reference stack, or against `target`; write
     reports/<name or scenario>-<UTC>/; return the figures."""
-    if target is not None and config.scenario == "sse" and "sse" in target.without:
+    if target is not None and config.scenario == "sse" and target.lacks(Need.SSE):
         raise ValueError("the target declares no SSE (--without sse): the sse scenario cannot run")
     budget = check_budget(config, ours=target is None)
     known = summary.HEADLINE_KEYS
     thresholds = summary.applied(config.thresholds, known)
     created = datetime.now(UTC)
-    out = reports / f"{name or config.scenario}-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out = run_folder(reports, name or config.scenario, created)
     out.mkdir(parents=True, exist_ok=True)
     progress(
         f"run: {config.scenario}, {config.users} users at {config.rate:g}/s, hold "
@@ -192,9 +206,10 @@ def run(
         progress(f"budget: {line}")
     if target is not None:
         progress(f"target: {target.url} (not started by this run)")
-        if target.ignored:
-            progress(f"not used by a load run: {', '.join(target.ignored)} (they are the suite's)")
-    with scratch_dir("load-") as logs, system(config, logs, target) as st:
+        ignored = [flag for flag in target.given if flag not in USED]
+        if ignored:
+            progress(f"not used by a load run: {', '.join(ignored)} (they are the suite's)")
+    with scratch_dir("load-") as logs, system(config, logs, target, probes) as st:
         if st.unmeasured:
             progress(st.unmeasured)
         watched = st.watched
@@ -254,7 +269,7 @@ def run(
         "broadcasts": broadcasts,
         "lost_sample": [list(pair) for pair in tally.lost_sample],
         "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
-        "target": None if target is None else target.url,
+        "target": None if target is None else target.base,
         "server_resources": st.unmeasured or "measured",
         "sampler_errors": sampler.errors[:20],
         "environment": report.environment(),

@@ -63,7 +63,7 @@ JOBS: Final = {
         ),
         Job(
             "faults",
-            "loadtests.faults.__main__",
+            "notify_faults.__main__",
             "faults and attacks under load; the reliability table",
             extras=("load",),
             own_stack_extras=("server",),

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from contract_tests.options import OptionError, add_target_arguments, resolve, target_from
-from contract_tests.registry import NotRun
+from harness.options import OptionError, add_target_arguments, resolve
+from notify_contract.verdicts import NotRun
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -27,10 +27,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "python -m notify_harness.token") -> int:
     args = parser(prog).parse_args(argv)
     try:
-        values = resolve(args)
-        if not (values["jwt_secret"] or values["token_cmd"]) and os.environ.get("JWT_SECRET"):
-            values["jwt_secret"] = os.environ["JWT_SECRET"]  # as the server reads its own
-        tokens = target_from(values, "", "token").tokens
+        # $JWT_SECRET as the server reads its own, when no other token source is given.
+        tokens = resolve(args, fallback_secret=os.environ.get("JWT_SECRET")).tokens
         if tokens is None:
             raise OptionError(
                 "needs --jwt-secret or --token-cmd (given here or in the file), or $JWT_SECRET"

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from notify_contract.settings import DEFAULTS
+
 
 class SettingsError(ValueError):
     """A bad setting; the message names the environment variable."""
@@ -18,17 +20,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     # docs/contract.md section 10
-    ws_heartbeat_interval: float = Field(30.0, gt=0)
-    ws_max_connections_per_user: int = Field(3, ge=1)
-    ws_max_message_bytes: int = Field(65536, ge=64)
-    ws_send_queue: int = Field(256, ge=1)
-    ws_history_size: int = Field(100, ge=1)
+    ws_heartbeat_interval: float = Field(DEFAULTS.heartbeat_interval, gt=0)
+    ws_max_connections_per_user: int = Field(DEFAULTS.max_connections_per_user, ge=1)
+    ws_max_message_bytes: int = Field(DEFAULTS.max_message_bytes, ge=64)
+    ws_send_queue: int = Field(DEFAULTS.send_queue, ge=1)
+    ws_history_size: int = Field(DEFAULTS.history_size, ge=1)
     ws_stats_public: bool = False
     ws_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
-    ws_client_rate: int = Field(10, ge=1)
+    ws_client_rate: int = Field(DEFAULTS.client_rate, ge=1)
     ws_compression: bool = False
     jwt_secret: SecretStr
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"  # JWT_ALGORITHMS
     redis_url: str | None = None
     sse_pubsub_mode: Literal["per-connection", "shared"] = "shared"
 

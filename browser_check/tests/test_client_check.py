@@ -27,8 +27,8 @@ from browser_check.browser import (
 )
 from browser_check.checks import CHECKS, Options
 from browser_check.runner import CheckResult, run_checks, write_report
-from contract_tests.registry import Verdict
 from notify_contract.schemas import violations
+from notify_contract.verdicts import Verdict
 
 BAD_PAGE = Path(__file__).with_name("bad_page")
 

@@ -8,11 +8,12 @@ import time
 
 from contract_tests.cases.helpers import closes_with, connected, refused_after_accept
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.client import Closed, Frame, StreamClient, notifications_until
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4408_SLOW_CONSUMER, WS_4429_TOO_MANY_CONNECTIONS, describe
 from notify_contract.protocol import HEARTBEAT_SLACK_S, HEARTBEAT_SPAN, HEARTBEAT_TOLERANCE
+from notify_contract.verdicts import Need
 
 DRIVEN = (Need.TOKENS, Need.DRIVER)
 # Skipped while waiting for heartbeats: everything a notification or task stream may send else.
@@ -51,10 +52,10 @@ def judge_beats(ctx: Context, beats: list[Frame], interval: float) -> None:
     "5.1",
     "a `heartbeat` every WS_HEARTBEAT_INTERVAL seconds (4 intervals within 10% + 0.1 s)",
     timeout=600,
-    estimate=lambda t: (HEARTBEAT_SPAN + 1) * t.heartbeat_interval,
+    estimate=lambda t: (HEARTBEAT_SPAN + 1) * t.limits.heartbeat_interval,
 )
 async def heartbeat_cadence(ctx: Context) -> None:
-    interval = ctx.target.heartbeat_interval
+    interval = ctx.limits.heartbeat_interval
     stream = await connected(ctx, ctx.user())
     judge_beats(ctx, await heartbeats(ctx, stream, interval), interval)
 
@@ -85,7 +86,7 @@ async def idle_stream_survives(ctx: Context) -> None:
                 False,
                 f"proxy read timeout shorter than the heartbeat: the idle stream was "
                 f"dropped after {after} s without a close frame and before its first "
-                f"heartbeat (WS_HEARTBEAT_INTERVAL {ctx.target.heartbeat_interval} s); raise "
+                f"heartbeat (WS_HEARTBEAT_INTERVAL {ctx.limits.heartbeat_interval} s); raise "
                 "proxy_read_timeout above the interval or lower the interval",
             )
         ctx.must(
@@ -102,7 +103,9 @@ async def idle_stream_survives(ctx: Context) -> None:
 )
 async def fanout_once_in_order(ctx: Context) -> None:
     user = ctx.user()
-    streams = [await connected(ctx, user) for _ in range(min(3, ctx.target.max_per_user))]
+    streams = [
+        await connected(ctx, user) for _ in range(min(3, ctx.limits.max_connections_per_user))
+    ]
     ids = [(await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(10)]
     ctx.must(len(set(ids)) == len(ids), f"notification ids repeat: {ids}")
     await ctx.driver.publish(user, "end")
@@ -133,7 +136,9 @@ async def fanout_isolation(ctx: Context) -> None:
 async def broadcast(ctx: Context) -> None:
     streams = [await connected(ctx, ctx.user()) for _ in range(3)]
     twice = ctx.user("two-streams")  # one user with two streams, where the limit allows
-    streams += [await connected(ctx, twice) for _ in range(min(2, ctx.target.max_per_user))]
+    streams += [
+        await connected(ctx, twice) for _ in range(min(2, ctx.limits.max_connections_per_user))
+    ]
     sent = await ctx.driver.broadcast("to everyone")
     for stream in streams:
         got = ctx.shape(await stream.expect("notification", timeout=ctx.target.frame_timeout))
@@ -149,7 +154,7 @@ async def broadcast(ctx: Context) -> None:
 )
 async def limit_4429(ctx: Context) -> None:
     user = ctx.user()
-    held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
+    held = [await connected(ctx, user) for _ in range(ctx.limits.max_connections_per_user)]
     await refused_after_accept(
         ctx, ctx.token(user), WS_4429_TOO_MANY_CONNECTIONS, "one stream over the limit"
     )
@@ -167,7 +172,7 @@ async def limit_4429(ctx: Context) -> None:
 )
 async def limit_slot_frees(ctx: Context) -> None:
     user = ctx.user()
-    held = [await connected(ctx, user) for _ in range(ctx.target.max_per_user)]
+    held = [await connected(ctx, user) for _ in range(ctx.limits.max_connections_per_user)]
     await refused_after_accept(
         ctx, ctx.token(user), WS_4429_TOO_MANY_CONNECTIONS, "one stream over the limit"
     )
@@ -293,7 +298,7 @@ async def resume_replay_broadcast(ctx: Context) -> None:
 async def resume_resync(ctx: Context) -> None:
     user = ctx.user()
     ids = [
-        (await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(ctx.target.history_size + 3)
+        (await ctx.driver.publish(user, f"n{i}"))["id"] for i in range(ctx.limits.history_size + 3)
     ]
     stream = await _resume(ctx, user, ids[0])
     ctx.shape(await stream.expect("resync", timeout=ctx.target.frame_timeout))

@@ -12,7 +12,7 @@ import httpx
 
 from contract_tests.cases.helpers import connected
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.client import notifications_until
 from notify_client.driver import Driver
 from notify_client.waiting import until_true
@@ -22,6 +22,7 @@ from notify_contract.protocol import (
     STATS_PATH,
     WS_NOTIFICATIONS_PATH,
 )
+from notify_contract.verdicts import Need
 
 EXTRA = {"x_probe": {"n": 1.5, "list": [1, "a", None], "text": "grüße"}}
 

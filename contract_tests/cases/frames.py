@@ -6,8 +6,9 @@ import json
 
 from contract_tests.cases.helpers import closes_with, connected
 from contract_tests.context import Context
-from contract_tests.registry import Need, NotApplicable, case
+from contract_tests.registry import case
 from notify_contract.codes import CloseCode, describe
+from notify_contract.verdicts import Need, NotApplicable
 
 
 @case("connected-shape", "3.2", "`connected` is the first frame, with user_id and timestamp")
@@ -49,11 +50,11 @@ async def notification_shape(ctx: Context) -> None:
     "3.1",
     "`heartbeat` frames carry a timestamp",
     timeout=120,
-    estimate=lambda t: t.heartbeat_interval,
+    estimate=lambda t: t.limits.heartbeat_interval,
 )
 async def heartbeat_shape(ctx: Context) -> None:
     stream = await connected(ctx, ctx.user())
-    wait = ctx.target.heartbeat_interval * 1.5 + ctx.target.frame_timeout
+    wait = ctx.limits.heartbeat_interval * 1.5 + ctx.target.frame_timeout
     ctx.shape(await stream.expect("heartbeat", timeout=wait, skip=()))
 
 
@@ -114,7 +115,7 @@ async def binary_frame(ctx: Context) -> None:
 @case("oversize-frame-1009", "4.4", "a frame over WS_MAX_MESSAGE_BYTES closes the stream with 1009")
 async def oversize_frame(ctx: Context) -> None:
     stream = await connected(ctx, ctx.user())
-    await stream.send_text(json.dumps({"type": "ping", "pad": "x" * ctx.target.max_message_bytes}))
+    await stream.send_text(json.dumps({"type": "ping", "pad": "x" * ctx.limits.max_message_bytes}))
     await closes_with(ctx, stream, CloseCode.MESSAGE_TOO_BIG, "an oversized frame")
 
 
@@ -143,7 +144,7 @@ async def compression_bomb(ctx: Context) -> None:
     if "permessage-deflate" not in stream.extensions:
         raise NotApplicable("the server did not accept permessage-deflate (compression off)")
     # 64x the limit of one repeated byte deflates to about a thousandth of its size on the wire.
-    pad = "x" * (64 * ctx.target.max_message_bytes)
+    pad = "x" * (64 * ctx.limits.max_message_bytes)
     await stream.send_text(json.dumps({"type": "ping", "pad": pad}))
     await closes_with(ctx, stream, CloseCode.MESSAGE_TOO_BIG, "a compressed frame over the limit")
 
@@ -173,7 +174,7 @@ HOSTILE_FRAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
     "ping); no stack trace, and the stream stays open",
 )
 async def hostile_frames(ctx: Context) -> None:
-    per_stream = max(1, ctx.target.client_rate // 2)  # stay well under the flood limit
+    per_stream = max(1, ctx.limits.client_rate // 2)  # stay well under the flood limit
     user = ctx.user()
     for start in range(0, len(HOSTILE_FRAMES), per_stream):
         stream = await connected(ctx, user)

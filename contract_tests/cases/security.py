@@ -6,9 +6,10 @@ from websockets.exceptions import InvalidStatus
 
 from contract_tests.cases.helpers import closes_with, connected
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.client import notifications_until
 from notify_contract.codes import CloseCode
+from notify_contract.verdicts import Need
 
 FOREIGN = "https://contract-suite.invalid"
 
@@ -43,7 +44,7 @@ async def origin(ctx: Context) -> None:
 async def flood(ctx: Context) -> None:
     user = ctx.user()
     flooder, calm = await connected(ctx, user, label="flooder"), await connected(ctx, user)
-    for _ in range(ctx.target.client_rate * 3):
+    for _ in range(ctx.limits.client_rate * 3):
         await flooder.ping()
     await closes_with(ctx, flooder, CloseCode.POLICY_VIOLATION, "a flood")
     await calm.ping()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.sse_client import SseStream
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
+from notify_contract.verdicts import Need
 
 PLAIN = (Need.TOKENS, Need.SSE)
 DRIVEN = (Need.TOKENS, Need.DRIVER, Need.SSE)
@@ -71,11 +72,11 @@ async def sse_notification(ctx: Context) -> None:
     "`event: heartbeat` on SSE streams",
     timeout=120,
     needs=PLAIN,
-    estimate=lambda t: t.heartbeat_interval,
+    estimate=lambda t: t.limits.heartbeat_interval,
 )
 async def sse_heartbeat(ctx: Context) -> None:
     stream = await opened(ctx, ctx.user())
-    wait = ctx.target.heartbeat_interval * 1.5 + ctx.target.frame_timeout
+    wait = ctx.limits.heartbeat_interval * 1.5 + ctx.target.frame_timeout
     beat = await stream.expect("heartbeat", timeout=wait, skip=())
     stamp = beat.data.get("timestamp")
     ctx.must(isinstance(stamp, str) and bool(stamp), f"the heartbeat's data is {beat.data}")

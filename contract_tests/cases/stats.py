@@ -6,10 +6,11 @@ import httpx
 
 from contract_tests.cases.helpers import connected
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.driver import auth_header
 from notify_client.waiting import until_true
 from notify_contract.protocol import STATS_PATH
+from notify_contract.verdicts import Need
 
 
 async def _get(ctx: Context, token: str | None) -> httpx.Response:
@@ -44,7 +45,9 @@ async def stats_access(ctx: Context) -> None:
 )
 async def stats_counts(ctx: Context) -> None:
     a, b = ctx.user("a"), ctx.user("b")
-    a_streams = [await connected(ctx, a) for _ in range(min(2, ctx.target.max_per_user))]
+    a_streams = [
+        await connected(ctx, a) for _ in range(min(2, ctx.limits.max_connections_per_user))
+    ]
     await connected(ctx, b)
     token = None if ctx.target.stats_public else ctx.admin
     body = (await _get(ctx, token)).json()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from contract_tests.cases.behaviour import heartbeats, judge_beats
 from contract_tests.cases.helpers import closes_with, refused_after_accept
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.client import Frame, StreamClient
 from notify_contract.codes import WS_4403_FORBIDDEN, WS_4404_NOT_FOUND, CloseCode
 from notify_contract.protocol import HEARTBEAT_SPAN, WS_TASKS_PATH
+from notify_contract.verdicts import Need
 
 PLAIN = (Need.TOKENS, Need.TASKS)
 DRIVEN = (Need.TOKENS, Need.DRIVER, Need.TASKS)
@@ -184,10 +185,10 @@ async def task_isolation(ctx: Context) -> None:
     "a task stream gets heartbeats too, at the same cadence",
     needs=DRIVEN,
     timeout=600,
-    estimate=lambda t: (HEARTBEAT_SPAN + 1) * t.heartbeat_interval,
+    estimate=lambda t: (HEARTBEAT_SPAN + 1) * t.limits.heartbeat_interval,
 )
 async def task_heartbeat(ctx: Context) -> None:
-    interval = ctx.target.heartbeat_interval
+    interval = ctx.limits.heartbeat_interval
     owner = ctx.user()
     # A task that outlasts the heartbeats looked for: 100 steps over (span + 3) intervals.
     step_ms = max(1, int((HEARTBEAT_SPAN + 3) * interval * 1000 / 100))

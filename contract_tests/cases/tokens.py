@@ -13,9 +13,10 @@ import jwt
 
 from contract_tests.cases.helpers import closes_with, connected, refused_after_accept
 from contract_tests.context import Context
-from contract_tests.registry import Need, case
+from contract_tests.registry import case
 from notify_client.client import Closed
 from notify_contract.codes import WS_4401_UNAUTHORIZED, describe
+from notify_contract.verdicts import Need
 
 UNAUTHORIZED = WS_4401_UNAUTHORIZED
 

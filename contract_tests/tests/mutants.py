@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contract_tests.context import Target
-from contract_tests.registry import CASES, Verdict
+from contract_tests.registry import CASES
 from contract_tests.runner import RunResult, run_target
 from harness.fixtures import SECRET, Servers
 from harness.stack import StackError
+from notify_client.target import Target
+from notify_contract.settings import Limits
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import Verdict
 
 MODULE = "reference_server.tests.broken_server"
 # What the suite knows of each server it starts (as tests/test_suite.py starts them).
@@ -90,8 +92,7 @@ async def check(servers: Servers, fault: str) -> RunResult:
         server.base,
         fault or "reference",
         tokens=Minter(SECRET),
-        heartbeat_interval=float(BEAT),
-        history_size=HISTORY,
+        limits=Limits(heartbeat_interval=float(BEAT), history_size=HISTORY),
         logs=(server.process.log_path,),
     )
     try:

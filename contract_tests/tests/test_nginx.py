@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from contract_tests.context import Target
 from contract_tests.registry import CASES
 from contract_tests.runner import run_target
 from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
@@ -18,6 +17,7 @@ from nginx_conf import NginxConfig, render
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
 from notify_client.sse_client import SseStream
+from notify_client.target import Target
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
 from notify_contract.tokens import Minter
 

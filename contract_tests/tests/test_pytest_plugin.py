@@ -10,10 +10,11 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from contract_tests.pytest_plugin import Outcome, outcome
-from contract_tests.registry import CASES, Verdict
+from contract_tests.registry import CASES
 from contract_tests.runner import CaseResult
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
+from notify_contract.verdicts import Verdict
 
 BEAT = "0.3"
 SHAPES = "-k", "connected-shape or notification-shape or token-missing"

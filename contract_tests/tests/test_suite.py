@@ -14,6 +14,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,18 @@ import pytest
 from contract_tests import report
 from contract_tests.__main__ import main as suite_main
 from contract_tests.__main__ import parser
-from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared, Target
-from contract_tests.options import OptionError, redacted, resolve, target_from
-from contract_tests.registry import CASES, Case, Need, Verdict, select
+from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared
+from contract_tests.registry import CASES, Case, select
 from contract_tests.runner import Pace, RunResult, _reason, run_case, run_target
 from harness.fixtures import SECRET, Servers
+from harness.options import OptionError, resolve
+from harness.reports import redacted
 from harness.stack import ServerHandle, free_port
+from notify_client.target import Target
 from notify_contract.rules import rule
+from notify_contract.settings import Limits
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import Need, Verdict
 
 BEAT = "0.3"
 HISTORY = 20
@@ -42,8 +47,7 @@ def target(server: ServerHandle, label: str) -> Target:
         server.base,
         label,
         tokens=Minter(SECRET),
-        heartbeat_interval=float(BEAT),
-        history_size=HISTORY,
+        limits=Limits(heartbeat_interval=float(BEAT), history_size=HISTORY),
         logs=(server.process.log_path,),
     )
 
@@ -167,7 +171,7 @@ async def test_a_driver_command_publishes_instead_of_the_api(
     )
     t = target(healthy, "cmd")
     admin = Minter(SECRET).mint("driver", admin=True)
-    t.driver_cmd = f"{sys.executable} {script} {admin}"
+    t = replace(t, driver_cmd=f"{sys.executable} {script} {admin}")
     result = await run(t, "fanout-every-stream-once-in-order", "task-progress-completed")
     assert [r.verdict for r in result.results] == [Verdict.PASS, Verdict.PASS]
 
@@ -242,7 +246,8 @@ def test_bad_command_lines_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
 async def test_a_proxy_timeout_below_the_heartbeat_is_named(servers: Servers) -> None:
     slow_beat = servers.start(WS_HEARTBEAT_INTERVAL="5", WS_PING_INTERVAL="600")
     proxy = servers.proxy(slow_beat, read_timeout="1s")
-    t = Target(proxy.base, "nginx", tokens=Minter(SECRET), heartbeat_interval=5.0, idle_hold=3.0)
+    beat = Limits(heartbeat_interval=5.0)
+    t = Target(proxy.base, "nginx", tokens=Minter(SECRET), limits=beat, idle_hold=3.0)
     result = await run(t, "idle-stream-survives")
     assert result.results[0].verdict is Verdict.FAIL
     assert "proxy read timeout shorter than the heartbeat" in result.results[0].reason
@@ -333,7 +338,7 @@ async def test_declared_missing_parts_are_not_applicable_with_the_reason(
     healthy: ServerHandle,
 ) -> None:
     t = target(healthy, "no sse")
-    t.without = frozenset({Need.SSE, Need.TASKS})
+    t = replace(t, without=frozenset({Need.SSE, Need.TASKS}))
     result = await run(t, "sse-headers", "task-unknown-4404", "ping-pong")
     assert [r.verdict for r in result.results] == [
         Verdict.NOT_APPLICABLE,
@@ -355,7 +360,9 @@ async def test_a_driver_command_may_say_unsupported(healthy: ServerHandle, tmp_p
         "print(r.text)\n"
     )
     t = target(healthy, "cmd")
-    t.driver_cmd = f"{sys.executable} {script} {Minter(SECRET).mint('driver', admin=True)}"
+    t = replace(
+        t, driver_cmd=f"{sys.executable} {script} {Minter(SECRET).mint('driver', admin=True)}"
+    )
     result = await run(t, "task-progress-completed", "fanout-isolation")
     assert [r.verdict for r in result.results] == [Verdict.NOT_APPLICABLE, Verdict.PASS]
     assert result.results[0].reason == (
@@ -407,9 +414,8 @@ def test_the_target_file_and_the_command_line(tmp_path: Path) -> None:
         "heartbeat_interval = 2\n"
     )
     args = parser().parse_args(["--target-file", str(file), "--heartbeat-interval", "0.5"])
-    values = resolve(args)
-    t = target_from(values, values["url"], "file")
-    assert (t.base, t.heartbeat_interval, t.without) == (
+    t = resolve(args)
+    assert (t.base, t.limits.heartbeat_interval, t.without) == (
         "http://127.0.0.1:9",
         0.5,
         frozenset({Need.SSE}),
@@ -421,7 +427,8 @@ def test_the_target_file_and_the_command_line(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match=r"--without chat: known parts are archive, sse"):
         resolve(parser().parse_args(["--without", "tasks,chat"]))
     file.write_text('[target]\nurl = "http://x"\nlog = ["server.log"]\n')  # the flag's name
-    assert resolve(parser().parse_args(["--target-file", str(file)]))["logs"] == ["server.log"]
+    logs = resolve(parser().parse_args(["--target-file", str(file)])).logs
+    assert logs == (Path("server.log"),)
 
 
 async def test_a_partial_server_on_another_stack_is_graded_by_its_target_file(
@@ -521,7 +528,7 @@ def test_a_long_transcript_keeps_its_ends_and_counts_the_rest() -> None:
 async def test_sse_streams_carry_the_token_where_the_target_takes_it(healthy: ServerHandle) -> None:
     """--token-in header reaches the SSE cases too (they sent ?token= whatever it said)."""
     t = target(healthy, "header")
-    t.token_in = "header"
+    t = replace(t, token_in="header")
     result = await run(t, "sse-notification", "sse-task-stream", "sse-heartbeat")
     assert [r.verdict for r in result.results] == [Verdict.PASS] * 3, [
         r.reason for r in result.results

@@ -12,9 +12,12 @@ from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
 from loadtests.__main__ import parser
 from loadtests.config import from_profile
-from loadtests.run import External, Outcome, keep_logs, run
-from loadtests.targets import external
+from loadtests.run import USED, Outcome, Probes, keep_logs, run
+from loadtests.target_options import load_target
+from notify_client.target import Target
 from notify_contract.redaction import REDACTED, leaks
+from notify_contract.tokens import Minter
+from notify_contract.verdicts import Need
 
 USERS = 60
 
@@ -29,8 +32,9 @@ def load(server: ServerHandle, reports: Path) -> Outcome:
         via_nginx=False,
         thresholds=("lost==0", "duplicates==0"),
     )
-    target = External(server.base, SECRET, server_pids=(server.process.pid,))
-    return run(config, reports, target=target, progress=lambda line: None)
+    target = Target(server.base, tokens=Minter(SECRET))
+    probes = Probes((server.process.pid,))
+    return run(config, reports, target=target, probes=probes, progress=lambda line: None)
 
 
 def broken(servers: Servers, fault: str) -> ServerHandle:
@@ -104,13 +108,13 @@ def test_a_partial_server_on_another_stack_is_measured_through_its_driver_comman
     config = from_profile(
         "smoke", users=USERS, rate=60, hold=8, broadcast_interval=1.0, via_nginx=False
     )
-    target = External(
+    target = Target(
         example.base,
-        SECRET,
+        tokens=Minter(SECRET),
         driver_cmd=f"{sys.executable} -m examples.partial_publish --url {url}",
-        server_pids=(example.process.pid,),
     )
-    outcome = run(config, tmp_path, target=target, progress=lambda line: None)
+    probes = Probes((example.process.pid,))
+    outcome = run(config, tmp_path, target=target, probes=probes, progress=lambda line: None)
     f = outcome.figures
     assert (f["streams_connected"], f["lost"], f["duplicates"]) == (USERS, 0, 0)
     assert f["owed"] == USERS * f["broadcasts"] > 0
@@ -120,7 +124,7 @@ def test_a_partial_server_on_another_stack_is_measured_through_its_driver_comman
 def test_target_options_a_load_run_does_not_use_are_named() -> None:
     argv = ["--target", "http://127.0.0.1:9", "--jwt-secret", "s" * 32, "--history-size", "50"]
     args = parser().parse_args([*argv, "--log", "server.log", "--without", "tasks"])
-    target = external(args)
+    target, _ = load_target(args)
     assert target is not None
-    assert target.ignored == ("--history-size", "--log")
-    assert target.without == ("tasks",)
+    assert [flag for flag in target.given if flag not in USED] == ["--history-size", "--log"]
+    assert target.without == {Need.TASKS}

@@ -105,7 +105,7 @@ def test_a_job_imports_only_what_its_extras_bring(job: str) -> None:
 
 
 def test_the_import_walk_sees_a_module_two_steps_down() -> None:
-    modules, third = reachable("loadtests.faults.__main__")
+    modules, third = reachable("notify_faults.__main__")
     assert "contract_tests.properties" in modules and "hypothesis" in third
     assert "hypothesis" not in brought()  # the base install does not bring it
 

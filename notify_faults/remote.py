@@ -15,15 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract_tests.context import Target
-from contract_tests.registry import CASES, Verdict
-from contract_tests.runner import run_target
-from loadtests.faults.exhaustion import ATTACKS, Victim, run_attack
-from loadtests.faults.fleet import Fleet, WsClient
-from loadtests.faults.hostile import HOSTILE_CASES, case_row, stream_gets_notification
-from loadtests.faults.scenarios import EXTRA, FAULTS, Scale, _delivery, race, under_load
-from loadtests.faults.table import Outcome, Row, failures_recorded
+from contract_tests.runner import cases_named, run_target
 from notify_client.driver import CommandDriver, Driver
+from notify_client.target import Target
+from notify_contract.verdicts import Verdict
+from notify_faults.catalogue import ATTACKS, FAULTS
+from notify_faults.fleet import Fleet, WsClient
+from notify_faults.hostile import HOSTILE_CASES, case_row, stream_gets_notification
+from notify_faults.load import delivery, under_load
+from notify_faults.raw import run_attack
+from notify_faults.registry import Scale, Victim
+from notify_faults.streams import EXTRA, race
+from notify_faults.table import Outcome, Row, failures_recorded
 
 NEEDS_PROCESSES = (
     "needs control of the target's processes (kill, restart, reload, Redis, its memory and "
@@ -73,7 +76,7 @@ async def target_rows(
     control: Control | None = None,
 ) -> list[Row]:
     rows = []
-    run = await run_target(target, [CASES[c] for c in HOSTILE_CASES], progress)
+    run = await run_target(target, cases_named(*HOSTILE_CASES), progress)
     for result in run.results:
         row = case_row([(target.label, result)])
         if result.verdict is Verdict.NOT_RUN:  # not given what it needs (case_row: the rest)
@@ -161,7 +164,7 @@ async def _survives(target: Target, scale: Scale, row: Row, option: str, command
         await newcomer.close()
     life = newcomer.clients[0].life
     counted = await load.finish(scale)
-    _delivery(row, load.ledger, counted, clients, hit)
+    delivery(row, load.ledger, counted, clients, hit)
     closed = sum(len(c.life.closes) for c in clients)
     row.check(closed == 0, f"{closed} streams closed")
     row.check(not joined, f"a new stream did not connect by the reconnect policy: {joined}")
@@ -208,7 +211,7 @@ async def _restart(target: Target, scale: Scale, control: Control, row: Row) -> 
         row.problems.append(f"{type(exc).__name__}: {exc}")
         return row.finish("the restart did not complete")
     counted = await load.finish(scale)
-    _delivery(row, load.ledger, counted, clients, hit)
+    delivery(row, load.ledger, counted, clients, hit)
     row.recovery_s = round(back - hit, 3)
     gave_up = load.fleet.gave_up()
     row.check(not gave_up, f"{len(gave_up)} clients gave up")
@@ -220,7 +223,7 @@ async def _restart(target: Target, scale: Scale, control: Control, row: Row) -> 
 
 
 async def limit_race(target: Target, rounds: int) -> Row:
-    limit = target.max_per_user
+    limit = target.limits.max_connections_per_user
     row = Row(
         "per-user-limit-race",
         "fault",

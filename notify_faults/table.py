@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract_tests.registry import Verdict
+from notify_contract.verdicts import Verdict
 
 # One outcome enum for every table: the contract suite's verdicts (pass, non-strict, fail, not
 # applicable, not run).

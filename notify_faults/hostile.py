@@ -10,18 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract_tests.context import Target
 from contract_tests.properties import Tried, client_frames_property, tokens_property
-from contract_tests.registry import CASES, Verdict
-from contract_tests.runner import CaseResult, run_target
+from contract_tests.runner import CaseResult, cases_named, run_target
 from harness.managed import managed_stack
 from harness.stack import Process, start_server
-from loadtests.faults.table import Facts, Outcome, Row
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
+from notify_client.target import Target
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 from notify_contract.redaction import JWT_SHAPE
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import Verdict
+from notify_faults.table import Facts, Outcome, Row
 
 # Contract cases that are attacks, in the order of the list.
 HOSTILE_CASES = (
@@ -189,12 +189,8 @@ async def hostile_rows(
     rows: list[Row] = []
     with managed_stack(log_dir) as stack:
         progress(f"hostile input: {stack.describe()}")
-        logs = stack.logs
-        targets = [
-            Target(stack.server.base, "direct", logs=logs["direct"], **stack.known),
-            Target(stack.proxy.base, "nginx", logs=logs["nginx"], **stack.known),
-        ]
-        cases = [CASES[c] for c in HOSTILE_CASES]
+        targets = stack.targets(Target(None))
+        cases = cases_named(*HOSTILE_CASES)
         by_case: dict[str, list[tuple[str, CaseResult]]] = {}
         for target in targets:
             run = await run_target(target, cases, progress)

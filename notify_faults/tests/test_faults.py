@@ -16,15 +16,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contract_tests.context import Target
 from harness.fixtures import SECRET, Servers
 from harness.stack import RedisServer, redis_server
-from loadtests.faults.__main__ import chosen, main, parser
-from loadtests.faults.fleet import WsClient
-from loadtests.faults.hostile import LogFacts, scan_logs
-from loadtests.faults.lab import lab
-from loadtests.faults.ledger import Ledger, Receipts, tally
-from loadtests.faults.remote import (
+from notify_client.target import Target
+from notify_contract.tokens import Minter
+from notify_faults.__main__ import chosen, main, parser
+from notify_faults.catalogue import FAULTS
+from notify_faults.fleet import WsClient
+from notify_faults.hostile import LogFacts, scan_logs
+from notify_faults.lab import lab
+from notify_faults.ledger import Ledger, Receipts, tally
+from notify_faults.load import delivery, under_load
+from notify_faults.registry import CI, FULL, Scale
+from notify_faults.remote import (
     NEEDS_COMMANDS,
     NEEDS_PROCESSES,
     Control,
@@ -33,18 +37,9 @@ from loadtests.faults.remote import (
     survives,
     target_rows,
 )
-from loadtests.faults.scenarios import (
-    CI,
-    FAULTS,
-    FULL,
-    LimitRaceFacts,
-    Scale,
-    _delivery,
-    _restart_under_load,
-    under_load,
-)
-from loadtests.faults.table import Outcome, Row, failures_recorded, markdown, write
-from notify_contract.tokens import Minter
+from notify_faults.restarts import _restart_under_load
+from notify_faults.streams import LimitRaceFacts
+from notify_faults.table import Outcome, Row, failures_recorded, markdown, write
 
 
 def _ledger(**published: list[str]) -> Ledger:
@@ -250,7 +245,7 @@ async def test_fleet_streams_named_for_another_user_fail_the_row(servers: Server
     load, clients = await under_load(target, Minter(SECRET), scale, "misnamed")
     counted = await load.finish(scale)
     row = Row("misnamed", "fault", "t", "e")
-    _delivery(row, load.ledger, counted, clients, time.time())
+    delivery(row, load.ledger, counted, clients, time.time())
     row.finish("done")
     assert counted.lost == 0  # delivery alone would have passed it
     assert row.outcome is Outcome.FAIL

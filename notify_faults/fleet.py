@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 from websockets.exceptions import InvalidHandshake
 
-from loadtests.faults.ledger import Ledger, Receipts
 from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.driver import CommandDriver, Driver, DriverError
 from notify_client.session import Delivery, Fetch, StreamSession
@@ -27,6 +26,7 @@ from notify_client.sse_client import SseStream
 from notify_client.waiting import until_true
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
 from notify_contract.reconnect import ReconnectPolicy
+from notify_faults.ledger import Ledger, Receipts
 
 # A stream this long without a frame (heartbeats included) is dead: the client reconnects.
 WS_SILENCE = SSE_SILENCE = 60.0

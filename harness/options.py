@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from contract_tests.context import CommandTokens, Target, TokenSource
-from contract_tests.registry import FEATURES, Need
-from notify_contract.redaction import redact
-from notify_contract.settings import DEFAULTS, JWT_ALGORITHMS
+from notify_client.target import HEADER, QUERY, CommandTokens, Target, TokenSource
+from notify_contract.settings import DEFAULTS, JWT_ALGORITHMS, Limits
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import FEATURES, Need
 
 
 class OptionError(ValueError):
@@ -155,8 +154,10 @@ def read_target_file(path: Path) -> dict[str, Any]:
     return {k: _convert(BY_NAME[k], v, str(path)) for k, v in table.items()}
 
 
-def resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Every option's value: command line, else target file, else default. Checked."""
+def resolve(args: argparse.Namespace, fallback_secret: str | None = None) -> Target:
+    """The target: every option from the command line, else the target file, else its default
+    (`fallback_secret` for a secret when no token source is given). Checked; its `url` is None
+    when the tool is to start the reference stack."""
     from_file = read_target_file(args.target_file) if args.target_file else {}
     values = {}
     for o in OPTIONS:
@@ -164,10 +165,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         values[o.name] = cli if cli is not None else from_file.get(o.name, o.default)
     if values["jwt_secret"] and values["token_cmd"]:
         raise OptionError("give --jwt-secret or --token-cmd, not both")
+    if not (values["jwt_secret"] or values["token_cmd"]) and fallback_secret:
+        values["jwt_secret"] = fallback_secret
     if values["jwt_alg"] not in JWT_ALGORITHMS:
         raise OptionError(f"--jwt-alg {values['jwt_alg']!r}: one of {', '.join(JWT_ALGORITHMS)}")
-    if values["token_in"] not in ("query", "header"):
-        raise OptionError(f"--token-in {values['token_in']!r}: query or header")
+    if values["token_in"] not in (QUERY, HEADER):
+        raise OptionError(f"--token-in {values['token_in']!r}: {QUERY} or {HEADER}")
     known = {f.value for f in FEATURES}
     bad = [w for w in values["without"] if w not in known]
     if bad:
@@ -175,49 +178,33 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     url = values["url"]
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         raise OptionError(f"--target must be an http:// or https:// URL, not {url!r}")
-    return values
+    return _target(values)
 
 
-def target_from(values: dict[str, Any], base: str, label: str, **overrides: Any) -> Target:
-    """A Target from resolved option values; `overrides` (what a managed stack knows) win."""
+def _target(values: dict[str, Any]) -> Target:
     tokens: TokenSource | None = None
     if values["jwt_secret"]:
         tokens = Minter(values["jwt_secret"], values["jwt_alg"])
     elif values["token_cmd"]:
         tokens = CommandTokens(values["token_cmd"])
-    fields: dict[str, Any] = {
-        "tokens": tokens,
-        "driver_cmd": values["driver_cmd"],
-        "token_in": values["token_in"],
-        "without": frozenset(Need(w) for w in values["without"]),
-        "heartbeat_interval": values["heartbeat_interval"],
-        "max_per_user": values["max_connections_per_user"],
-        "max_message_bytes": values["max_message_bytes"],
-        "client_rate": values["client_rate"],
-        "history_size": values["history_size"],
-        "stats_public": values["stats_public"],
-        "allowed_origin": values["allowed_origin"],
-        "logs": tuple(Path(p) for p in values["logs"]),
-        "idle_hold": values["idle_hold"],
-        "frame_timeout": values["frame_timeout"],
-    }
-    fields.update(overrides)
-    return Target(base, label, **fields)
-
-
-def redacted(argv: list[str]) -> list[str]:
-    """A command line for a report, without the secret or a token in a URL (every tool writes
-    its command)."""
-    out, hide = [], False
-    for arg in argv:
-        if hide:
-            out.append("[redacted]")
-            hide = False
-        elif arg == "--jwt-secret":
-            out.append(arg)
-            hide = True
-        elif arg.startswith("--jwt-secret="):
-            out.append("--jwt-secret=[redacted]")
-        else:
-            out.append(redact(arg))
-    return out
+    limits = Limits(
+        heartbeat_interval=values["heartbeat_interval"],
+        max_connections_per_user=values["max_connections_per_user"],
+        max_message_bytes=values["max_message_bytes"],
+        client_rate=values["client_rate"],
+        history_size=values["history_size"],
+    )
+    return Target(
+        values["url"],
+        tokens=tokens,
+        driver_cmd=values["driver_cmd"],
+        token_in=values["token_in"],
+        without=frozenset(Need(w) for w in values["without"]),
+        limits=limits,
+        stats_public=values["stats_public"],
+        allowed_origin=values["allowed_origin"],
+        logs=tuple(Path(p) for p in values["logs"]),
+        idle_hold=values["idle_hold"],
+        frame_timeout=values["frame_timeout"],
+        given=tuple(flag_of(o) for o in OPTIONS if values[o.name] not in (o.default, None, [], ())),
+    )

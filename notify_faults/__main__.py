@@ -1,4 +1,4 @@
-"""`python -m loadtests.faults`: inject each fault and attack into real processes and write the
+"""`python -m notify_faults`: inject each fault and attack into real processes and write the
 reliability table (reliability.md and .json) with its plots.
 
 With `--target URL` (and the contract suite's target options or file) the rows that need only
@@ -22,25 +22,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contract_tests.context import Target
-from contract_tests.options import (
-    OptionError,
-    add_target_arguments,
-    redacted,
-    resolve,
-    target_from,
-)
 from contract_tests.runner import TargetUnusable, preflight
+from harness.options import OptionError, add_target_arguments, resolve
+from harness.reports import environment, machine, redacted, run_folder
 from harness.stack import StackError
-from loadtests.faults.hostile import hostile_rows
-from loadtests.faults.lab import lab
-from loadtests.faults.remote import Control, target_rows
-from loadtests.faults.scenarios import CI, FAULTS, FULL, Scale
-from loadtests.faults.table import Outcome, Row, write
+from notify_client.target import Target
 from notify_contract.redaction import leak_line, scrub
+from notify_faults.catalogue import FAULTS
+from notify_faults.hostile import hostile_rows
+from notify_faults.lab import lab
+from notify_faults.registry import CI, FULL, Scale
+from notify_faults.remote import Control, target_rows
+from notify_faults.table import Outcome, Row, write
+
+PACKAGES = ("ws-notify-harness", "uvicorn", "websockets", "redis", "psutil", "hypothesis")
 
 
-def parser(prog: str = "python -m loadtests.faults") -> argparse.ArgumentParser:
+def parser(prog: str = "python -m notify_faults") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description=__doc__,
@@ -99,8 +97,7 @@ def chosen(args: argparse.Namespace) -> tuple[bool, list[str]]:
     unknown = [o for o in args.only if o != "hostile" and o not in FAULTS]
     if unknown:
         raise SystemExit(
-            f"loadtests.faults: unknown row {', '.join(unknown)}; rows: hostile, "
-            + ", ".join(FAULTS)
+            f"notify_faults: unknown row {', '.join(unknown)}; rows: hostile, " + ", ".join(FAULTS)
         )
     return "hostile" in args.only, [f for f in FAULTS if f in args.only]
 
@@ -149,7 +146,7 @@ async def against_target(target: Target, scale: Scale, control: Control) -> list
     return await target_rows(target, scale, lambda s: print(s, flush=True), control)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m notify_faults") -> int:
     args = parser(prog).parse_args(argv)
     if args.list:
         print("hostile    the hostile-input rows (contract cases, generated input, log scan)")
@@ -159,39 +156,36 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults"
         return 0
     chosen(args)  # an unknown row stops here, before anything is written
     try:
-        values = resolve(args)
+        target = resolve(args)
     except OptionError as exc:
-        print(f"loadtests.faults: {exc}", file=sys.stderr)
+        print(f"notify_faults: {exc}", file=sys.stderr)
         return 2
     created = datetime.now(UTC)
-    out = (args.reports / f"faults-{created.strftime('%Y%m%dT%H%M%SZ')}").resolve()
+    out = run_folder(args.reports, "faults", created).resolve()
     logs = out / "logs"
     logs.mkdir(parents=True)
     started = time.monotonic()
     try:
-        if values["url"] is None:
+        if target.url is None:
             rows = asyncio.run(run(args, out, logs))
         else:
-            target = target_from(values, values["url"], "target")
             scale = CI if args.scope == "ci" else FULL
             control = Control(
                 args.kill_cmd, args.start_cmd, args.reload_cmd, args.redis_restart_cmd
             )
             rows = asyncio.run(against_target(target, scale, control))
     except StackError as exc:
-        print(f"loadtests.faults: could not start the stack: {exc}", file=sys.stderr)
+        print(f"notify_faults: could not start the stack: {exc}", file=sys.stderr)
         return 2
     except TargetUnusable as exc:
-        print(f"loadtests.faults: {exc}", file=sys.stderr)
+        print(f"notify_faults: {exc}", file=sys.stderr)
         return 2
-    from loadtests.report import environment
-
     meta: dict[str, Any] = {
         "created": created.isoformat(),
         "command": shlex.join([*prog.split(), *redacted(sys.argv[1:] if argv is None else argv)]),
         "scope": args.scope,
         "duration_s": round(time.monotonic() - started, 1),
-        "environment": environment(),
+        "environment": environment(machine(), PACKAGES),
     }
     md, js = write(out, rows, meta)
     if not args.keep_logs:
@@ -199,11 +193,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.faults"
     for log in logs.rglob("*") if args.keep_logs else ():
         if log.is_file() and log.suffix == ".log":  # what the processes wrote, kept scrubbed
             log.write_text(scrub(log.read_text(errors="replace")))
-    if args.scope == "full" and not args.only and values["url"] is None:
+    if args.scope == "full" and not args.only and target.url is None:
         write(args.reports, rows, meta, plot_dir=out.name)
         print(f"table: {args.reports / 'reliability.md'} (and .json)")
     # On our stack every row must pass; on a target, rows it cannot run are "not run", listed.
-    if values["url"] is None:
+    if target.url is None:
         failed = [r.id for r in rows if r.outcome not in (Outcome.PASS, Outcome.NOT_APPLICABLE)]
     else:
         failed = [r.id for r in rows if r.outcome is Outcome.FAIL]

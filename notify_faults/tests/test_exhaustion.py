@@ -7,14 +7,17 @@ from dataclasses import replace
 
 import pytest
 
-from contract_tests.context import Target
 from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
-from loadtests.faults.exhaustion import ATTACKS, ExhaustionFacts, StallFacts, Victim, run_attack
-from loadtests.faults.scenarios import CI
-from loadtests.faults.table import Outcome
+from notify_client.target import Target
 from notify_contract.rules import Level, rule
+from notify_contract.settings import Limits
 from notify_contract.tokens import Minter
+from notify_faults.attacks import ExhaustionFacts, StallFacts
+from notify_faults.catalogue import ATTACKS
+from notify_faults.raw import run_attack
+from notify_faults.registry import CI, Victim
+from notify_faults.table import Outcome
 
 SMALL = replace(
     CI, clients=10, publish_rate=20, stalled=60, exhaust_max=120, exhaust_cap=80,
@@ -23,7 +26,9 @@ SMALL = replace(
 
 
 def target(server: ServerHandle) -> Target:
-    return Target(server.base, "reference", tokens=Minter(SECRET), heartbeat_interval=2.0)
+    return Target(
+        server.base, "reference", tokens=Minter(SECRET), limits=Limits(heartbeat_interval=2.0)
+    )
 
 
 @pytest.fixture(scope="module")
