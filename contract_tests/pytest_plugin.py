@@ -194,33 +194,33 @@ def notify_run(
         run.close()
 
 
-class Outcome(StrEnum):
+class PytestOutcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     XFAILED = "xfailed"
     SKIPPED = "skipped"
 
 
-def outcome(case: Case, result: CaseResult, allow_not_run: bool) -> tuple[Outcome, str]:
+def outcome(case: Case, result: CaseResult, allow_not_run: bool) -> tuple[PytestOutcome, str]:
     """How a verdict shows in pytest, and the message it shows with."""
     where = f"[{case.clause}] {case.level.value}"
     if result.verdict is Verdict.FAIL:
         lines = [f"{where} {case.title}: {result.reason}"]
         if result.transcript:
             lines += ["transcript:", transcript_text(result)]
-        return Outcome.FAILED, "\n".join(lines)
+        return PytestOutcome.FAILED, "\n".join(lines)
     if result.verdict is Verdict.NON_STRICT:
-        return Outcome.XFAILED, f"{where} not met (non-strict): {result.reason}"
+        return PytestOutcome.XFAILED, f"{where} not met (non-strict): {result.reason}"
     if result.verdict is Verdict.NOT_APPLICABLE:
-        return Outcome.SKIPPED, f"{where} not applicable: {result.reason}"
+        return PytestOutcome.SKIPPED, f"{where} not applicable: {result.reason}"
     if result.verdict is Verdict.NOT_RUN:
         if case.level is Level.MUST and not allow_not_run:
-            return Outcome.FAILED, (
+            return PytestOutcome.FAILED, (
                 f"{where} case could not run, so the rule is not shown to hold: {result.reason} "
                 "(give what it needs, or --notify-allow-not-run)"
             )
-        return Outcome.SKIPPED, f"{where} not run: {result.reason}"
-    return Outcome.PASSED, ""
+        return PytestOutcome.SKIPPED, f"{where} not run: {result.reason}"
+    return PytestOutcome.PASSED, ""
 
 
 def _check(request: pytest.FixtureRequest, notify_run: tuple[SuiteRun, Shared]) -> None:
@@ -233,9 +233,9 @@ def _check(request: pytest.FixtureRequest, notify_run: tuple[SuiteRun, Shared]) 
     if result.transcript:
         item.add_report_section("call", "transcript", transcript_text(result))
     shown, message = outcome(item.case, result, item.config.getoption("notify_allow_not_run"))
-    if shown is Outcome.FAILED:
+    if shown is PytestOutcome.FAILED:
         raise CaseFailure(result, message)
-    if shown is Outcome.XFAILED:
+    if shown is PytestOutcome.XFAILED:
         pytest.xfail(message)
-    if shown is Outcome.SKIPPED:
+    if shown is PytestOutcome.SKIPPED:
         pytest.skip(message)

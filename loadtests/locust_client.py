@@ -77,7 +77,7 @@ class Reporter:
             )
 
     def record(self, name: str, user: str) -> dict[str, Any]:
-        """The stream's log line (loadtests.tally.StreamLog), written when it stops."""
+        """The stream's log line (notify_client.ledger.StreamLog), written when it stops."""
         return {
             "name": name,
             "user": user,

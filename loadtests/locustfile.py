@@ -82,7 +82,7 @@ def wait_until(due: float) -> None:
 
 
 def log_streams(run: LoadEnv, lines: list[dict[str, Any]]) -> None:
-    """Append streams' records to this process's file (loadtests.tally reads them all)."""
+    """Append streams' records to this process's file (notify_client.ledger counts them all)."""
     with (run.run_dir / f"streams-{os.getpid()}.jsonl").open("a") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
 
@@ -306,7 +306,7 @@ class Publisher(User):
         error: str | None,
         **extra: Any,
     ) -> None:
-        """One line of published.jsonl: the acknowledged id (loadtests.tally.Published)."""
+        """One line of published.jsonl: the acknowledged id (notify_client.ledger.Published)."""
         line = {"id": note.get("id"), "user": user, "sent_at": sent_at, "acked_at": acked_at}
         self.log.write(json.dumps({**line, "error": error, **extra}) + "\n")
         self.log.flush()

@@ -169,7 +169,7 @@ def locust_commands(
 
 
 @dataclass
-class Outcome:
+class LoadRun:
     directory: Path
     figures: dict[str, Any]
     verdicts: list[tuple[bool, str]]
@@ -187,7 +187,7 @@ def run(
     progress: Callable[[str], None] = print,
     target: Target | None = None,
     probes: Probes = NO_PROBES,
-) -> Outcome:
+) -> LoadRun:
     """Run `config` against the reference stack, or against `target`; write
     reports/<name or scenario>-<UTC>/; return the figures."""
     if target is not None and config.scenario == "sse" and target.lacks(Need.SSE):
@@ -286,7 +286,7 @@ def run(
     for _, text in verdicts:
         progress(f"threshold {text}")
     progress(f"report: {out / 'report.html'}")
-    return Outcome(out, figures, verdicts)
+    return LoadRun(out, figures, verdicts)
 
 
 def keep_logs(logs: Path, out: Path, tail: int = 20_000) -> None:

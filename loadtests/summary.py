@@ -12,7 +12,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Final
 
-from loadtests.tally import Published, StreamLog, Tally, count
+from notify_client.ledger import Published, StreamLog, Tally, count, percentile
 
 GENERATOR_SATURATED_CPU = 90.0  # percent of one core: locust's own warning level
 
@@ -61,17 +61,17 @@ def latency(row: dict[str, str] | None) -> dict[str, float | None]:
 
 def spread(values_ms: Sequence[float]) -> dict[str, float | None]:
     """p50, p95, p99 and max of latencies measured by the clients themselves."""
-    ordered = sorted(values_ms)
 
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+    def at(q: float) -> float | None:
+        value = percentile(values_ms, q)
+        return None if value is None else round(value, 1)
 
     return {
-        "count": float(len(ordered)),
+        "count": float(len(values_ms)),
         "p50_ms": at(0.50),
         "p95_ms": at(0.95),
         "p99_ms": at(0.99),
-        "max_ms": round(ordered[-1], 1),
+        "max_ms": at(1.0),
     }
 
 
@@ -284,8 +284,8 @@ def headline(
     # The clients counted every frame they got: none is 0 received, a measurement.
     received = int((note["count"] or 0) + (untimed or 0))
     measured_from = "the payload's sent_at" if note["count"] else None
-    if not note["count"] and tally.from_publish_ms:
-        note = spread(tally.from_publish_ms)
+    if not note["count"] and tally.latencies_ms:
+        note = spread(tally.latencies_ms)
         measured_from = "the publisher's send time (the payload has no sent_at)"
     connect = latency(stats.get("connect"))
     return {

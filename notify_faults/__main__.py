@@ -28,12 +28,13 @@ from harness.reports import environment, machine, redacted, run_folder
 from harness.stack import StackError
 from notify_client.target import Target
 from notify_contract.redaction import leak_line, scrub
+from notify_contract.verdicts import Verdict
 from notify_faults.catalogue import FAULTS
 from notify_faults.hostile import hostile_rows
 from notify_faults.lab import lab
 from notify_faults.registry import CI, FULL, Scale
 from notify_faults.remote import Control, target_rows
-from notify_faults.table import Outcome, Row, write
+from notify_faults.table import Row, write
 
 PACKAGES = ("ws-notify-harness", "uvicorn", "websockets", "redis", "psutil", "hypothesis")
 
@@ -198,20 +199,20 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_faults") -
         print(f"table: {args.reports / 'reliability.md'} (and .json)")
     # On our stack every row must pass; on a target, rows it cannot run are "not run", listed.
     if target.url is None:
-        failed = [r.id for r in rows if r.outcome not in (Outcome.PASS, Outcome.NOT_APPLICABLE)]
+        failed = [r.id for r in rows if r.outcome not in (Verdict.PASS, Verdict.NOT_APPLICABLE)]
     else:
-        failed = [r.id for r in rows if r.outcome is Outcome.FAIL]
-        skipped = [r.id for r in rows if r.outcome is Outcome.NOT_RUN]
+        failed = [r.id for r in rows if r.outcome is Verdict.FAIL]
+        skipped = [r.id for r in rows if r.outcome is Verdict.NOT_RUN]
         if skipped:
             print(f"not run: {', '.join(skipped)}")
-        ran = (Outcome.PASS, Outcome.NON_STRICT, Outcome.FAIL)
+        ran = (Verdict.PASS, Verdict.NON_STRICT, Verdict.FAIL)
         if not any(r.outcome in ran for r in rows):
             failed = ["(no row ran: every one not run or not applicable, so nothing was shown)"]
     print(f"report: {md} and {js.name}")
     leaked = leak_line(out)
     if leaked is not None:
         failed.append(leaked)
-    counts = ", ".join(f"{sum(r.outcome is o for r in rows)} {o.value}" for o in Outcome)
+    counts = ", ".join(f"{sum(r.outcome is o for r in rows)} {o.value}" for o in Verdict)
     print(f"result: {counts}" + (f"; not passing: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

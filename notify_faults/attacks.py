@@ -161,7 +161,7 @@ async def exhaustion(target: Target, scale: Scale, victim: Victim, row: Row) -> 
         row.problems.append(f"the refusal was not clean (503 or 1013): {refusals}")
     return row.finish(
         f"held {len(held)} attacker streams beside {len(clients)} open ones; {limit}; "
-        f"{closed} open streams closed; {counted.delivered} of {counted.expected} deliveries; "
+        f"{closed} open streams closed; {counted.delivered} of {counted.owed} deliveries; "
         + (
             f"a new user connected {after} s after the attackers left"
             if after is not None

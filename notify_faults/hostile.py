@@ -21,7 +21,7 @@ from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 from notify_contract.redaction import JWT_SHAPE
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Verdict
-from notify_faults.table import Facts, Outcome, Row
+from notify_faults.table import Facts, Row
 
 # Contract cases that are attacks, in the order of the list.
 HOSTILE_CASES = (
@@ -101,9 +101,9 @@ def case_row(results: list[tuple[str, CaseResult]]) -> Row:
         row.duration_s += r.duration
     row.finish("; ".join(parts))
     if should and not row.problems:
-        row.outcome = Outcome.NON_STRICT
+        row.outcome = Verdict.NON_STRICT
     if all(r.verdict is Verdict.NOT_APPLICABLE for _, r in results):
-        row.outcome = Outcome.NOT_APPLICABLE  # the rule is off on every path the row tried
+        row.outcome = Verdict.NOT_APPLICABLE  # the rule is off on every path the row tried
     return row
 
 

@@ -1,13 +1,16 @@
-"""What was published and what each stream received: lost, duplicates, order, latency.
+"""What the fault rows' publisher and clients record as they go, handed to the one delivery
+ledger (`notify_client.ledger`) to count: every stream is open before the first publish and
+resumes across its reconnects, so each owes every id acknowledged for its user.
 
 Pure bookkeeping, no I/O: the fleet and the publisher write into it, a row reads the tally.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from notify_client.ledger import ALWAYS, Published, StreamLog, Tally, count, gaps
 
 
 @dataclass
@@ -20,6 +23,21 @@ class Receipts:
     arrived: dict[str, float] = field(default_factory=dict)  # first arrival, wall clock
     fetched: set[str] = field(default_factory=set)  # ids from the archive after a `resync`
     overlap: int = 0  # live arrivals of an id the archive already gave: the client skips them
+
+    def log(self) -> StreamLog:
+        """The stream for the ledger: open throughout, every first arrival timed."""
+        opened, ended = ALWAYS
+        arrivals = tuple(self.arrived.items())
+        return StreamLog(
+            self.name,
+            self.user,
+            opened,
+            ended,
+            tuple(self.ids),
+            None,
+            arrivals,
+            frozenset(self.fetched),
+        )
 
     def got(self, nid: str, at: float, *, archive: bool = False) -> None:
         if archive:
@@ -57,69 +75,20 @@ class Ledger:
     def total(self) -> int:
         return sum(len(ids) for ids in self.published.values())
 
-
-@dataclass(frozen=True)
-class Tally:
-    expected: int  # deliveries owed: each acknowledged publish times its user's streams
-    delivered: int  # distinct owed ids that arrived
-    lost: int
-    duplicates: int  # arrivals of an id the stream already had
-    out_of_order: int  # arrivals earlier in publish order than one already seen
-    unacknowledged: int  # ids that arrived but whose publish was never acknowledged
-    from_archive: int  # deliveries made by the client's archive fetch, not by a stream
-    latencies: tuple[float, ...]  # seconds from send to first arrival, one per delivery
-
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies:
-            return None
-        if len(self.latencies) == 1:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=1000, method="inclusive")[round(q * 10) - 1]
+    def entries(self) -> list[Published]:
+        """Every acknowledged publish, in each user's acknowledgement order."""
+        return [
+            Published(nid, user, self.sent_at[nid], self.sent_at[nid])
+            for user, ids in self.published.items()
+            for nid in ids
+        ]
 
 
 def tally(ledger: Ledger, streams: Iterable[Receipts]) -> Tally:
-    """Every stream owes every id published for its user (streams open before publishing)."""
-    expected = delivered = duplicates = out_of_order = unacknowledged = from_archive = 0
-    latencies: list[float] = []
-    for stream in streams:
-        owed = ledger.published.get(stream.user, [])
-        rank = {nid: i for i, nid in enumerate(owed)}
-        expected += len(owed)
-        seen: set[str] = set()
-        highest = -1
-        for nid in stream.ids:
-            if nid in seen:
-                duplicates += 1
-                continue
-            seen.add(nid)
-            if nid not in rank:
-                unacknowledged += 1
-                continue
-            delivered += 1
-            from_archive += nid in stream.fetched
-            if rank[nid] < highest:
-                out_of_order += 1
-            highest = max(highest, rank[nid])
-            sent = ledger.sent_at.get(nid)
-            if sent is not None:
-                latencies.append(max(0.0, stream.arrived[nid] - sent))
-    return Tally(
-        expected,
-        delivered,
-        expected - delivered,
-        duplicates,
-        out_of_order,
-        unacknowledged,
-        from_archive,
-        tuple(sorted(latencies)),
-    )
+    """The shared ledger's count of what the clients received."""
+    return count(ledger.entries(), [s.log() for s in streams])
 
 
 def missing(ledger: Ledger, streams: Iterable[Receipts]) -> list[tuple[str, str]]:
     """(stream name, id) of every delivery owed and never made, for a row's evidence."""
-    return [
-        (stream.name, nid)
-        for stream in streams
-        for nid in ledger.published.get(stream.user, [])
-        if nid not in stream.arrived
-    ]
+    return gaps(ledger.entries(), [s.log() for s in streams])

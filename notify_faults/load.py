@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import time
 
+from notify_client.ledger import Tally, percentile
 from notify_client.target import Target, TokenSource
 from notify_faults.fleet import Archive, Client, Fleet, Publisher, WsClient, delivered
 from notify_faults.lab import Lab
-from notify_faults.ledger import Ledger, Tally, missing, tally
+from notify_faults.ledger import Ledger, missing, tally
 from notify_faults.registry import Scale
 from notify_faults.table import DeliveryFacts, LostSample, Row
 
@@ -39,13 +40,13 @@ def delivery(
         refused_and_retried=ledger.refused,
         refusals=dict(ledger.refusals),
         publishes_abandoned=ledger.abandoned,
-        expected_deliveries=counted.expected,
+        expected_deliveries=counted.owed,
         lost_acknowledged_before_fault=lost_before,
         out_of_order=counted.out_of_order,
-        unacknowledged=counted.unacknowledged,
+        unacknowledged=counted.unowed,
         delivered_from_archive=counted.from_archive,
-        latency_p50_ms=ms(counted.percentile(50)),
-        latency_p99_ms=ms(counted.percentile(99)),
+        latency_p50_ms=latency_ms(counted, 0.50),
+        latency_p99_ms=latency_ms(counted, 0.99),
         # Evidence for whoever reads the row: which streams, and when the ids were sent.
         lost_sample=[
             LostSample(name, nid, round(ledger.sent_at[nid] - fault_at, 3))
@@ -65,6 +66,11 @@ def delivery(
         f"{len(misnamed)} of {len(clients)} streams misrouted: `connected` named another user "
         + "; ".join(f"{name} ({user}) got {named}" for name, user, named in misnamed[:3]),
     )
+
+
+def latency_ms(counted: Tally, q: float) -> float | None:
+    value = percentile(counted.latencies_ms, q)
+    return None if value is None else round(value, 1)
 
 
 def ms(seconds: float | None) -> float | None:
@@ -160,6 +166,6 @@ def ws_clients(
 
 
 def quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+    """The shared nearest-rank percentile (`q` in (0, 1]), to the millisecond."""
+    value = percentile(values, q)
+    return None if value is None else round(value, 3)

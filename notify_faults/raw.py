@@ -17,9 +17,10 @@ from notify_client.client import Closed, ProtocolViolation, StreamClient
 from notify_client.target import Target, TokenSource
 from notify_contract.protocol import NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
 from notify_contract.rules import Level, rule
+from notify_contract.verdicts import Verdict
 from notify_faults.fleet import Archive, Fleet, WsClient
 from notify_faults.registry import Attack, Scale, Victim
-from notify_faults.table import Outcome, Row
+from notify_faults.table import Row
 
 HEAD_DEADLINE = 10.0  # rule 11.6: a request head not complete by then is closed
 SLACK = 3.0  # the closes of hundreds of peers land over a moment
@@ -115,7 +116,7 @@ async def new_user_joins(
 def needs_tokens(target: Target, row: Row) -> TokenSource | None:
     if target.tokens is None:
         row.outcome, row.observed = (
-            Outcome.NOT_RUN,
+            Verdict.NOT_RUN,
             "needs tokens: give --jwt-secret or --token-cmd",
         )
     return target.tokens
@@ -244,8 +245,8 @@ def merge(runs: list[tuple[str, Row]], into: Row) -> Row:
     dups = [r.duplicates for _, r in runs if r.duplicates is not None]
     into.duplicates = sum(dups) if dups else None
     observed = " | ".join(f"{where}: {r.observed}" for where, r in runs)
-    if all(r.outcome is Outcome.NOT_RUN for _, r in runs):
-        into.outcome, into.observed = Outcome.NOT_RUN, observed
+    if all(r.outcome is Verdict.NOT_RUN for _, r in runs):
+        into.outcome, into.observed = Verdict.NOT_RUN, observed
         return into
     return into.finish(observed)
 
@@ -259,8 +260,8 @@ async def run_attack(attack: Attack, target: Target, scale: Scale, victim: Victi
     except Exception as exc:
         row.problems.append(f"{type(exc).__name__}: {exc}"[:600])
         row.finish("the attack raised")
-    if row.outcome is Outcome.FAIL and rule(attack.rule).level is Level.SHOULD:
-        row.outcome = Outcome.NON_STRICT
+    if row.outcome is Verdict.FAIL and rule(attack.rule).level is Level.SHOULD:
+        row.outcome = Verdict.NON_STRICT
     return row
 
 

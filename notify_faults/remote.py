@@ -26,7 +26,7 @@ from notify_faults.load import delivery, under_load
 from notify_faults.raw import run_attack
 from notify_faults.registry import Scale, Victim
 from notify_faults.streams import EXTRA, race
-from notify_faults.table import Outcome, Row, failures_recorded
+from notify_faults.table import Row, failures_recorded
 
 NEEDS_PROCESSES = (
     "needs control of the target's processes (kill, restart, reload, Redis, its memory and "
@@ -65,7 +65,7 @@ def shell(command: str, timeout: float = 60.0) -> float:
 
 
 def not_run(row: Row, why: str) -> Row:
-    row.outcome, row.observed = Outcome.NOT_RUN, why
+    row.outcome, row.observed = Verdict.NOT_RUN, why
     return row
 
 
@@ -176,7 +176,7 @@ async def _survives(target: Target, scale: Scale, row: Row, option: str, command
     return row.finish(
         f"{option} took {took:.2f} s; {closed} of {len(clients)} streams closed; a new stream "
         f"connected{newcomer_note}; {load.ledger.total} published ({load.ledger.refused} "
-        f"refused and retried), {counted.delivered} of {counted.expected} deliveries made"
+        f"refused and retried), {counted.delivered} of {counted.owed} deliveries made"
     )
 
 
@@ -218,7 +218,7 @@ async def _restart(target: Target, scale: Scale, control: Control, row: Row) -> 
     return row.finish(
         f"--kill-cmd took {stopped_s:.2f} s, --start-cmd {started_s:.2f} s; all {len(clients)} "
         f"streams back {row.recovery_s} s after the kill; {load.ledger.total} published, "
-        f"{counted.delivered} of {counted.expected} deliveries made"
+        f"{counted.delivered} of {counted.owed} deliveries made"
     )
 
 

@@ -129,7 +129,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
         f"refused (503) and retried; {sse_reopened}/{len(sse)} SSE clients reconnected with "
         f"Last-Event-ID ({resyncs} got `resync` and fetched the archive); both subscriptions "
         f"back {row.recovery_s} s after Redis; "
-        f"{load.ledger.total} published, {counted.delivered} of {counted.expected} deliveries made"
+        f"{load.ledger.total} published, {counted.delivered} of {counted.owed} deliveries made"
     )
 
 
@@ -209,7 +209,7 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     row.check(back is not None, "the subscriptions did not come back within 30 s")
     return row.finish(
         f"{killed} subscriptions killed; both back after {row.recovery_s} s; "
-        f"{load.ledger.total} published, {counted.delivered} of {counted.expected} "
+        f"{load.ledger.total} published, {counted.delivered} of {counted.owed} "
         f"deliveries made to {len(clients)} streams on 2 instances"
     )
 
@@ -425,7 +425,7 @@ async def nginx_reload(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
         f"{len(clients)} streams through 2 reloads: {closed} closed; nginx child processes per "
         f"generation {[len(g) for g in generations]} (old workers keep their streams); a new "
         f"stream connected; {load.ledger.total} published, {counted.delivered} of "
-        f"{counted.expected} delivered"
+        f"{counted.owed} delivered"
     )
 
 

@@ -14,7 +14,6 @@ from notify_contract.verdicts import Verdict
 
 # One outcome enum for every table: the contract suite's verdicts (pass, non-strict, fail, not
 # applicable, not run).
-Outcome = Verdict
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Row:
     title: str
     expected: str
     observed: str = ""
-    outcome: Outcome = Outcome.NOT_RUN
+    outcome: Verdict = Verdict.NOT_RUN
     lost: int | None = None  # None: the row delivers no notifications
     duplicates: int | None = None
     recovery_s: float | None = None  # None: nothing had to recover
@@ -90,7 +89,7 @@ class Row:
 
     def finish(self, observed: str) -> Row:
         self.observed = observed
-        self.outcome = Outcome.FAIL if self.problems else Outcome.PASS
+        self.outcome = Verdict.FAIL if self.problems else Verdict.PASS
         return self
 
 
@@ -105,7 +104,7 @@ def _cell(value: object) -> str:
 def markdown(rows: Iterable[Row], meta: dict[str, Any], plot_dir: str = "") -> str:
     """The table; plot links are relative to where the file is written (`plot_dir`)."""
     rows = list(rows)
-    counts = {o: sum(1 for r in rows if r.outcome is o) for o in Outcome}
+    counts = {o: sum(1 for r in rows if r.outcome is o) for o in Verdict}
     out = [
         "# Reliability: faults and hostile input",
         "",

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from contract_tests.pytest_plugin import Outcome, outcome
+from contract_tests.pytest_plugin import PytestOutcome, outcome
 from contract_tests.registry import CASES
 from contract_tests.runner import CaseResult
 from harness.fixtures import SECRET, Servers
@@ -135,16 +135,16 @@ def test_an_unreachable_target_is_one_error(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("verdict", "level_case", "allowed", "shown"),
     [
-        (Verdict.PASS, "connected-shape", False, Outcome.PASSED),
-        (Verdict.FAIL, "connected-shape", True, Outcome.FAILED),
-        (Verdict.NON_STRICT, "token-query-header-disagree", False, Outcome.XFAILED),
-        (Verdict.NOT_RUN, "connected-shape", False, Outcome.FAILED),
-        (Verdict.NOT_RUN, "connected-shape", True, Outcome.SKIPPED),
-        (Verdict.NOT_RUN, "token-query-header-disagree", False, Outcome.SKIPPED),
+        (Verdict.PASS, "connected-shape", False, PytestOutcome.PASSED),
+        (Verdict.FAIL, "connected-shape", True, PytestOutcome.FAILED),
+        (Verdict.NON_STRICT, "token-query-header-disagree", False, PytestOutcome.XFAILED),
+        (Verdict.NOT_RUN, "connected-shape", False, PytestOutcome.FAILED),
+        (Verdict.NOT_RUN, "connected-shape", True, PytestOutcome.SKIPPED),
+        (Verdict.NOT_RUN, "token-query-header-disagree", False, PytestOutcome.SKIPPED),
     ],
 )
 def test_verdicts_map_to_outcomes(
-    verdict: Verdict, level_case: str, allowed: bool, shown: Outcome
+    verdict: Verdict, level_case: str, allowed: bool, shown: PytestOutcome
 ) -> None:
     case = CASES[level_case]
     got, message = outcome(case, CaseResult(case, verdict, "why", 0.0), allowed)

@@ -12,7 +12,7 @@ from harness.fixtures import SECRET, Servers
 from harness.stack import ServerHandle
 from loadtests.__main__ import parser
 from loadtests.config import from_profile
-from loadtests.run import USED, Outcome, Probes, keep_logs, run
+from loadtests.run import USED, LoadRun, Probes, keep_logs, run
 from loadtests.target_options import load_target
 from notify_client.target import Target
 from notify_contract.redaction import REDACTED, leaks
@@ -22,7 +22,7 @@ from notify_contract.verdicts import Need
 USERS = 60
 
 
-def load(server: ServerHandle, reports: Path) -> Outcome:
+def load(server: ServerHandle, reports: Path) -> LoadRun:
     config = from_profile(
         "smoke",
         users=USERS,

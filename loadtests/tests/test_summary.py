@@ -20,7 +20,7 @@ from loadtests.summary import (
     read_tally,
     resources,
 )
-from loadtests.tally import Published, StreamLog, count
+from notify_client.ledger import Published, StreamLog, count
 
 
 def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str, str]:
@@ -259,7 +259,7 @@ def test_a_payload_without_sent_at_is_timed_from_the_publishers_send() -> None:
         StreamLog("b", "b", 1.0, 999.0, ("n0",), None, (("n0", 100.3), ("n0", 105.0))),
     ]
     tally = count(published, streams)
-    assert sorted(tally.from_publish_ms) == pytest.approx([50.0, 200.0, 300.0])  # first arrivals
+    assert sorted(tally.latencies_ms) == pytest.approx([50.0, 200.0, 300.0])  # first arrivals
     res = resources([row(10, 2, 60, 1, 0), row(11, 2, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
     figures = headline({UNTIMED: stat(UNTIMED, 4, 0, 0, 0)}, {}, [], res, tally)
     assert (figures["p50_ms"], figures["max_ms"], figures["notifications"]) == (200.0, 300.0, 4)

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from harness.fixtures import SECRET, Servers
 from harness.stack import RedisServer, redis_server
+from notify_client.ledger import percentile
 from notify_client.target import Target
 from notify_contract.tokens import Minter
+from notify_contract.verdicts import Verdict
 from notify_faults.__main__ import chosen, main, parser
 from notify_faults.catalogue import FAULTS
 from notify_faults.fleet import WsClient
@@ -39,7 +41,7 @@ from notify_faults.remote import (
 )
 from notify_faults.restarts import _restart_under_load
 from notify_faults.streams import LimitRaceFacts
-from notify_faults.table import Outcome, Row, failures_recorded, markdown, write
+from notify_faults.table import Row, failures_recorded, markdown, write
 
 
 def _ledger(**published: list[str]) -> Ledger:
@@ -60,7 +62,7 @@ def _stream(user: str, *ids: str, at: float = 10.0) -> Receipts:
 def test_each_stream_owes_every_notification_of_its_user() -> None:
     ledger = _ledger(a=["1", "2", "3"], b=["4"])
     counted = tally(ledger, [_stream("a", "1", "3"), _stream("a", "1", "2", "3"), _stream("b")])
-    assert (counted.expected, counted.delivered, counted.lost) == (7, 5, 2)
+    assert (counted.owed, counted.delivered, counted.lost) == (7, 5, 2)
 
 
 def test_duplicates_order_and_strangers_are_counted_apart() -> None:
@@ -68,7 +70,7 @@ def test_duplicates_order_and_strangers_are_counted_apart() -> None:
     counted = tally(ledger, [_stream("a", "2", "1", "2", "3", "x")])
     assert counted.duplicates == 1
     assert counted.out_of_order == 1
-    assert counted.unacknowledged == 1
+    assert counted.unowed == 1
     assert counted.lost == 0
 
 
@@ -86,8 +88,8 @@ def test_an_archive_fetch_is_not_a_duplicate_and_is_counted() -> None:
 def test_latency_is_first_arrival_minus_send() -> None:
     ledger = _ledger(a=["1", "2"])  # sent at 0.0 and 1.0
     counted = tally(ledger, [_stream("a", "1", "2", at=1.5)])
-    assert counted.latencies == (0.5, 1.5)
-    assert counted.percentile(50) == pytest.approx(1.0)
+    assert counted.latencies_ms == (500.0, 1500.0)
+    assert percentile(counted.latencies_ms, 0.5) == 500.0  # nearest rank, as every table
 
 
 @given(
@@ -98,9 +100,9 @@ def test_the_tally_adds_up(published: list[int], received: list[int]) -> None:
     ledger = _ledger(u=[str(n) for n in published])
     counted = tally(ledger, [_stream("u", *(str(n) for n in received))])
     distinct = set(received)
-    assert counted.delivered + counted.lost == counted.expected == len(published)
+    assert counted.delivered + counted.lost == counted.owed == len(published)
     assert counted.duplicates == len(received) - len(distinct)
-    assert counted.unacknowledged == len(distinct - set(published))
+    assert counted.unowed == len(distinct - set(published))
     assert counted.lost == len(set(published) - distinct)
 
 
@@ -110,7 +112,7 @@ def test_a_row_fails_on_any_problem_and_the_table_says_why(tmp_path: Path) -> No
     bad.check(False, "2 deliveries lost")
     bad.plots.append("b.png")
     bad.finish("saw | this")
-    assert (good.outcome, bad.outcome) == (Outcome.PASS, Outcome.FAIL)
+    assert (good.outcome, bad.outcome) == (Verdict.PASS, Verdict.FAIL)
     text = markdown([good, bad], {"scope": "ci"}, plot_dir="run")
     assert "| b\\|c |" in text and "saw \\| this **Broken:** 2 deliveries lost" in text
     assert "| n/a | n/a | n/a | pass |" in text
@@ -167,13 +169,13 @@ def test_the_log_scan_finds_tokens_secrets_and_traces(tmp_path: Path) -> None:
     clean = tmp_path / "clean"
     clean.mkdir()
     (clean / "server.log").write_text("GET /api/ws/notifications?token=[redacted] 101\n")
-    assert scan_logs(clean, secret).outcome is Outcome.PASS
+    assert scan_logs(clean, secret).outcome is Verdict.PASS
     dirty = tmp_path / "dirty"
     (dirty / "nginx").mkdir(parents=True)
     (dirty / "server.log").write_text(f"token={tok}\nTraceback (most recent call last):\n")
     (dirty / "nginx" / "error.log").write_text(f"secret is {secret}\n")
     row = scan_logs(dirty, secret)
-    assert row.outcome is Outcome.FAIL
+    assert row.outcome is Verdict.FAIL
     assert isinstance(row.facts, LogFacts)
     assert row.facts.findings == {"token": 1, "stack trace": 1, "secret": 1}
 
@@ -209,16 +211,16 @@ async def test_the_network_rows_run_against_a_server_we_did_not_start(
     driver = f"{sys.executable} -m examples.partial_publish --url ws://127.0.0.1:{example.port}"
     target = Target(example.base, "example", tokens=Minter(SECRET), driver_cmd=driver)
     rows = {r.id: r for r in await target_rows(target, CI, lambda line: None)}
-    assert rows["per-user-limit-race"].outcome is Outcome.PASS
-    assert rows["still-serves"].outcome is Outcome.PASS  # published through its command
-    assert rows["token-alg-none"].outcome is Outcome.PASS
-    assert rows["flood-1008"].outcome is Outcome.FAIL  # it has no rate limit
-    assert rows["server-sigkill"].outcome is Outcome.NOT_RUN
+    assert rows["per-user-limit-race"].outcome is Verdict.PASS
+    assert rows["still-serves"].outcome is Verdict.PASS  # published through its command
+    assert rows["token-alg-none"].outcome is Verdict.PASS
+    assert rows["flood-1008"].outcome is Verdict.FAIL  # it has no rate limit
+    assert rows["server-sigkill"].outcome is Verdict.NOT_RUN
     assert rows["server-sigkill"].observed == NEEDS_COMMANDS  # no --kill-cmd/--start-cmd given
     assert rows["nginx-reload"].observed == "needs --reload-cmd for the target"
-    assert rows["half-open-client"].outcome is Outcome.NOT_RUN
+    assert rows["half-open-client"].outcome is Verdict.NOT_RUN
     assert rows["half-open-client"].observed == NEEDS_PROCESSES
-    assert rows["origin-allowlist"].outcome is Outcome.NOT_APPLICABLE  # no allowlist declared
+    assert rows["origin-allowlist"].outcome is Verdict.NOT_APPLICABLE  # no allowlist declared
 
 
 async def test_a_target_that_never_delivers_fails_the_row_and_the_run_goes_on(
@@ -231,7 +233,7 @@ async def test_a_target_that_never_delivers_fails_the_row_and_the_run_goes_on(
     )
     target = Target(server.base, "never delivers", tokens=Minter(SECRET))
     row = await still_serves(target)
-    assert row.outcome is Outcome.FAIL
+    assert row.outcome is Verdict.FAIL
     (problem,) = row.problems
     assert problem.startswith("TimeoutError: no `notification` within 10 s; got "), problem
     assert "heartbeat" in problem  # what came instead
@@ -248,7 +250,7 @@ async def test_fleet_streams_named_for_another_user_fail_the_row(servers: Server
     delivery(row, load.ledger, counted, clients, time.time())
     row.finish("done")
     assert counted.lost == 0  # delivery alone would have passed it
-    assert row.outcome is Outcome.FAIL
+    assert row.outcome is Verdict.FAIL
     (problem,) = row.problems
     assert problem.startswith("4 of 4 streams misrouted: `connected` named another user"), problem
 
@@ -259,9 +261,9 @@ async def test_a_row_that_raises_or_overruns_is_a_failed_row() -> None:
         raise ConnectionResetError("the target closed every stream")
     async with failures_recorded(slow, limit_s=0.05):
         await asyncio.Event().wait()  # a target that stops answering
-    assert raised.outcome is Outcome.FAIL
+    assert raised.outcome is Verdict.FAIL
     assert raised.problems == ["ConnectionResetError: the target closed every stream"]
-    assert slow.outcome is Outcome.FAIL
+    assert slow.outcome is Verdict.FAIL
     assert slow.problems == ["the row did not finish within 0.05 s"]
 
 
@@ -298,7 +300,7 @@ async def test_a_target_restarted_by_the_users_commands_loses_nothing(
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    assert row.outcome is Outcome.PASS, row.problems
+    assert row.outcome is Verdict.PASS, row.problems
     assert row.lost == 0 and row.delivery is not None and row.delivery.expected_deliveries > 0
     assert row.recovery_s is not None
 
@@ -306,7 +308,7 @@ async def test_a_target_restarted_by_the_users_commands_loses_nothing(
 async def test_the_restart_row_is_not_run_without_the_commands(servers: Servers) -> None:
     target = Target("http://127.0.0.1:1", "no control", tokens=Minter(SECRET))
     row = await restart(target, CI, Control(kill="true"))
-    assert (row.outcome, row.observed) == (Outcome.NOT_RUN, NEEDS_COMMANDS)
+    assert (row.outcome, row.observed) == (Verdict.NOT_RUN, NEEDS_COMMANDS)
 
 
 async def test_a_targets_redis_restarted_by_the_users_command_closes_no_stream(
@@ -332,5 +334,5 @@ async def test_a_targets_redis_restarted_by_the_users_command_closes_no_stream(
             pid = tmp_path / "redis.pid"
             if pid.exists():
                 os.kill(int(pid.read_text()), signal.SIGTERM)
-    assert row.outcome is Outcome.PASS, row.problems
+    assert row.outcome is Verdict.PASS, row.problems
     assert row.lost == 0 and row.delivery is not None and row.delivery.expected_deliveries > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtests.tally import Published, StreamLog, count
+from notify_client.ledger import Published, StreamLog, count
 
 
 def stream(name: str, user: str, ids: list[str], at: float = 1.0, end: float = 100.0) -> StreamLog:
