@@ -4,7 +4,6 @@ context, grades each, takes a screenshot at its end, and writes the report."""
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import time
 import traceback
@@ -19,6 +18,7 @@ from playwright.async_api import Error as PlaywrightError
 from browser_check.browser import Chromium
 from browser_check.checks import ClientCheck, Need, Options
 from browser_check.lab import Lab
+from harness.render import render
 from notify_contract.redaction import redact
 from notify_contract.rules import Level
 from notify_contract.verdicts import CaseFailed, NotRun, Verdict
@@ -140,29 +140,7 @@ def write_report(out: Path, results: list[CheckResult], meta: dict[str, Any]) ->
     # The page's sockets carry its token in their URLs: no file of the report keeps one.
     text = json.dumps({"meta": meta, "checks": rows}, indent=2)
     (out / "results.json").write_text(redact(text))
-    cells = []
-    for r in rows:
-        src = html.escape(str(r["screenshot"] or ""), quote=True)
-        shot = f'<a href="{src}"><img src="{src}" width="240"></a>' if src else ""
-        verdict_class = html.escape(str(r["verdict"]).replace(" ", "-"), quote=True)
-        cells.append(
-            f'<tr class="{verdict_class}">'
-            f"<td>[{html.escape(str(r['rule']))}] {html.escape(str(r['level']))}</td>"
-            f"<td><b>{html.escape(str(r['id']))}</b><br>{html.escape(str(r['title']))}</td>"
-            f"<td>{html.escape(str(r['verdict']))}</td>"
-            f"<td>{html.escape(str(r['expected']))}</td>"
-            f"<td>{html.escape(str(r['observed']))}</td><td>{shot}</td></tr>"
-        )
-    page = f"""<!doctype html><meta charset="utf-8"><title>client check</title>
-<style>body{{font:14px system-ui;margin:1em}}td,th{{border-bottom:1px solid #ddd;padding:4px;
-vertical-align:top}}tr.fail{{background:#fee}}tr.non-strict{{background:#ffd}}
-tr.pass{{background:#efe}}</style>
-<h1>Client check of {html.escape(str(meta["page"]))}</h1>
-<p>{html.escape(str(meta["command"]))} &middot; {html.escape(str(meta["created"]))} &middot;
-rules: docs/contract.md section 7 &middot; Chromium from
-{html.escape(str(meta.get("chromium_source", meta.get("chromium", "?"))))}</p>
-<table><tr><th>rule</th><th>check</th><th>verdict</th><th>expected</th><th>observed</th>
-<th>the page at the end</th></tr>
-{"".join(cells)}</table>"""
+    chromium = meta.get("chromium_source", meta.get("chromium", "?"))
+    page = render("browser_check", "report.html", meta=meta, rows=rows, chromium=chromium)
     (out / "index.html").write_text(redact(page))
     return out / "index.html"

@@ -7,11 +7,11 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from contract_tests.runner import CaseResult, RunResult
+from harness.render import render
 from notify_contract.verdicts import Verdict
 
 PACKAGES = ("ws-notify-harness", "websockets", "httpx", "jsonschema", "pyjwt", "hypothesis")
@@ -163,87 +163,18 @@ def fix_first_text(runs: list[RunResult], shown: int = 5) -> str:
     return "\n".join(lines)
 
 
-STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
-.pass { background: #e6f4e6; } .fail { background: #f9d6d5; }
-.non-strict { background: #fdf1cf; } .not-run { background: #eee; color: #666; }
-.not-applicable { color: #666; }
-pre { white-space: pre-wrap; font-size: 12px; margin: 0; }
-.big { font-size: 1.3em; font-weight: bold; }
-"""
-
-
 def to_html(runs: list[RunResult], meta: dict[str, Any]) -> str:
-    verdict_css = {v: v.value.replace(" ", "-") for v in Verdict}
-    parts = [
-        f"<!doctype html><meta charset=utf-8><title>Contract suite</title><style>{STYLE}"
-        "</style><h1>Notification contract: results</h1>"
-    ]
-    failed = any(run.failed for run in runs)
-    parts.append(
-        f"<p class=big>{'A MUST is broken' if failed else 'No MUST broken'}"
-        f" &mdash; {escape(meta['created'])}</p><table><tr><th>target</th><th>URL</th>"
-        + "".join(f"<th>{v.value}</th>" for v in Verdict)
-        + "<th>time</th></tr>"
+    return render(
+        "contract_tests",
+        "report.html",
+        runs=runs,
+        meta=meta,
+        meta_json=json.dumps(meta, indent=2),
+        failed=any(run.failed for run in runs),
+        verdicts=list(Verdict),
+        groups=fix_first(runs),
+        shown=SHOWN,
     )
-    for run in runs:
-        parts.append(
-            f"<tr><td>{escape(run.target.label)}</td><td>{escape(run.target.base)}</td>"
-            + "".join(f"<td class={verdict_css[v]}>{run.count(v)}</td>" for v in Verdict)
-            + f"<td>{run.duration:.1f}s</td></tr>"
-        )
-    parts.append("</table>")
-    groups = fix_first(runs)
-    if groups:
-        parts.append(
-            "<h2>Fix first</h2><p>Failures grouped by their first failing check, "
-            "largest group first.</p><ol>"
-        )
-        for g in groups:
-            parts.append(
-                f"<li><b>{len(g.cases)} case(s)</b>: {escape(g.example)}<br><small>"
-                f"{escape(', '.join(g.cases))}</small></li>"
-            )
-        parts.append("</ol>")
-    for run in runs:
-        parts.append(
-            f"<h2>{escape(run.target.label)} ({escape(run.target.base)})</h2>"
-            f"<p>driver: {escape(run.driver)}</p><table><tr><th>rule</th><th>case</th>"
-            "<th>level</th><th>verdict</th><th>time</th><th>what</th></tr>"
-        )
-        for r in run.results:
-            anchor = f"{run.target.label}-{r.case.id}"
-            name = (
-                f"<a href='#{escape(anchor)}'>{escape(r.case.id)}</a>"
-                if r.verdict in SHOWN
-                else escape(r.case.id)
-            )
-            detail = escape(r.reason) if r.reason else escape(r.case.title)
-            parts.append(
-                f"<tr><td>{escape(r.case.clause)}</td><td>{name}</td>"
-                f"<td>{r.case.level.value}</td><td class={verdict_css[r.verdict]}>"
-                f"{r.verdict.value}</td><td>{r.duration:.2f}s</td><td>{detail}</td></tr>"
-            )
-        parts.append("</table>")
-        for r in run.results:
-            if r.verdict not in SHOWN:
-                continue
-            parts.append(
-                f"<h3 id='{escape(run.target.label)}-{escape(r.case.id)}'>"
-                f"{escape(r.case.label)}: {r.verdict.value}</h3><p>{escape(r.reason)}</p>"
-                "<table><tr><th>t (s)</th><th>stream</th><th>dir</th><th>frame</th></tr>"
-            )
-            for e in r.transcript:
-                parts.append(
-                    f"<tr><td>{e.at:.3f}</td><td>{escape(e.stream)}</td>"
-                    f"<td>{escape(e.direction)}</td><td><pre>{escape(e.text)}</pre></td>"
-                    "</tr>"
-                )
-            parts.append("</table>")
-    parts.append(f"<h2>Environment</h2><pre>{escape(json.dumps(meta, indent=2))}</pre>")
-    return "\n".join(parts)
 
 
 def write(directory: Path, runs: list[RunResult], meta: dict[str, Any]) -> Path:

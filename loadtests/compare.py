@@ -17,7 +17,6 @@ import shlex
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from harness.render import render
 from harness.reports import redacted
 from harness.stack import StackError
 from loadtests import target_options
@@ -305,46 +305,32 @@ def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Pat
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
         images.append((name, label))
-    table = [
-        "<table><tr><th>figure</th>"
-        + "".join(f"<th>{escape(m)}<br>{n}</th>" for n in sizes for m in modes)
-        + "</tr>"
-    ]
+    columns = [(m, n) for n in sizes for m in modes]
+    table = []
     for key, label, unit in METRICS:
         cells = []
-        for n in sizes:
-            for m in modes:
-                r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
-                value = "did not run" if "error" in r else r.get(key)
-                shown = (
-                    f"{value} {unit}"
-                    if unit and value is not None and "error" not in r
-                    else str(value)
-                )
-                cells.append(f"<td>{escape(shown)}</td>")
-        table.append(f"<tr><td>{escape(label)}</td>{''.join(cells)}</tr>")
-    table.append("</table>")
-    lines = "".join(
-        f"<tr><td>{escape(c)}</td><td>{escape(v)}</td></tr>" for c, v in verdicts(results)
-    )
-    runs = "".join(
-        f"<li>{escape(r['mode'])} at {r['users']}: "
-        + (
-            escape(r["error"])
-            if "error" in r
-            else f"<a href='{escape(r['run'])}/report.html'>{escape(r['run'])}</a>"
-        )
-        + "</li>"
+        for m, n in columns:
+            r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
+            value = "did not run" if "error" in r else r.get(key)
+            shown = f"{value} {unit}" if unit and value is not None and "error" not in r else value
+            cells.append(str(shown))
+        table.append((label, cells))
+    runs = [
+        {"mode": r["mode"], "users": r["users"], "error": r.get("error"), "run": r.get("run")}
         for r in results
+    ]
+    page = render(
+        "loadtests",
+        "compare.html",
+        created=meta["created"],
+        claims=verdicts(results),
+        columns=columns,
+        table=table,
+        images=images,
+        runs=runs,
+        command=meta["command"],
     )
-    pics = "".join(f"<img src='{escape(n)}' alt='{escape(c)}'>" for n, c in images)
-    (out / "report.html").write_text(f"""<!doctype html><meta charset=utf-8>
-<title>SSE vs WebSocket</title><style>body{{font:14px/1.4 system-ui,sans-serif;margin:2em}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}table{{border-collapse:collapse}}
-</style><h1>SSE + Redis PubSub vs WebSocket</h1><p>{escape(meta["created"])}</p>
-<h2>The seed's claims, measured</h2><table>{lines}</table>
-<h2>Side by side</h2>{"".join(table)}{pics}
-<h2>Runs</h2><ul>{runs}</ul><p>Command: <code>{escape(meta["command"])}</code></p>""")
+    (out / "report.html").write_text(page)
     md: list[str] = [
         "# SSE + Redis PubSub vs WebSocket",
         "",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
+from harness.render import render
 from harness.reports import environment as shared_environment
 from harness.reports import machine
 
@@ -192,39 +192,20 @@ def _settings_text(data: dict[str, Any]) -> str:
 
 def html(data: dict[str, Any], images: list[tuple[str, str]]) -> str:
     figures = data["figures"]
-    status = verdict(data)
-    rows = "".join(
-        f"<tr><td>{escape(label)}</td><td><b>{escape(value)}</b></td></tr>"
-        for label, value in headline_rows(figures)
+    return render(
+        "loadtests",
+        "run.html",
+        scenario=data["config"]["scenario"],
+        status=verdict(data),
+        created=data["created"],
+        thresholds=data["thresholds"],
+        command=data["command"],
+        settings=_settings_text(data),
+        saturated=bool(figures.get("generator_saturated")),
+        rows=headline_rows(figures),
+        images=images,
+        environment=str(data["environment"]),
     )
-    gen = (
-        "<p style='color:#a00'><b>The load generator was saturated</b> (a locust process at "
-        "90% CPU or more): latency includes the generator's own delay.</p>"
-        if figures.get("generator_saturated")
-        else ""
-    )
-    thresholds = "".join(
-        f"<li>{'met' if t['ok'] else '<b>MISSED</b>'}: {escape(t['text'])}</li>"
-        for t in data["thresholds"]
-    )
-    pictures = "".join(
-        f"<h3>{escape(c)}</h3><img src='{escape(n)}' alt='{escape(c)}'>" for n, c in images
-    )
-    return f"""<!doctype html><meta charset=utf-8>
-<title>Load run {escape(data["config"]["scenario"])}</title>
-<style>body{{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}}
-td{{border:1px solid #ccc;padding:3px 8px}}table{{border-collapse:collapse}}
-pre{{font-size:12px}}</style>
-<h1>Load run: {escape(data["config"]["scenario"])}</h1>
-<p style='font-size:1.3em'><b>{escape(status)}</b> &mdash; {escape(data["created"])}</p>
-<h2>Thresholds</h2><ul>{thresholds}</ul>
-<p>Command: <code>{escape(data["command"])}</code></p>
-<h2>Settings and budget</h2><pre>{escape(_settings_text(data))}</pre>{gen}
-<h2>Figures</h2><table>{rows}</table>
-{pictures}
-<h2>Environment</h2><pre>{escape(str(data["environment"]))}</pre>
-<p>Every figure: summary.json; every sample: samples.jsonl; locust's own statistics:
-locust_*.csv.</p>"""
 
 
 def verdict(data: dict[str, Any]) -> str:
