@@ -15,7 +15,7 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from harness.render import render
-from harness.reports import redacted
+from harness.reports import redacted, run_folder
 from harness.stack import StackError
 from loadtests import target_options
 from loadtests.config import BudgetError, RunConfig, from_profile
+from loadtests.figures import NONE_MEASURED, NOT_MEASURED, Figure, Figures, Table, in_table
 from loadtests.run import NO_PROBES, LoadError, Probes, run
 from notify_client.target import Target
 from notify_contract.verdicts import Need
@@ -44,21 +45,43 @@ TARGET_MODES: dict[str, dict[str, Any]] = {
     "websocket": {"scenario": "fanout"},
     "sse": {"scenario": "sse"},
 }
-METRICS = [
-    ("redis_clients_max", "Redis connections (max)", ""),
-    ("redis_pubsub_clients_max", "Redis PubSub connections (max)", ""),
-    ("redis_clients_after", "Redis connections after the clients left", ""),
-    ("mem_per_conn_kb", "server memory per connection", "KB"),
-    ("server_fds_max", "server open files (max)", ""),
-    ("cpu_us_per_msg", "server CPU per delivered frame", "µs"),
-    ("p50_ms", "delivery latency p50", "ms"),
-    ("p99_ms", "delivery latency p99", "ms"),
-    ("connect_p50_ms", "connect time p50", "ms"),
-    ("connect_failures", "connect failures", ""),
-    ("unexpected_closes", "unexpected closes", ""),
-    ("lost", "notifications lost", ""),
-    ("connections_held", "WebSocket streams held (stats)", ""),
-]
+
+
+@dataclass(frozen=True)
+class ModeRun:
+    """One mode at one size: its figures, or why it did not run."""
+
+    mode: str
+    users: int
+    figures: Figures = NONE_MEASURED
+    run: str | None = None
+    error: str | None = None
+    applicable: bool = True  # False: the target declares it lacks this mode
+    missed: tuple[str, ...] = ()  # the thresholds the run missed
+
+    @property
+    def ran(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} at {self.users}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "figures": self.figures.to_dict(), "missed": list(self.missed)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModeRun:
+        """A saved row; a file from before the figure table kept the figures in the row."""
+        return cls(
+            data["mode"],
+            data["users"],
+            Figures.from_dict(data.get("figures", data)),
+            data.get("run"),
+            data.get("error"),
+            data.get("applicable", True),
+            tuple(data.get("missed", ())),
+        )
 
 
 def one(
@@ -68,128 +91,121 @@ def one(
     out: Path,
     target: Target | None = None,
     probes: Probes = NO_PROBES,
-) -> dict[str, Any]:
+) -> ModeRun:
     """Run one mode at N users; its figures, or why it could not run."""
     modes = MODES if target is None else TARGET_MODES
     if target is not None and mode == "sse" and target.lacks(Need.SSE):
-        return {
-            "mode": mode,
-            "users": users,
-            "error": "not applicable: the target declares no SSE",
-            "applicable": False,
-        }
+        why = "not applicable: the target declares no SSE"
+        return ModeRun(mode, users, error=why, applicable=False)
     config = replace(base, users=users, redis=target is None, **modes[mode])
     try:
         outcome = run(config, out, name=f"{mode}-{users}", target=target, probes=probes)
     except (BudgetError, LoadError, StackError) as exc:
-        return {"mode": mode, "users": users, "error": str(exc)}
-    data = json.loads((outcome.directory / "summary.json").read_text())
-    empty = nothing_measured(data["figures"])
+        return ModeRun(mode, users, error=str(exc))
+    name = outcome.directory.name
+    empty = nothing_measured(outcome.figures)
     if empty is not None:
-        return {"mode": mode, "users": users, "run": outcome.directory.name, "error": empty}
-    return {
-        "mode": mode,
-        "users": users,
-        "run": outcome.directory.name,
-        **data["resources"],
-        **data["figures"],
-        "missed": [text for ok, text in outcome.verdicts if not ok],
-    }
+        return ModeRun(mode, users, run=name, error=empty)
+    missed = tuple(text for ok, text in outcome.verdicts if not ok)
+    return ModeRun(mode, users, outcome.figures, name, missed=missed)
 
 
-def problems(result: dict[str, Any]) -> list[str]:
+def problems(result: ModeRun) -> list[str]:
     """Why one mode's run fails the comparison: it did not run, or missed a threshold (the
     load run's defaults: nothing lost, misrouted or never connected)."""
-    if result.get("applicable") is False:
+    if not result.applicable:
         return []
-    if "error" in result:
-        return [str(result["error"])]
-    return list(result.get("missed", []))
+    if result.error is not None:
+        return [result.error]
+    return list(result.missed)
 
 
-def nothing_measured(figures: dict[str, Any]) -> str | None:
+def nothing_measured(figures: Figures) -> str | None:
     """Why a run's figures mean nothing (no stream connected), or None."""
-    if not figures.get("streams_connected"):
+    if not figures.streams_connected:
         return "no stream connected: nothing was measured"
     return None
 
 
 REDIS_MAXCLIENTS = 10_000  # redis-server's default, which these runs keep
+FILE_LIMIT = 20_000  # this machine's open files per process
 
 
-def derive(result: dict[str, Any]) -> dict[str, Any]:
+def derive(result: ModeRun) -> ModeRun:
     """Figures the run could not take from the stats, which count only WebSocket streams."""
-    if "error" in result or result["mode"] == "websocket":
+    if not result.ran or result.mode == "websocket":
         return result
     # The server's stream counts are WebSocket streams: for SSE they are not measured, not 0.
-    out = dict(result, connections_held=None, peak_connections=None)
-    if out.get("mem_per_conn_kb") is None and out.get("server_rss_hold_mb") is not None:
-        grown = out["server_rss_hold_mb"] - out["server_rss_baseline_mb"]
-        out["mem_per_conn_kb"] = round(grown * 1024 / out["users"], 2)
-    return out
+    f = replace(result.figures, connections_held=None, peak_connections=None)
+    if f.mem_per_conn_kb is None and f.server_rss_hold_mb is not None:
+        grown = f.server_rss_hold_mb - (f.server_rss_baseline_mb or 0.0)
+        f = replace(f, mem_per_conn_kb=round(grown * 1024 / result.users, 2))
+    return replace(result, figures=f)
 
 
-def causes(result: dict[str, Any]) -> list[str]:
+def causes(result: ModeRun) -> list[str]:
     """Which limit a run ran into, from its resources."""
-    found = []
-    if (result.get("redis_clients_max") or 0) >= 0.98 * REDIS_MAXCLIENTS:
+    f, found = result.figures, []
+    if (f.redis_clients_max or 0) >= 0.98 * REDIS_MAXCLIENTS:
         found.append(f"Redis reached maxclients ({REDIS_MAXCLIENTS})")
-    if (result.get("server_fds_max") or 0) >= 0.99 * 20_000:
-        found.append("the server reached its 20000 open-file limit")
+    if (f.server_fds_max or 0) >= 0.99 * FILE_LIMIT:
+        found.append(f"the server reached its {FILE_LIMIT} open-file limit")
     return found
 
 
-def broke(result: dict[str, Any]) -> str | None:
+def broke(result: ModeRun) -> str | None:
     """Why this run counts as broken, or None."""
-    if "error" in result:
-        return str(result["error"])
-    reasons = [
-        f"{result[k]} {label}"
-        for k, label in (
-            ("connect_failures", "connect failures"),
-            ("unexpected_closes", "unexpected closes"),
-            ("lost", "notifications lost"),
-        )
-        if result.get(k)
-    ]
+    if result.error is not None:
+        return result.error
+    f = result.figures
+    counted = (
+        (f.connect_failures, "connect failures"),
+        (f.unexpected_closes, "unexpected closes"),
+        (f.lost, "notifications lost"),
+    )
+    reasons = [f"{n} {label}" for n, label in counted if n]
     if reasons:
         reasons += causes(result)
-    if reasons and result.get("generator_saturated") and not causes(result):
+    if reasons and f.generator_saturated and not causes(result):
         reasons.append("the generator was saturated: inconclusive")
     return ", ".join(reasons) or None
 
 
-def modes_of(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return TARGET_MODES if any(r["mode"] == "sse" for r in results) else MODES
+def modes_of(results: list[ModeRun]) -> dict[str, dict[str, Any]]:
+    return TARGET_MODES if any(r.mode == "sse" for r in results) else MODES
 
 
-def _lat(result: dict[str, Any]) -> str:
+def _lat(f: Figures) -> str:
     """Delivery p50/p99 of one mode, or "not measured" (no notification carried a send time)."""
-    p50, p99 = result.get("p50_ms"), result.get("p99_ms")
-    return "not measured" if p50 is None or p99 is None else f"{p50}/{p99} ms"
+    return NOT_MEASURED if f.p50_ms is None or f.p99_ms is None else f"{f.p50_ms}/{f.p99_ms} ms"
 
 
-def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _at_smallest(results: list[ModeRun], mode: str) -> Figures:
+    smallest = min((r.users for r in results), default=0)
+    found = (r.figures for r in results if r.ran and (r.mode, r.users) == (mode, smallest))
+    return next(found, NONE_MEASURED)
+
+
+def target_verdicts(results: list[ModeRun]) -> list[tuple[str, str]]:
     """The seed's claims on a target: its WebSocket side against its own SSE side."""
-    by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
-    smallest = min((r["users"] for r in results), default=0)
-    ws, sse = by.get(("websocket", smallest), {}), by.get(("sse", smallest), {})
-    pubsub = sse.get("redis_pubsub_clients_max")
-    why = next((r["error"] for r in results if r["mode"] == "sse" and "error" in r), None)
+    smallest = min((r.users for r in results), default=0)
+    ws, sse = _at_smallest(results, "websocket"), _at_smallest(results, "sse")
+    pubsub = sse.redis_pubsub_clients_max
+    why = next((r.error for r in results if r.mode == "sse" and not r.ran), None)
     if why is not None:
         return [
             ("SSE against WebSocket", f"SSE {why}; nothing to compare"),
             (
                 "Nothing lost (the clients' count)",
-                f"WebSocket lost {ws.get('lost')} of {ws.get('owed')}; delivery p50/p99 "
+                f"WebSocket lost {ws.lost} of {ws.owed}; delivery p50/p99 "
                 f"{_lat(ws)} at {smallest} clients",
             ),
         ]
     return [
         (
             "Redis PubSub connections per SSE client (needs --redis-url)",
-            f"at {smallest} clients ({sse.get('streams_connected')} SSE streams connected) Redis "
-            f"held {pubsub} PubSub connections for SSE, {ws.get('redis_pubsub_clients_max')} for "
+            f"at {smallest} clients ({sse.streams_connected} SSE streams connected) Redis "
+            f"held {pubsub} PubSub connections for SSE, {ws.redis_pubsub_clients_max} for "
             "WebSocket"
             if pubsub is not None
             else "not measured: give --redis-url",
@@ -200,158 +216,122 @@ def target_verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
         ),
         (
             "Nothing lost (the clients' count)",
-            f"WebSocket lost {ws.get('lost')} of {ws.get('owed')}, SSE lost {sse.get('lost')} "
-            f"of {sse.get('owed')}",
+            f"WebSocket lost {ws.lost} of {ws.owed}, SSE lost {sse.lost} of {sse.owed}",
         ),
     ]
 
 
-def verdicts(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _breaks(results: list[ModeRun]) -> str:
+    """At which N each mode broke, and how."""
+    said = []
+    for mode in modes_of(results):
+        runs = sorted((r for r in results if r.mode == mode), key=lambda r: r.users)
+        first = next((r for r in runs if broke(r)), None)
+        top = max((r.users for r in runs if not broke(r)), default=None)
+        held = f"held every N tried (up to {top})"
+        said.append(f"{mode}: " + (f"broke at {first.users} ({broke(first)})" if first else held))
+    return "; ".join(said)
+
+
+def verdicts(results: list[ModeRun]) -> list[tuple[str, str]]:
     """One line per claim of the seed's table, from what the runs measured."""
     if modes_of(results) is TARGET_MODES:
         return target_verdicts(results)
-    by = {(r["mode"], r["users"]): r for r in results if "error" not in r}
-    smallest = min((r["users"] for r in results), default=0)
-    ws, shared, per = (by.get((m, smallest), {}) for m in MODES)
-    lines = []
-    pc, wsp = per.get("redis_pubsub_clients_max"), ws.get("redis_pubsub_clients_max")
-    lines.append(
+    smallest = min((r.users for r in results), default=0)
+    ws, shared, per = (_at_smallest(results, m) for m in MODES)
+    pc, wsp = per.redis_pubsub_clients_max, ws.redis_pubsub_clients_max
+    return [
         (
             "Connection management: every SSE connection creates its own PubSub connection",
             f"confirmed at {smallest} clients: SSE per-connection held {pc} Redis PubSub "
-            f"connections, SSE shared {shared.get('redis_pubsub_clients_max')}, WebSocket {wsp}"
+            f"connections, SSE shared {shared.redis_pubsub_clients_max}, WebSocket {wsp}"
             if pc is not None
-            else "not measured",
-        )
-    )
-    lines.append(
+            else NOT_MEASURED,
+        ),
         (
             "Redis connections: no pool, leaks easily / WebSocket needs no Redis PubSub",
-            f"at {smallest} clients Redis held at most {per.get('redis_clients_max')} connections "
-            f"(SSE per-connection) vs {ws.get('redis_clients_max')} (WebSocket); after the clients "
-            f"left: {per.get('redis_clients_after')} vs {ws.get('redis_clients_after')}",
-        )
-    )
-    lines.append(
+            f"at {smallest} clients Redis held at most {per.redis_clients_max} connections "
+            f"(SSE per-connection) vs {ws.redis_clients_max} (WebSocket); after the clients "
+            f"left: {per.redis_clients_after} vs {ws.redis_clients_after}",
+        ),
         (
             "Real-time: SSE good, WebSocket better",
             f"delivery p50/p99 at {smallest} clients: WebSocket {_lat(ws)}"
-            f", SSE shared {_lat(shared)}, "
-            f"SSE per-connection {_lat(per)}",
-        )
-    )
-    breaks = []
-    for mode in modes_of(results):
-        runs = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["users"])
-        first = next((r for r in runs if broke(r)), None)
-        top = max((r["users"] for r in runs if not broke(r)), default=None)
-        breaks.append(
-            f"{mode}: "
-            + (
-                f"broke at {first['users']} ({broke(first)})"
-                if first
-                else f"held every N tried (up to {top})"
-            )
-        )
-    lines.append(
+            f", SSE shared {_lat(shared)}, SSE per-connection {_lat(per)}",
+        ),
         (
             "Connection count: SSE limited by Redis connections, WebSocket only by the server",
-            "; ".join(breaks),
-        )
-    )
-    lines.append(
+            _breaks(results),
+        ),
         (
             "Direction: one-way / two-way",
             "a protocol property, not a load figure: the contract suite's ping-pong case",
-        )
-    )
-    lines.append(
+        ),
         (
             "Automatic reconnect: browser / by hand",
             "not a load figure: notify_contract/reconnect.py implements docs/contract.md 7 and "
             "notify_contract/tests/test_reconnect.py checks it",
-        )
-    )
-    return lines
+        ),
+    ]
 
 
-def write(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    results = [derive(r) for r in results]
-    modes = modes_of(results)
-    sizes = sorted({r["users"] for r in results})
-    (out / "compare.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    images = []
-    for key, label, unit in METRICS[:9]:
+def _cell(result: ModeRun | None, f: Figure) -> str:
+    if result is None:
+        return "did not run"
+    return "did not run" if not result.ran else f.show(f.of(result.figures))
+
+
+def _plots(out: Path, results: list[ModeRun], sizes: list[int]) -> list[tuple[str, str]]:
+    """A bar chart per figure of the PLOT table: each mode side by side at each N."""
+    modes, images = modes_of(results), []
+    for f in in_table(Table.PLOT):
         fig, ax = plt.subplots(figsize=(7, 3))
         width = 0.8 / len(modes)
         for i, mode in enumerate(modes):
-            vals = [
-                next(
-                    (
-                        r.get(key) or 0
-                        for r in results
-                        if r["mode"] == mode and r["users"] == n and "error" not in r
-                    ),
-                    0,
-                )
-                for n in sizes
-            ]
+            by_size = {r.users: r for r in results if r.mode == mode and r.ran}
+            vals = [(f.of(by_size[n].figures) or 0) if n in by_size else 0 for n in sizes]
             ax.bar([j + i * width for j in range(len(sizes))], vals, width, label=mode)
         ax.set_xticks([j + width for j in range(len(sizes))], [f"{n} clients" for n in sizes])
-        ax.set_ylabel(f"{label} ({unit})" if unit else label, fontsize=8)
+        ax.set_ylabel(f.heading, fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        name = f"{key}.png"
+        name = f"{f.key}.png"
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
-        images.append((name, label))
+        images.append((name, f.label))
+    return images
+
+
+def write(out: Path, results: list[ModeRun], meta: dict[str, Any]) -> Path:
+    results = [derive(r) for r in results]
+    modes = modes_of(results)
+    sizes = sorted({r.users for r in results})
+    saved = {**meta, "results": [r.to_dict() for r in results]}
+    (out / "compare.json").write_text(json.dumps(saved, indent=2) + "\n")
+    images = _plots(out, results, sizes)
     columns = [(m, n) for n in sizes for m in modes]
-    table = []
-    for key, label, unit in METRICS:
-        cells = []
-        for m, n in columns:
-            r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
-            value = "did not run" if "error" in r else r.get(key)
-            shown = f"{value} {unit}" if unit and value is not None and "error" not in r else value
-            cells.append(str(shown))
-        table.append((label, cells))
-    runs = [
-        {"mode": r["mode"], "users": r["users"], "error": r.get("error"), "run": r.get("run")}
-        for r in results
+    by = {(r.mode, r.users): r for r in results}
+    table = [
+        (f.label, [_cell(by.get(column), f) for column in columns]) for f in in_table(Table.COMPARE)
     ]
+    claims = verdicts(results)
     page = render(
         "loadtests",
         "compare.html",
         created=meta["created"],
-        claims=verdicts(results),
+        claims=claims,
         columns=columns,
         table=table,
         images=images,
-        runs=runs,
+        runs=results,
         command=meta["command"],
     )
     (out / "report.html").write_text(page)
-    md: list[str] = [
-        "# SSE + Redis PubSub vs WebSocket",
-        "",
-        f"{meta['created']}",
-        "",
-        "| claim (seed) | measured |",
-        "|---|---|",
-    ]
-    md += [f"| {c} | {v} |" for c, v in verdicts(results)]
-    md += [
-        "",
-        "| figure | " + " | ".join(f"{m} {n}" for n in sizes for m in modes) + " |",
-        "|---" * (1 + len(sizes) * len(modes)) + "|",
-    ]
-    for key, label, _ in METRICS:
-        shown_values: list[str] = []
-        for n in sizes:
-            for m in modes:
-                r = next((r for r in results if r["mode"] == m and r["users"] == n), {})
-                shown_values.append("did not run" if "error" in r else str(r.get(key)))
-        md.append(f"| {label} | " + " | ".join(shown_values) + " |")
+    md = ["# SSE + Redis PubSub vs WebSocket", "", f"{meta['created']}", ""]
+    md += ["| claim (seed) | measured |", "|---|---|", *(f"| {c} | {v} |" for c, v in claims)]
+    md += ["", "| figure | " + " | ".join(f"{m} {n}" for m, n in columns) + " |"]
+    md += ["|---" * (1 + len(columns)) + "|"]
+    md += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in table]
     md += ["", f"Command: `{meta['command']}`", ""]
     (out / "summary.md").write_text("\n".join(md))
     return out
@@ -379,7 +359,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
     args = p.parse_args(argv)
     if args.report_only is not None:
         saved = json.loads((args.report_only / "compare.json").read_text())
-        results = saved.pop("results")
+        results = [ModeRun.from_dict(r) for r in saved.pop("results")]
         write(args.report_only, results, saved)
         print(f"report: {args.report_only / 'report.html'}")
         return 0
@@ -400,7 +380,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
         via_nginx=target is None,
     )
     created = datetime.now(UTC)
-    out = args.reports / f"compare-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out = run_folder(args.reports, "compare", created)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in sizes:
@@ -417,12 +397,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.compare
         print(f"- {claim}: {measured}")
     failing = [(r, why) for r in results for why in problems(r)]
     for r, why in failing:
-        print(f"FAIL {r['mode']} at {r['users']} clients: {why}")
-    passing = [r for r in results if not problems(r) and r.get("applicable") is not False]
-    absent = [r for r in results if r.get("applicable") is False]
-    said = ", ".join(f"{r['mode']} at {r['users']}" for r in passing) or "none"
+        print(f"FAIL {r.label} clients: {why}")
+    passing = [r for r in results if not problems(r) and r.applicable]
+    absent = [r for r in results if not r.applicable]
+    said = ", ".join(r.label for r in passing) or "none"
     if absent:
-        said += "; not applicable: " + ", ".join(f"{r['mode']} at {r['users']}" for r in absent)
+        said += "; not applicable: " + ", ".join(r.label for r in absent)
     print(f"result: {'fail' if failing else 'pass'} (passing: {said})")
     return 1 if failing else 0
 

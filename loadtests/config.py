@@ -7,10 +7,11 @@ ephemeral port range. The budget is checked before anything starts, not discover
 
 from __future__ import annotations
 
+import json
 import resource
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from notify_contract.settings import DEFAULTS
 
@@ -227,9 +228,9 @@ SCENARIO_USERS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class LoadEnv:
-    """What the locust processes need to know of the run: locust options of the locustfile
-    (`--notify-<field>`), passed as `LOCUST_NOTIFY_<FIELD>` variables, which locust's own parser
-    reads (the secret stays out of the process list)."""
+    """What the locust processes need to know of the run, as one JSON value: the locustfile's
+    option `--notify-run`, passed as LOCUST_NOTIFY_RUN, which locust's own parser reads (the
+    secret stays out of the process list)."""
 
     target: str
     secret: str
@@ -248,60 +249,50 @@ class LoadEnv:
     offer_compression: bool = False
     stats_cross_check: bool = True
 
-    @staticmethod
-    def variable(name: str) -> str:
-        return f"LOCUST_NOTIFY_{name.upper()}"
+    OPTION: ClassVar[str] = "notify_run"
+    VARIABLE: ClassVar[str] = "LOCUST_NOTIFY_RUN"
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "run_dir": str(self.run_dir)})
+
+    @classmethod
+    def from_json(cls, text: str) -> LoadEnv:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        missing = sorted(known - data.keys())
+        if missing:
+            raise RuntimeError(f"{cls.VARIABLE} lacks {', '.join(missing)}")
+        data = {k: v for k, v in data.items() if k in known}
+        return cls(
+            **{
+                **data,
+                "run_dir": Path(data["run_dir"]),
+                "source_addresses": tuple(data["source_addresses"]),
+            }
+        )
 
     def to_environ(self) -> dict[str, str]:
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[self.variable(f.name)] = ",".join(value) if isinstance(value, tuple) else str(value)
-        return out
+        return {self.VARIABLE: self.to_json()}
 
     @classmethod
     def add_arguments(cls, parser: Any) -> None:
-        """Register every field as a locust option (`init_command_line_parser`)."""
-        for f in fields(cls):  # not in a group: locust's parser takes its keywords itself only
-            parser.add_argument(
-                f"--notify-{f.name.replace('_', '-')}",
-                dest=f"notify_{f.name}",
-                env_var=cls.variable(f.name),
-                default=None,
-                include_in_web_ui=False,
-            )
+        """Register `--notify-run` as a locust option (`init_command_line_parser`); not in a
+        group: locust's parser takes its keywords itself only."""
+        parser.add_argument(
+            "--notify-run",
+            dest=cls.OPTION,
+            env_var=cls.VARIABLE,
+            default=None,
+            include_in_web_ui=False,
+        )
 
     @classmethod
     def from_options(cls, options: Any) -> LoadEnv:
-        """The run from locust's parsed options; a missing one names itself."""
-        missing = [
-            f.name for f in fields(cls) if getattr(options, f"notify_{f.name}", None) is None
-        ]
-        if missing:
+        """The run from locust's parsed options; without it, say how to start locust."""
+        text = getattr(options, cls.OPTION, None)
+        if text is None:
             raise RuntimeError(
-                f"locust started without --notify-{missing[0].replace('_', '-')} "
-                f"({cls.variable(missing[0])}): run it through `python -m loadtests` (nox -s "
-                "load), which sets the run's options"
+                f"locust started without --notify-run ({cls.VARIABLE}): run it through "
+                "`python -m loadtests` (nox -s load), which sets the run's options"
             )
-
-        def get(name: str) -> str:
-            return str(getattr(options, f"notify_{name}"))
-
-        return cls(
-            target=get("target"),
-            secret=get("secret"),
-            scenario=get("scenario"),
-            run_dir=Path(get("run_dir")),
-            publish_from=float(get("publish_from")),
-            publish_until=float(get("publish_until")),
-            broadcast_interval=float(get("broadcast_interval")),
-            publish_rate=float(get("publish_rate")),
-            users=int(get("users")),
-            rate=float(get("rate")),
-            generator_workers=int(get("generator_workers")),
-            churn_hold=float(get("churn_hold")),
-            source_addresses=tuple(a for a in get("source_addresses").split(",") if a),
-            driver_cmd=get("driver_cmd"),
-            offer_compression=get("offer_compression") == "True",
-            stats_cross_check=get("stats_cross_check") == "True",
-        )
+        return cls.from_json(text)

@@ -2,8 +2,8 @@
 
 By locust's conventions: the user classes a scenario runs are named on locust's command line
 (`locust -f loadtests/locustfile.py IdleUser Publisher`, see `SCENARIO_USERS`); the run's
-settings are locust options of this file (`--notify-target`, ..., set by `python -m loadtests`
-as `LOCUST_NOTIFY_*` variables); nothing is read at import. The streams report to locust
+settings are one locust option of this file (`--notify-run`, set by `python -m loadtests`
+as one JSON value in `LOCUST_NOTIFY_RUN`); nothing is read at import. The streams report to locust
 themselves (`loadtests.locust_client`); `HTTP` requests `publish`, `broadcast` and
 `start task` are driver call times.
 """

@@ -41,8 +41,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from harness.reports import run_folder
 from harness.stack import ServerHandle, StackError, scratch_dir, start_server
 from loadtests.config import BudgetError, RunConfig, from_profile
+from loadtests.figures import NONE_MEASURED, NOT_MEASURED, Figures, Table, in_table
 from loadtests.report import environment
 from loadtests.run import LoadError, Probes, run
 from notify_client.target import Target
@@ -95,26 +97,12 @@ REFERENCE, FLOOR, BEST_PRACTICE = "reference", "floor", "websockets"
 # issue 11's target: the reference within this factor of the floor's CPU per delivery.
 FLOOR_FACTOR = 1.4
 
-COLUMNS = (
-    ("cpu_us_per_delivered", "server CPU per delivery (µs)"),
-    ("mem_per_conn_kb", "server KB per stream"),
-    ("p50_ms", "p50 (ms)"),
-    ("p99_ms", "p99 (ms)"),
-    ("loop_lag_max_ms", "loop lag max (ms)"),
-    ("delivered", "delivered"),
-    ("lost", "lost"),
-    ("unexpected_closes", "unexpected closes"),
-    ("generator_cpu_us_per_received", "generator CPU per delivery (µs)"),
-    ("generator_mem_per_conn_kb", "generator KB per stream"),
-)
-RATIOS = ("cpu_us_per_delivered", "mem_per_conn_kb", "p99_ms")
-
 
 @dataclass(frozen=True)
 class PeerResult:
     peer: str
     title: str
-    figures: dict[str, Any]
+    figures: Figures = NONE_MEASURED
     run: str | None = None
     error: str | None = None
 
@@ -159,9 +147,9 @@ def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
             with environment_variable("JWT_SECRET", secret):
                 outcome = run(config, out, name=peer.name, target=target, probes=probes)
     except (BudgetError, LoadError, StackError) as exc:
-        return PeerResult(peer.name, peer.title, {}, error=str(exc))
+        return PeerResult(peer.name, peer.title, error=str(exc))
     figures = outcome.figures
-    if not figures.get("delivered"):
+    if not figures.delivered:
         name = outcome.directory.name
         return PeerResult(peer.name, peer.title, figures, name, "nothing delivered")
     return PeerResult(peer.name, peer.title, figures, outcome.directory.name)
@@ -169,20 +157,20 @@ def one(peer: Peer, config: RunConfig, out: Path) -> PeerResult:
 
 def ratios(results: list[PeerResult]) -> dict[str, dict[str, float | None]]:
     """Each peer's figures over the reference's (None where either is missing)."""
-    ref = next((r.figures for r in results if r.peer == REFERENCE and not r.error), None)
+    ref = next((r.figures for r in results if r.peer == REFERENCE and not r.error), NONE_MEASURED)
     out: dict[str, dict[str, float | None]] = {}
     for r in results:
         row: dict[str, float | None] = {}
-        for key in RATIOS:
-            mine, theirs = r.figures.get(key), (ref or {}).get(key)
-            row[key] = round(mine / theirs, 2) if mine and theirs else None
+        for f in in_table(Table.RATIO):
+            mine, theirs = f.of(r.figures), f.of(ref)
+            row[f.key] = round(mine / theirs, 2) if mine and theirs else None
         out[r.peer] = row
     return out
 
 
 def verdicts(results: list[PeerResult]) -> list[tuple[bool, str]]:
     """The issue's claims, checked on this run; a claim with a missing side fails."""
-    got = {r.peer: r.figures.get("cpu_us_per_delivered") for r in results if not r.error}
+    got = {r.peer: r.figures.cpu_us_per_delivered for r in results if not r.error}
     ref, floor, best = got.get(REFERENCE), got.get(FLOOR), got.get(BEST_PRACTICE)
     out = [(not r.error, f"{r.peer}: {r.error or 'ran'}") for r in results]
     if ref and floor:
@@ -194,17 +182,9 @@ def verdicts(results: list[PeerResult]) -> list[tuple[bool, str]]:
         out.append((ref < best, f"reference {ref} µs < websockets broadcast() {best} µs"))
     else:
         out.append((False, "reference vs websockets: not measured"))
-    lossless = all(not r.figures.get("lost") for r in results if not r.error)
+    lossless = all(not r.figures.lost for r in results if not r.error)
     out.append((lossless, "nothing lost by any peer" if lossless else "a peer lost deliveries"))
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "not measured"
-    if isinstance(value, float):
-        return f"{value:,.2f}".rstrip("0").rstrip(".")
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def write(out: Path, results: list[PeerResult], meta: dict[str, Any]) -> Path:
@@ -213,12 +193,17 @@ def write(out: Path, results: list[PeerResult], meta: dict[str, Any]) -> Path:
     checks = verdicts(results)
     data = {
         **meta,
-        "peers": [r.__dict__ for r in results],
+        "peers": [{**vars(r), "figures": r.figures.to_dict()} for r in results],
         "ratios_to_reference": rel,
         "verdicts": [{"ok": ok, "text": t} for ok, t in checks],
     }
     (out / "peers.json").write_text(json.dumps(data, indent=2) + "\n")
-    head = "| peer | " + " | ".join(label for _, label in COLUMNS) + " |"
+    columns = in_table(Table.PEERS)
+    head = (
+        "| peer | "
+        + " | ".join(f"{f.label} ({f.unit})" if f.unit else f.label for f in columns)
+        + " |"
+    )
     lines = [
         "# Peers: the same load against four servers",
         "",
@@ -227,22 +212,31 @@ def write(out: Path, results: list[PeerResult], meta: dict[str, Any]) -> Path:
         f"{meta['duration']:g} s; clients offer permessage-deflate.",
         "",
         head,
-        "|" + "---|" * (len(COLUMNS) + 1),
+        "|" + "---|" * (len(columns) + 1),
     ]
     for r in results:
-        cells = [_fmt(r.figures.get(k)) for k, _ in COLUMNS] if not r.error else [r.error]
+        cells = [f.show(f.of(r.figures)) for f in columns] if not r.error else [r.error]
         lines.append(f"| {r.peer} | " + " | ".join(cells) + " |")
     lines += ["", "Ratios to the reference (lower is better):", ""]
-    lines += ["| peer | " + " | ".join(RATIOS) + " |", "|" + "---|" * (len(RATIOS) + 1)]
+    ratio = in_table(Table.RATIO)
+    lines += [
+        "| peer | " + " | ".join(f.key for f in ratio) + " |",
+        "|" + "---|" * (len(ratio) + 1),
+    ]
     for peer, row in rel.items():
-        lines.append(f"| {peer} | " + " | ".join(_fmt(v) for v in row.values()) + " |")
+        lines.append(
+            f"| {peer} | "
+            + " | ".join(NOT_MEASURED if v is None else f"{v:g}" for v in row.values())
+            + " |"
+        )
     lines += ["", "Peers:", ""] + [f"- `{r.peer}`: {r.title}" for r in results]
     lines += ["", "Verdicts:", ""] + [f"- {'PASS' if ok else 'FAIL'} {t}" for ok, t in checks]
     (out / "peers.md").write_text("\n".join(lines) + "\n")
-    measured = [r for r in results if r.figures.get("cpu_us_per_delivered")]
+    cost = {r.peer: r.figures.cpu_us_per_delivered for r in results}
+    measured = {peer: value for peer, value in cost.items() if value}
     if measured:
         fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.bar([r.peer for r in measured], [r.figures["cpu_us_per_delivered"] for r in measured])
+        ax.bar(list(measured), list(measured.values()))
         ax.set_ylabel("server CPU per delivery (µs)")
         ax.set_title(f"{meta['users']} streams, same generator")
         fig.tight_layout()
@@ -282,7 +276,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.peers")
         stats_cross_check=False,
     )
     created = datetime.now(UTC)
-    out = args.reports / f"peers-{created.strftime('%Y%m%dT%H%M%SZ')}"
+    out = run_folder(args.reports, "peers", created)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for i, peer in enumerate(p for p in PEERS if p.name in names):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import matplotlib
 from harness.render import render
 from harness.reports import environment as shared_environment
 from harness.reports import machine
+from loadtests.figures import Figures, shown
+from loadtests.summary import Broadcast, Latency
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -25,66 +28,24 @@ PACKAGES = (
     "psutil",
 )
 
-LABELS = {
-    "peak_connections": ("peak connections", ""),
-    "connections_held": ("connections held (median of the hold)", ""),
-    "connect_failures": ("connect failures", ""),
-    "unexpected_closes": ("unexpected closes", ""),
-    "p50_ms": ("delivery latency p50", "ms"),
-    "p95_ms": ("delivery latency p95", "ms"),
-    "p99_ms": ("delivery latency p99", "ms"),
-    "max_ms": ("delivery latency max", "ms"),
-    "latency_measured_from": ("delivery latency measured from", ""),
-    "broadcasts": ("broadcasts", ""),
-    "notifications": ("notifications received", ""),
-    "streams_connected": ("streams connected (the clients' count)", ""),
-    "owed": ("deliveries owed (the clients' count)", ""),
-    "delivered": ("deliveries made", ""),
-    "lost": ("lost (owed - delivered)", ""),
-    "silent_streams": ("streams owed something that got none of it", ""),
-    "misrouted_streams": ("streams whose `connected` named another user", ""),
-    "never_connected_streams": ("streams that never got `connected`", ""),
-    "gaps": ("gaps seen by clients", ""),
-    "duplicates": ("duplicates", ""),
-    "mem_per_conn_kb": ("server memory per connection", "KB"),
-    "cpu_us_per_msg": ("server CPU per delivered frame", "µs"),
-    "loop_lag_max_ms": ("server event-loop lag, max", "ms"),
-    "cpu_us_per_delivered": ("server CPU of the hold per delivered notification", "µs"),
-    "generator_cpu_us_per_received": ("generator CPU of the hold per received notification", "µs"),
-    "generator_mem_per_conn_kb": ("generator memory per stream", "KB"),
-    "connect_p50_ms": ("connect time p50", "ms"),
-    "connect_p99_ms": ("connect time p99", "ms"),
-    "generator_saturated": ("load generator saturated (>= 90% CPU)", ""),
-}
-
 
 def environment() -> dict[str, Any]:
     return shared_environment(machine(), PACKAGES)
 
 
-def _fmt(value: Any, unit: str) -> str:
-    if value is None:
-        return "not measured"
-    if isinstance(value, float):
-        value = f"{value:,.2f}".rstrip("0").rstrip(".")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        value = f"{value:,}"
-    return f"{value} {unit}".strip()
-
-
-def headline_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        (label, _fmt(figures.get(key), unit))
-        for key, (label, unit) in LABELS.items()
-        if key in figures
-    ]
+LATENCY_LINES: list[tuple[str, Callable[[Latency], float | None]]] = [
+    ("p50", lambda t: t.p50_ms),
+    ("p95", lambda t: t.p95_ms),
+    ("p99", lambda t: t.p99_ms),
+    ("max", lambda t: t.max_ms),
+]
 
 
 def plots(
     out: Path,
     rows: list[dict[str, Any]],
     baseline: dict[str, Any],
-    broadcasts: list[dict[str, Any]],
+    broadcasts: list[Broadcast],
 ) -> list[tuple[str, str]]:
     """The PNGs, each with a caption."""
     made = []
@@ -107,10 +68,10 @@ def plots(
 
     if broadcasts:
         start = rows[0]["wall"] if rows else 0
-        bt = [b["sent_at"] - start for b in broadcasts]
+        bt = [b.sent_at - start for b in broadcasts]
         plt.figure(figsize=(8, 3.2))
-        for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
-            plt.plot(bt, [b[key] or 0 for b in broadcasts], marker="o", label=key[:-3])
+        for label, pick in LATENCY_LINES:
+            plt.plot(bt, [pick(b.latency) or 0 for b in broadcasts], marker="o", label=label)
         plt.xlabel("seconds (broadcast sent)")
         plt.ylabel("delivery latency (ms)")
         plt.legend()
@@ -163,7 +124,7 @@ def plots(
     return made
 
 
-def markdown(data: dict[str, Any]) -> str:
+def markdown(data: dict[str, Any], figures: Figures) -> str:
     lines = [
         f"# Load run: {data['config']['scenario']} ({data['created']})",
         "",
@@ -177,7 +138,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [f"- {'met' if t['ok'] else 'MISSED'}: {t['text']}" for t in data["thresholds"]]
     lines += ["", "## Settings", "", "```", _settings_text(data), "```", ""]
     lines += ["## Figures", "", "| figure | value |", "|---|---|"]
-    lines += [f"| {label} | {value} |" for label, value in headline_rows(data["figures"])]
+    lines += [f"| {label} | {value} |" for label, value in shown(figures)]
     return "\n".join([*lines, ""])
 
 
@@ -190,8 +151,7 @@ def _settings_text(data: dict[str, Any]) -> str:
     )
 
 
-def html(data: dict[str, Any], images: list[tuple[str, str]]) -> str:
-    figures = data["figures"]
+def html(data: dict[str, Any], figures: Figures, images: list[tuple[str, str]]) -> str:
     return render(
         "loadtests",
         "run.html",
@@ -201,8 +161,8 @@ def html(data: dict[str, Any], images: list[tuple[str, str]]) -> str:
         thresholds=data["thresholds"],
         command=data["command"],
         settings=_settings_text(data),
-        saturated=bool(figures.get("generator_saturated")),
-        rows=headline_rows(figures),
+        saturated=bool(figures.generator_saturated),
+        rows=shown(figures),
         images=images,
         environment=str(data["environment"]),
     )
@@ -217,8 +177,13 @@ def verdict(data: dict[str, Any]) -> str:
 
 
 def write(
-    out: Path, data: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any]
+    out: Path,
+    data: dict[str, Any],
+    figures: Figures,
+    broadcasts: list[Broadcast],
+    samples: list[dict[str, Any]],
+    baseline: dict[str, Any],
 ) -> None:
-    images = plots(out, rows, baseline, data["broadcasts"]) if rows else []
-    (out / "summary.md").write_text(markdown(data))
-    (out / "report.html").write_text(html(data, images))
+    images = plots(out, samples, baseline, broadcasts) if samples else []
+    (out / "summary.md").write_text(markdown(data, figures))
+    (out / "report.html").write_text(html(data, figures, images))

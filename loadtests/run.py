@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from harness.reports import redacted, run_folder
 from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
-from loadtests.sampler import Sampler, Watched
+from loadtests.figures import Figures, shown
+from loadtests.sampler import LOOP_LAG, Sampler, Watched
 from notify_client.target import Target
 from notify_contract.protocol import STATS_PATH
 from notify_contract.redaction import leak_line, scrub
@@ -171,12 +172,25 @@ def locust_commands(
 @dataclass
 class LoadRun:
     directory: Path
-    figures: dict[str, Any]
+    figures: Figures
     verdicts: list[tuple[bool, str]]
 
     @property
     def ok(self) -> bool:
         return all(ok for ok, _ in self.verdicts)
+
+
+@dataclass
+class Measured:
+    """What a run's processes and clients left: the samples, and when the hold was."""
+
+    rows: list[dict[str, Any]]
+    baseline: dict[str, Any]
+    after: dict[str, Any]
+    hold_from: float
+    hold_until: float
+    unmeasured: str | None
+    sampler_errors: list[str]
 
 
 def run(
@@ -193,8 +207,7 @@ def run(
     if target is not None and config.scenario == "sse" and target.lacks(Need.SSE):
         raise ValueError("the target declares no SSE (--without sse): the sse scenario cannot run")
     budget = check_budget(config, ours=target is None)
-    known = summary.HEADLINE_KEYS
-    thresholds = summary.applied(config.thresholds, known)
+    thresholds = summary.applied(config.thresholds)
     created = datetime.now(UTC)
     out = run_folder(reports, name or config.scenario, created)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +222,56 @@ def run(
         ignored = [flag for flag in target.given if flag not in USED]
         if ignored:
             progress(f"not used by a load run: {', '.join(ignored)} (they are the suite's)")
+    measured = _measure(config, out, target, probes, progress)
+    if not (out / "locust_stats.csv").exists():
+        tail = (out / "locust-master.log").read_text(errors="replace")[-2000:]
+        raise LoadError(f"locust wrote no statistics; the end of its log:\n{tail}")
+    stats = summary.read_stats(out / "locust_stats.csv")
+    fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
+    tally, published = summary.read_tally(out)
+    broadcasts = summary.per_broadcast(stats, published, tally)
+    m = measured
+    res = summary.resources(m.rows, m.baseline, m.hold_from, m.hold_until, tally.streams)
+    res = summary.leftovers(res, m.baseline, m.after)
+    figures = summary.headline(stats, fails, broadcasts, res, tally)
+    verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
+    data = {
+        "created": created.isoformat(),
+        "config": config.to_dict(),
+        "budget": budget,
+        "figures": figures.to_dict(),
+        "failures": fails,
+        "each_broadcast": [asdict(b) for b in broadcasts],
+        "lost_sample": [list(pair) for pair in tally.lost_sample],
+        "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
+        "target": None if target is None else target.base,
+        "server_resources": m.unmeasured or "measured",
+        "sampler_errors": m.sampler_errors[:20],
+        "environment": report.environment(),
+        "command": " ".join(redacted(sys.argv)),
+    }
+    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
+    report.write(out, data, figures, broadcasts, m.rows, m.baseline)
+    leaked = leak_line(out)  # checked on what was written, so after summary.json
+    if leaked is not None:
+        verdicts.append((False, leaked))
+    progress("headline (the clients' counts; server figures where measured):")
+    for label, value in shown(figures):
+        progress(f"  {label:<58} {value}")
+    for _, text in verdicts:
+        progress(f"threshold {text}")
+    progress(f"report: {out / 'report.html'}")
+    return LoadRun(out, figures, verdicts)
+
+
+def _measure(
+    config: RunConfig,
+    out: Path,
+    target: Target | None,
+    probes: Probes,
+    progress: Callable[[str], None],
+) -> Measured:
+    """Start (or find) the system, run locust at it while sampling, stop; what was seen."""
     with scratch_dir("load-") as logs, system(config, logs, target, probes) as st:
         if st.unmeasured:
             progress(st.unmeasured)
@@ -247,46 +310,10 @@ def run(
             sampler.stop()
         after = _after(sampler)
         keep_logs(logs, out)
-        hold_from, hold_until = publish_from, publish_until + config.broadcast_interval
-    if not (out / "locust_stats.csv").exists():
-        tail = (out / "locust-master.log").read_text(errors="replace")[-2000:]
-        raise LoadError(f"locust wrote no statistics; the end of its log:\n{tail}")
-    stats = summary.read_stats(out / "locust_stats.csv")
-    fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
-    tally, published = summary.read_tally(out)
-    broadcasts = summary.per_broadcast(stats, published, tally)
-    res = summary.resources(sampler.rows, baseline, hold_from, hold_until, tally.streams)
-    res.update(summary.leftovers(baseline, after))
-    figures = summary.headline(stats, fails, broadcasts, res, tally)
-    verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
-    data = {
-        "created": created.isoformat(),
-        "config": config.to_dict(),
-        "budget": budget,
-        "figures": figures,
-        "resources": res,
-        "failures": fails,
-        "broadcasts": broadcasts,
-        "lost_sample": [list(pair) for pair in tally.lost_sample],
-        "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
-        "target": None if target is None else target.base,
-        "server_resources": st.unmeasured or "measured",
-        "sampler_errors": sampler.errors[:20],
-        "environment": report.environment(),
-        "command": " ".join(redacted(sys.argv)),
-    }
-    (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
-    report.write(out, data, sampler.rows, baseline)
-    leaked = leak_line(out)  # checked on what was written, so after summary.json
-    if leaked is not None:
-        verdicts.append((False, leaked))
-    progress("headline (the clients' counts; server figures where measured):")
-    for label, value in report.headline_rows(figures):
-        progress(f"  {label:<58} {value}")
-    for _, text in verdicts:
-        progress(f"threshold {text}")
-    progress(f"report: {out / 'report.html'}")
-    return LoadRun(out, figures, verdicts)
+    hold_until = publish_until + config.broadcast_interval
+    return Measured(
+        sampler.rows, baseline, after, publish_from, hold_until, st.unmeasured, sampler.errors
+    )
 
 
 def keep_logs(logs: Path, out: Path, tail: int = 20_000) -> None:
@@ -299,16 +326,13 @@ def keep_logs(logs: Path, out: Path, tail: int = 20_000) -> None:
         (out / name).write_text(scrub(log.read_text(errors="replace")[-tail:]))
 
 
-def nothing_ran(config: RunConfig, figures: dict[str, Any]) -> list[tuple[bool, str]]:
+def nothing_ran(config: RunConfig, figures: Figures) -> list[tuple[bool, str]]:
     """A run in which no stream connected, or nothing was published where the scenario
     publishes, shows nothing: it fails whatever thresholds it was given."""
     missed = []
-    if (
-        config.scenario in ("idle", "fanout", "personal", "sse")
-        and not figures["streams_connected"]
-    ):
+    if config.scenario in ("idle", "fanout", "personal", "sse") and not figures.streams_connected:
         missed.append((False, "streams_connected > 0: 0 (MISSED: nothing was measured)"))
-    if config.scenario in ("fanout", "personal", "sse") and not figures["published"]:
+    if config.scenario in ("fanout", "personal", "sse") and not figures.published:
         missed.append((False, "published > 0: 0 (MISSED: nothing was published)"))
     return missed
 
@@ -367,11 +391,7 @@ def _server_line(servers: list[dict[str, Any]]) -> str:
     rss = sum(s.get("rss_mb", 0) for s in servers)
     cpu = sum(s.get("cpu_percent", 0) for s in servers)
     fds = sum(s.get("fds", 0) for s in servers)
-    lags = [
-        s["loop_lag_ms"]["max_ms"]
-        for s in servers
-        if s.get("loop_lag_ms", {}).get("max_ms") is not None
-    ]
+    lags = [s[LOOP_LAG] for s in servers if s.get(LOOP_LAG) is not None]
     lag = f"loop lag {max(lags):.0f} ms" if lags else "loop lag not measured"
     return f"server files {fds}  server {rss:.0f} MB {cpu:.0f}% CPU, {lag}"
 

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import psutil
@@ -78,6 +78,18 @@ def stats_total(http: httpx.Client, url: str, headers: dict[str, str]) -> int | 
     return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
+# The server's event-loop lag since the last sample, ms (None: the server does not report it).
+LOOP_LAG: Final = "loop_lag_ms"
+
+
+def server_metrics(document: dict[str, Any]) -> dict[str, Any]:
+    """The reference server's metrics document as a sample holds it: the loop lag flattened to
+    its maximum (the document's `{"loop_lag_ms": {"max_ms": ...}}`)."""
+    lag = document.get(LOOP_LAG)
+    flat = lag.get("max_ms") if isinstance(lag, dict) else None
+    return {**document, LOOP_LAG: flat}
+
+
 @dataclass
 class Sampler:
     """Samples in a thread until stopped; rows go to `rows` and to samples.jsonl."""
@@ -116,7 +128,8 @@ class Sampler:
             proc = _process(pid, self._procs) or {"pid": pid}
             if base is not None:
                 try:
-                    proc.update(http.get(base + METRICS_PATH, headers=headers).json())
+                    document = http.get(base + METRICS_PATH, headers=headers).json()
+                    proc.update(server_metrics(document))
                 except (httpx.HTTPError, ValueError) as exc:
                     proc["error"] = type(exc).__name__
             servers.append(proc)

@@ -12,6 +12,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any, Final
 
+from loadtests.figures import BY_KEY, DEFAULT_THRESHOLDS, THRESHOLD_KEYS, Figures
+from loadtests.sampler import LOOP_LAG
 from notify_client.ledger import Published, StreamLog, Tally, count, percentile
 
 GENERATOR_SATURATED_CPU = 90.0  # percent of one core: locust's own warning level
@@ -49,30 +51,36 @@ def _num(row: dict[str, str] | None, key: str) -> float | None:
     return float(row[key])
 
 
-def latency(row: dict[str, str] | None) -> dict[str, float | None]:
-    return {
-        "count": _num(row, "Request Count"),
-        "p50_ms": _num(row, "50%"),
-        "p95_ms": _num(row, "95%"),
-        "p99_ms": _num(row, "99%"),
-        "max_ms": _num(row, "Max Response Time"),
-    }
+@dataclass(frozen=True)
+class Latency:
+    """How many, and the spread, of one kind of timing (ms)."""
+
+    count: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
 
 
-def spread(values_ms: Sequence[float]) -> dict[str, float | None]:
+def latency(row: dict[str, str] | None) -> Latency:
+    """A row of locust's statistics."""
+    return Latency(
+        _num(row, "Request Count"),
+        _num(row, "50%"),
+        _num(row, "95%"),
+        _num(row, "99%"),
+        _num(row, "Max Response Time"),
+    )
+
+
+def spread(values_ms: Sequence[float]) -> Latency:
     """p50, p95, p99 and max of latencies measured by the clients themselves."""
 
     def at(q: float) -> float | None:
         value = percentile(values_ms, q)
         return None if value is None else round(value, 1)
 
-    return {
-        "count": float(len(values_ms)),
-        "p50_ms": at(0.50),
-        "p95_ms": at(0.95),
-        "p99_ms": at(0.99),
-        "max_ms": at(1.0),
-    }
+    return Latency(float(len(values_ms)), at(0.50), at(0.95), at(0.99), at(1.0))
 
 
 def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
@@ -100,28 +108,40 @@ def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
     return count(published, streams), lines
 
 
+@dataclass(frozen=True)
+class Broadcast:
+    """One broadcast: when, how many streams were owed it and got it (the clients' count),
+    what the server's stats said it held (a cross-check only), its latency."""
+
+    seq: int
+    sent_at: float
+    owed: int
+    received: int
+    lost: int
+    server_streams: int | None
+    error: str | None
+    latency: Latency
+
+
 def per_broadcast(
     stats: dict[str, dict[str, str]], published: list[dict[str, Any]], tally: Tally
-) -> list[dict[str, Any]]:
-    """Each broadcast: when, how many streams were owed it and got it (the clients' count),
-    what the server's stats said it held (a cross-check only), latency."""
+) -> list[Broadcast]:
     out = []
     for entry in published:
         if entry.get("seq") is None:
             continue
-        row = stats.get(f"broadcast {entry['seq']}")
         owed, got = tally.per_id.get(str(entry.get("id")), (0, 0))
         out.append(
-            {
-                "seq": entry["seq"],
-                "sent_at": entry["sent_at"],
-                "owed": owed,
-                "received": got,
-                "lost": owed - got,
-                "server_streams": entry.get("server_streams"),
-                "error": entry.get("error"),
-                **latency(row),
-            }
+            Broadcast(
+                entry["seq"],
+                entry["sent_at"],
+                owed,
+                got,
+                owed - got,
+                entry.get("server_streams"),
+                entry.get("error"),
+                latency(stats.get(f"broadcast {entry['seq']}")),
+            )
         )
     return out
 
@@ -140,16 +160,72 @@ def _sum(row: dict[str, Any], group: str, key: str) -> float:
     return float(sum(s.get(key, 0) or 0 for s in row.get(group, [])))
 
 
+def _hold_rows(
+    rows: list[dict[str, Any]], hold_from: float, hold_until: float
+) -> list[dict[str, Any]]:
+    return [r for r in rows if hold_from <= r["wall"] <= hold_until] or rows[-3:]
+
+
+def _server_cpu(hold: list[dict[str, Any]]) -> tuple[float | None, float | None, float | None]:
+    """CPU seconds of the hold, frames sent and µs per frame (None: no server sampled)."""
+    first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
+    if first is None or last is None:
+        return None, None, None
+    cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
+    frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
+    per_frame = round(cpu / frames * 1e6, 2) if frames > 0 else None
+    return round(cpu, 3) or None, frames, per_frame
+
+
+@dataclass(frozen=True)
+class GeneratorCost:
+    """The load generator's own cost in the hold."""
+
+    cpu_seconds: float | None
+    rss_mb: float
+    cpu_max_percent: float | None
+    saturated: bool
+
+
+def _generator(rows: list[dict[str, Any]], hold: list[dict[str, Any]]) -> GeneratorCost:
+    first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
+    cpu_s = None
+    if first and last:
+        cpu_s = round(
+            _sum(last, "generators", "cpu_seconds") - _sum(first, "generators", "cpu_seconds"), 3
+        )
+    rss = median([sum(g.get("rss_mb", 0) for g in r["generators"]) for r in hold]) if hold else 0.0
+    busiest = _series(
+        rows, lambda r: max((g["cpu_percent"] for g in r["generators"]), default=None)
+    )
+    return GeneratorCost(
+        cpu_s or None,
+        rss,
+        max(busiest, default=None),
+        any(c >= GENERATOR_SATURATED_CPU for c in busiest),
+    )
+
+
+def _loop_lag(hold: list[dict[str, Any]]) -> float | None:
+    lags = _series(
+        hold,
+        lambda r: max(
+            (s[LOOP_LAG] for s in r["servers"] if s.get(LOOP_LAG) is not None), default=None
+        ),
+    )
+    return max(lags, default=None)
+
+
 def resources(
     rows: list[dict[str, Any]],
     baseline: dict[str, Any],
     hold_from: float,
     hold_until: float = float("inf"),
     streams: int | None = None,
-) -> dict[str, Any]:
+) -> Figures:
     """Memory and CPU figures of the hold phase: after the ramp, before the users leave.
     Streams per the server's own figures; `streams` (the clients' count) where it has none."""
-    hold = [r for r in rows if hold_from <= r["wall"] <= hold_until] or rows[-3:]
+    hold = _hold_rows(rows, hold_from, hold_until)
     held = _series(hold, lambda r: r.get("total_connections"))
     conns = median(held) if held else (streams or 0)
     rss_base = _servers(baseline, "rss_mb")
@@ -158,96 +234,73 @@ def resources(
         median([sum(n["rss_mb"] for n in r.get("nginx", [])) for r in hold]) if hold else 0.0
     )
     nginx_base = sum(n["rss_mb"] for n in baseline.get("nginx", []))
-    first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
     # A target run without --server-pid samples no server: its figures are not measured (None),
     # never the 0 that sums over no process give.
     servers_seen = bool(baseline.get("servers")) and all(r.get("servers") for r in hold)
-    cpu_us = frames = None
-    server_cpu = generator_cpu_s = None
-    if first and last:
-        generator_cpu_s = round(
-            _sum(last, "generators", "cpu_seconds") - _sum(first, "generators", "cpu_seconds"), 3
-        )
-    if first and last and servers_seen:
-        server_cpu = round(_servers(last, "cpu_seconds") - _servers(first, "cpu_seconds"), 3)
-        frames = _servers(last, "frames_sent") - _servers(first, "frames_sent")
-        cpu = _servers(last, "cpu_seconds") - _servers(first, "cpu_seconds")
-        cpu_us = round(cpu / frames * 1e6, 2) if frames > 0 else None
-    gen_rss = (
-        median([sum(g.get("rss_mb", 0) for g in r["generators"]) for r in hold]) if hold else 0.0
-    )
-    generator_cpu = _series(
-        rows, lambda r: max((g["cpu_percent"] for g in r["generators"]), default=None)
-    )
-    lags = _series(
-        hold,
-        lambda r: max(
-            (s["loop_lag_ms"].get("max_ms", 0) for s in r["servers"] if "loop_lag_ms" in s),
-            default=None,
-        ),
-    )
+    server_cpu, frames, per_frame = _server_cpu(hold) if servers_seen else (None, None, None)
+    generator = _generator(rows, hold)
     redis_rows = [r["redis"] for r in rows if r.get("redis")]
-    slope = _slope([(r["t"], _servers(r, "rss_mb")) for r in hold])
     # Whether a long run levels off: the slopes over the last third of the hold (the soak).
     late = hold[len(hold) * 2 // 3 :]
-    rss_late = _slope([(r["t"], _servers(r, "rss_mb")) for r in late])
-    fds_late = _slope([(r["t"], _servers(r, "fds")) for r in late])
-    return {
-        "connections_held": conns,
-        "peak_connections": max(_series(rows, lambda r: r.get("total_connections")), default=None),
-        "server_rss_baseline_mb": round(rss_base, 1) if servers_seen else None,
-        "server_rss_hold_mb": round(rss_hold, 1) if servers_seen else None,
+    return Figures(
+        connections_held=conns,
+        peak_connections=max(_series(rows, lambda r: r.get("total_connections")), default=None),
+        server_rss_baseline_mb=round(rss_base, 1) if servers_seen else None,
+        server_rss_hold_mb=round(rss_hold, 1) if servers_seen else None,
         # A leak shows as memory that keeps growing while the load is steady (churn).
-        "server_rss_slope_mb_per_min": None if slope is None else round(slope * 60, 2),
-        "server_rss_slope_last_third_mb_per_min": (
-            None if rss_late is None else round(rss_late * 60, 3)
-        ),
-        "server_fds_slope_last_third_per_min": None
-        if fds_late is None
-        else round(fds_late * 60, 3),
-        "mem_per_conn_kb": (
+        server_rss_slope_mb_per_min=_per_minute(hold, "rss_mb", 2),
+        server_rss_slope_last_third_mb_per_min=_per_minute(late, "rss_mb", 3),
+        server_fds_slope_last_third_per_min=_per_minute(late, "fds", 3),
+        mem_per_conn_kb=(
             round((rss_hold - rss_base) * 1024 / conns, 2) if conns and servers_seen else None
         ),
-        "nginx_mem_per_conn_kb": (
+        nginx_mem_per_conn_kb=(
             round((nginx_hold - nginx_base) * 1024 / conns, 2) if conns and nginx_base else None
         ),
-        "frames_sent_in_hold": frames,
+        frames_sent_in_hold=frames,
         # CPU seconds of the hold; divided by the clients' own count of deliveries (headline).
-        "server_cpu_seconds_in_hold": server_cpu if server_cpu else None,
-        "generator_cpu_seconds_in_hold": generator_cpu_s if generator_cpu_s else None,
-        "cpu_us_per_msg": cpu_us,
-        "loop_lag_max_ms": max(lags, default=None),
+        server_cpu_seconds_in_hold=server_cpu,
+        generator_cpu_seconds_in_hold=generator.cpu_seconds,
+        cpu_us_per_msg=per_frame,
+        loop_lag_max_ms=_loop_lag(hold),
         # Which settings the CPU figures were measured with (the server's own report).
-        "server_loops": sorted({s["loop"] for r in hold for s in r["servers"] if "loop" in s}),
-        "prepared_streams_max": max(
+        server_loops=tuple(sorted({s["loop"] for r in hold for s in r["servers"] if "loop" in s})),
+        prepared_streams_max=max(
             _series(hold, lambda r: _servers(r, "prepared_streams") if r["servers"] else None),
             default=None,
         ),
-        "server_fds_max": max(
+        server_fds_max=max(
             _series(rows, lambda r: max((s.get("fds", 0) for s in r["servers"]), default=None)),
             default=None,
         ),
-        "generator_cpu_max_percent": max(generator_cpu, default=None),
+        generator_cpu_max_percent=generator.cpu_max_percent,
         # Whole locust processes (master included) over the streams they hold.
-        "generator_mem_per_conn_kb": round(gen_rss * 1024 / conns, 2) if conns else None,
-        "generator_saturated": any(c >= GENERATOR_SATURATED_CPU for c in generator_cpu),
-        "redis_clients_max": max((r.get("connected_clients", 0) for r in redis_rows), default=None),
-        "redis_pubsub_clients_max": max(
+        generator_mem_per_conn_kb=round(generator.rss_mb * 1024 / conns, 2) if conns else None,
+        generator_saturated=generator.saturated,
+        redis_clients_max=max((r.get("connected_clients", 0) for r in redis_rows), default=None),
+        redis_pubsub_clients_max=max(
             (r.get("pubsub_clients", 0) for r in redis_rows), default=None
         ),
-    }
+    )
 
 
-def leftovers(baseline: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+def _per_minute(rows: list[dict[str, Any]], key: str, digits: int) -> float | None:
+    """The servers' `key` summed, its least-squares slope per minute over `rows`."""
+    slope = _slope([(r["t"], _servers(r, key)) for r in rows])
+    return None if slope is None else round(slope * 60, digits)
+
+
+def leftovers(figures: Figures, baseline: dict[str, Any], after: dict[str, Any]) -> Figures:
     """What the run left behind once every user left: the leak check of `churn`."""
-    return {
-        "streams_after": after.get("total_connections"),
-        "server_rss_after_mb": round(_servers(after, "rss_mb"), 1),
-        "server_rss_growth_mb": round(_servers(after, "rss_mb") - _servers(baseline, "rss_mb"), 1),
-        "server_fds_baseline": _servers(baseline, "fds"),
-        "server_fds_after": _servers(after, "fds"),
-        "redis_clients_after": (after.get("redis") or {}).get("connected_clients"),
-    }
+    return replace(
+        figures,
+        streams_after=after.get("total_connections"),
+        server_rss_after_mb=round(_servers(after, "rss_mb"), 1),
+        server_rss_growth_mb=round(_servers(after, "rss_mb") - _servers(baseline, "rss_mb"), 1),
+        server_fds_baseline=_servers(baseline, "fds"),
+        server_fds_after=_servers(after, "fds"),
+        redis_clients_after=(after.get("redis") or {}).get("connected_clients"),
+    )
 
 
 def _slope(points: list[tuple[float, float]]) -> float | None:
@@ -274,57 +327,47 @@ def failures(rows: list[dict[str, str]]) -> dict[str, int]:
 def headline(
     stats: dict[str, dict[str, str]],
     fails: dict[str, int],
-    broadcasts: list[dict[str, Any]],
-    res: dict[str, Any],
+    broadcasts: list[Broadcast],
+    res: Figures,
     tally: Tally,
-) -> dict[str, Any]:
-    """The figures a person looks for first, and the ones thresholds name."""
+) -> Figures:
+    """Every figure of the run: the sampled ones in `res` with the clients' counts and latency."""
     note = latency(stats.get("notification"))
-    untimed = latency(stats.get(UNTIMED))["count"]
+    untimed = latency(stats.get(UNTIMED)).count
     # The clients counted every frame they got: none is 0 received, a measurement.
-    received = int((note["count"] or 0) + (untimed or 0))
-    measured_from = "the payload's sent_at" if note["count"] else None
-    if not note["count"] and tally.latencies_ms:
+    received = int((note.count or 0) + (untimed or 0))
+    measured_from = "the payload's sent_at" if note.count else None
+    if not note.count and tally.latencies_ms:
         note = spread(tally.latencies_ms)
         measured_from = "the publisher's send time (the payload has no sent_at)"
     connect = latency(stats.get("connect"))
-    return {
-        "peak_connections": res["peak_connections"],
-        "connections_held": res["connections_held"],
-        "connect_p50_ms": connect["p50_ms"],
-        "connect_p99_ms": connect["p99_ms"],
-        "connect_failures": fails.get("connect", 0),
-        "unexpected_closes": sum(n for k, n in fails.items() if k.startswith("close")),
-        "notifications": received,
-        "p50_ms": note["p50_ms"],
-        "p95_ms": note["p95_ms"],
-        "p99_ms": note["p99_ms"],
-        "max_ms": note["max_ms"],
-        "latency_measured_from": measured_from,
-        "streams_connected": tally.streams,
-        "broadcasts": len(broadcasts),
-        "published": tally.published,
-        "owed": tally.owed,
-        "delivered": tally.delivered,
-        "lost": tally.lost,
-        "silent_streams": tally.silent,
-        "misrouted_streams": tally.misrouted,
-        "never_connected_streams": tally.never_connected,
-        "gaps": fails.get("gap", 0),
-        "duplicates": tally.duplicates,
-        "publish_failures": fails.get("publish", 0),
-        "mem_per_conn_kb": res["mem_per_conn_kb"],
-        "cpu_us_per_msg": res["cpu_us_per_msg"],
-        "cpu_us_per_delivered": _per(res["server_cpu_seconds_in_hold"], tally.delivered),
-        "generator_cpu_us_per_received": _per(
-            res["generator_cpu_seconds_in_hold"], tally.delivered
-        ),
-        "generator_mem_per_conn_kb": res["generator_mem_per_conn_kb"],
-        "loop_lag_max_ms": res["loop_lag_max_ms"],
-        "server_rss_slope_last_third_mb_per_min": res["server_rss_slope_last_third_mb_per_min"],
-        "server_fds_slope_last_third_per_min": res["server_fds_slope_last_third_per_min"],
-        "generator_saturated": res["generator_saturated"],
-    }
+    return replace(
+        res,
+        connect_p50_ms=connect.p50_ms,
+        connect_p99_ms=connect.p99_ms,
+        connect_failures=fails.get("connect", 0),
+        unexpected_closes=sum(n for k, n in fails.items() if k.startswith("close")),
+        notifications=received,
+        p50_ms=note.p50_ms,
+        p95_ms=note.p95_ms,
+        p99_ms=note.p99_ms,
+        max_ms=note.max_ms,
+        latency_measured_from=measured_from,
+        streams_connected=tally.streams,
+        broadcasts=len(broadcasts),
+        published=tally.published,
+        owed=tally.owed,
+        delivered=tally.delivered,
+        lost=tally.lost,
+        silent_streams=tally.silent,
+        misrouted_streams=tally.misrouted,
+        never_connected_streams=tally.never_connected,
+        gaps=fails.get("gap", 0),
+        duplicates=tally.duplicates,
+        publish_failures=fails.get("publish", 0),
+        cpu_us_per_delivered=_per(res.server_cpu_seconds_in_hold, tally.delivered),
+        generator_cpu_us_per_received=_per(res.generator_cpu_seconds_in_hold, tally.delivered),
+    )
 
 
 def _per(cpu_seconds: float | None, deliveries: int) -> float | None:
@@ -345,11 +388,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-# Applied to every run unless the run names the same figure itself (`--threshold 'lost<=5'`):
-# a run that lost, misrouted or never connected a stream fails by default.
-DEFAULT_THRESHOLDS: Final = ("lost==0", "misrouted_streams==0", "never_connected_streams==0")
-
-
 @dataclass(frozen=True)
 class Threshold:
     metric: str
@@ -358,7 +396,7 @@ class Threshold:
     default: bool = False
 
     @classmethod
-    def parse(cls, text: str, known: set[str]) -> Threshold:
+    def parse(cls, text: str, known: frozenset[str] = THRESHOLD_KEYS) -> Threshold:
         match = _THRESHOLD.match(text)
         if not match:
             raise ValueError(f"threshold {text!r} is not METRIC OP NUMBER (e.g. 'p99_ms<250')")
@@ -367,8 +405,8 @@ class Threshold:
             raise ValueError(f"threshold {text!r} names no figure; known: {sorted(known)}")
         return cls(metric, op, float(value))
 
-    def check(self, figures: dict[str, Any]) -> tuple[bool, str]:
-        seen = figures.get(self.metric)
+    def check(self, figures: Figures) -> tuple[bool, str]:
+        seen = BY_KEY[self.metric].of(figures)
         if seen is None or isinstance(seen, bool):
             return False, f"{self.metric} {self.op} {self.value:g}: not measured"
         ok = _OPS[self.op](float(seen), self.value)
@@ -378,44 +416,9 @@ class Threshold:
         return ok, f"{self.metric} {self.op} {self.value:g}: {seen} ({said})"
 
 
-def applied(given: Iterable[str], known: set[str]) -> list[Threshold]:
+def applied(given: Iterable[str], known: frozenset[str] = THRESHOLD_KEYS) -> list[Threshold]:
     """The run's thresholds: the defaults whose figure the run does not name, then its own."""
     own = [Threshold.parse(t, known) for t in given]
     named = {t.metric for t in own}
     defaults = [Threshold.parse(t, known) for t in DEFAULT_THRESHOLDS]
     return [replace(t, default=True) for t in defaults if t.metric not in named] + own
-
-
-HEADLINE_KEYS = {
-    "streams_connected",
-    "published",
-    "owed",
-    "delivered",
-    "silent_streams",
-    "misrouted_streams",
-    "never_connected_streams",
-    "peak_connections",
-    "connections_held",
-    "connect_p50_ms",
-    "connect_p99_ms",
-    "connect_failures",
-    "unexpected_closes",
-    "notifications",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "broadcasts",
-    "lost",
-    "gaps",
-    "duplicates",
-    "publish_failures",
-    "mem_per_conn_kb",
-    "cpu_us_per_msg",
-    "cpu_us_per_delivered",
-    "generator_cpu_us_per_received",
-    "generator_mem_per_conn_kb",
-    "loop_lag_max_ms",
-    "server_rss_slope_last_third_mb_per_min",
-    "server_fds_slope_last_third_per_min",
-}

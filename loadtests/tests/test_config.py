@@ -106,8 +106,12 @@ def test_load_env_round_trips_through_locusts_own_option_parser(
         return parser.parse_args([])
 
     assert LoadEnv.from_options(parsed()) == env
-    monkeypatch.delenv("LOCUST_NOTIFY_TARGET")
-    with pytest.raises(RuntimeError, match="--notify-target"):
+    assert list(env.to_environ()) == [LoadEnv.VARIABLE]  # one JSON value, not one per field
+    monkeypatch.setenv(LoadEnv.VARIABLE, '{"target": "http://x"}')
+    with pytest.raises(RuntimeError, match="lacks broadcast_interval"):
+        LoadEnv.from_options(parsed())
+    monkeypatch.delenv(LoadEnv.VARIABLE)
+    with pytest.raises(RuntimeError, match="--notify-run"):
         LoadEnv.from_options(parsed())
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.stack import ServerHandle, start_server
+from loadtests.figures import Figures
 from loadtests.peers import PeerResult, environment_variable, ratios, verdicts, write
 from notify_client.client import StreamClient
 from notify_contract.tokens import Minter
@@ -22,7 +23,7 @@ SECRET = "f" * 48
 
 
 def peer(name: str, error: str | None = None, **figures: Any) -> PeerResult:
-    return PeerResult(name, name, {"lost": 0, **figures}, error=error)
+    return PeerResult(name, name, Figures(**{"lost": 0, **figures}), error=error)
 
 
 def test_the_reference_passes_within_the_factor_of_the_floor_and_below_websockets() -> None:
@@ -95,7 +96,12 @@ def test_the_page_has_a_row_per_peer_and_the_verdicts(tmp_path: Path) -> None:
         "broadcast_interval": 1.0,
     }
     text = write(tmp_path, results, meta).read_text()
-    assert "| reference | 12 |" in text and "| floor | boom |" in text
+    head = next(line for line in text.splitlines() if line.startswith("| peer | deliveries"))
+    row = next(line for line in text.splitlines() if line.startswith("| reference |"))
+    cells = dict(zip(head.split(" | "), row.split(" | "), strict=True))
+    assert cells["server CPU of the hold per delivered notification (µs)"] == "12 µs"
+    assert cells["delivery latency p99 (ms)"] == "40 ms"
+    assert "| floor | boom |" in text
     assert "FAIL reference vs floor: not measured" in text
     assert json.loads((tmp_path / "peers.json").read_text())["peers"][1]["error"] == "boom"
 

@@ -8,9 +8,11 @@ import pytest
 
 from loadtests import report
 from loadtests.config import from_profile
+from loadtests.figures import FIGURES, Figures, Table, in_table
+from loadtests.figures import shown as figure_rows
 from loadtests.run import _server_line, nothing_ran
+from loadtests.sampler import server_metrics
 from loadtests.summary import (
-    HEADLINE_KEYS,
     UNTIMED,
     Threshold,
     applied,
@@ -45,7 +47,7 @@ def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, 
                 "cpu_seconds": cpu,
                 "frames_sent": frames,
                 "fds": conns,
-                "loop_lag_ms": {"max_ms": 3.0},
+                **server_metrics({"loop_lag_ms": {"max_ms": 3.0}}),
             }
         ],
         "nginx": [],
@@ -73,9 +75,9 @@ def test_each_broadcast_is_counted_by_the_clients_and_the_server_only_cross_chec
     (tmp_path / "streams-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in logs))
     tally, published = read_tally(tmp_path)
     got = per_broadcast(stats, published, tally)
-    assert [(b["owed"], b["received"], b["lost"]) for b in got] == [(2, 2, 0), (2, 1, 1)]
-    assert [b["server_streams"] for b in got] == [1, 1]
-    assert got[1]["p99_ms"] == 11.0
+    assert [(b.owed, b.received, b.lost) for b in got] == [(2, 2, 0), (2, 1, 1)]
+    assert [b.server_streams for b in got] == [1, 1]
+    assert got[1].latency.p99_ms == 11.0
     assert (tally.lost, tally.silent, tally.lost_sample) == (1, 0, (("b", "b2"),))
 
 
@@ -88,14 +90,14 @@ def test_resources_of_the_hold_phase() -> None:
         row(12, 1000, 90.0, 3.0, 5000),
     ]
     res = resources(rows, baseline, hold_from=1010)
-    assert res["connections_held"] == 1000
-    assert res["mem_per_conn_kb"] == pytest.approx(40 * 1024 / 1000, rel=1e-3)
-    assert res["cpu_us_per_msg"] == pytest.approx(1.0 / 4000 * 1e6)
-    assert res["server_cpu_seconds_in_hold"] == 1.0
-    assert res["generator_cpu_seconds_in_hold"] == 2.0
-    assert res["server_rss_slope_mb_per_min"] == 0
-    assert res["generator_saturated"] is False
-    assert res["loop_lag_max_ms"] == 3.0
+    assert res.connections_held == 1000
+    assert res.mem_per_conn_kb == pytest.approx(40 * 1024 / 1000, rel=1e-3)
+    assert res.cpu_us_per_msg == pytest.approx(1.0 / 4000 * 1e6)
+    assert res.server_cpu_seconds_in_hold == 1.0
+    assert res.generator_cpu_seconds_in_hold == 2.0
+    assert res.server_rss_slope_mb_per_min == 0
+    assert res.generator_saturated is False
+    assert res.loop_lag_max_ms == 3.0
 
 
 def test_failures_by_kind_and_headline() -> None:
@@ -111,10 +113,9 @@ def test_failures_by_kind_and_headline() -> None:
     res = resources([row(10, 10, 60, 1, 0), row(11, 10, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
     nothing = count([], [])
     figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res, nothing)
-    assert figures["unexpected_closes"] == 2 and figures["gaps"] == 1
-    assert figures["p99_ms"] == 8.0 and figures["connect_failures"] == 3
-    assert set(figures) - {"generator_saturated", "latency_measured_from"} <= HEADLINE_KEYS
-    assert figures["latency_measured_from"] == "the payload's sent_at"
+    assert figures.unexpected_closes == 2 and figures.gaps == 1
+    assert figures.p99_ms == 8.0 and figures.connect_failures == 3
+    assert figures.latency_measured_from == "the payload's sent_at"
 
 
 @pytest.mark.parametrize(
@@ -128,31 +129,31 @@ def test_failures_by_kind_and_headline() -> None:
     ],
 )
 def test_thresholds(text: str, figures: dict[str, Any], ok: bool) -> None:
-    assert Threshold.parse(text, HEADLINE_KEYS).check(figures)[0] is ok
+    assert Threshold.parse(text).check(Figures(**figures))[0] is ok
 
 
 @pytest.mark.parametrize("bad", ["p99<250", "p99_ms<<3", "lost", "p99_ms<fast"])
 def test_a_bad_threshold_is_named(bad: str) -> None:
     with pytest.raises(ValueError, match="threshold"):
-        Threshold.parse(bad, HEADLINE_KEYS)
+        Threshold.parse(bad)
 
 
 def test_loss_misrouting_and_streams_never_connected_fail_by_default() -> None:
-    defaults = applied((), HEADLINE_KEYS)
+    defaults = applied(())
     assert [t.metric for t in defaults] == [
-        "lost",
-        "misrouted_streams",
         "never_connected_streams",
+        "misrouted_streams",
+        "lost",
     ]
-    refused = {"lost": 0, "misrouted_streams": 0, "never_connected_streams": 183}
+    refused = Figures(lost=0, misrouted_streams=0, never_connected_streams=183)
     verdicts = [t.check(refused) for t in defaults]
-    assert [ok for ok, _ in verdicts] == [True, True, False]
-    assert "never_connected_streams == 0: 183 (MISSED, a default" in verdicts[2][1]
+    assert [ok for ok, _ in verdicts] == [False, True, True]
+    assert "never_connected_streams == 0: 183 (MISSED, a default" in verdicts[0][1]
     # A run that names a figure sets its own bound for it; the other defaults stay.
-    own = applied(("lost<=5", "p99_ms<250"), HEADLINE_KEYS)
+    own = applied(("lost<=5", "p99_ms<250"))
     assert [(t.metric, t.op, t.value, t.default) for t in own] == [
-        ("misrouted_streams", "==", 0, True),
         ("never_connected_streams", "==", 0, True),
+        ("misrouted_streams", "==", 0, True),
         ("lost", "<=", 5, False),
         ("p99_ms", "<", 250, False),
     ]
@@ -170,9 +171,9 @@ def test_the_tally_counts_misrouted_and_never_connected_streams() -> None:
 
 def test_a_run_in_which_nothing_connected_or_was_published_fails() -> None:
     fanout = from_profile("smoke")
-    nothing = {"streams_connected": 0, "published": 0}
+    nothing = Figures(streams_connected=0, published=0)
     assert [ok for ok, _ in nothing_ran(fanout, nothing)] == [False, False]
-    assert nothing_ran(fanout, {"streams_connected": 300, "published": 9}) == []
+    assert nothing_ran(fanout, Figures(streams_connected=300, published=9)) == []
     churn = from_profile("smoke", scenario="churn")
     assert nothing_ran(churn, nothing) == []  # churn publishes nothing and logs no stream
 
@@ -182,15 +183,15 @@ def test_the_soak_levels_off_only_if_the_last_third_is_flat() -> None:
     baseline = row(0, 0, 50, 0, 0)
     settling = [row(10 + 60 * i, 100, 60 + min(i, 20) * 2.0, i, 100 * i) for i in range(60)]
     level = resources(settling, baseline, hold_from=1010)
-    assert level["server_rss_slope_last_third_mb_per_min"] == 0.0
-    assert level["server_rss_slope_mb_per_min"] > 0  # the whole hold did grow
+    assert level.server_rss_slope_last_third_mb_per_min == 0.0
+    assert (level.server_rss_slope_mb_per_min or 0) > 0  # the whole hold did grow
     leaking = [row(10 + 60 * i, 100 + i, 60 + i * 1.0, i, 100 * i) for i in range(60)]
     leak = resources(leaking, baseline, hold_from=1010)
-    assert leak["server_rss_slope_last_third_mb_per_min"] == 1.0
-    assert leak["server_fds_slope_last_third_per_min"] == 1.0
-    soak = Threshold.parse("server_rss_slope_last_third_mb_per_min<=0.5", HEADLINE_KEYS)
-    assert soak.check({"server_rss_slope_last_third_mb_per_min": 1.0})[0] is False
-    assert soak.check({"server_rss_slope_last_third_mb_per_min": None})[0] is False
+    assert leak.server_rss_slope_last_third_mb_per_min == 1.0
+    assert leak.server_fds_slope_last_third_per_min == 1.0
+    soak = Threshold.parse("server_rss_slope_last_third_mb_per_min<=0.5")
+    assert soak.check(Figures(server_rss_slope_last_third_mb_per_min=1.0))[0] is False
+    assert soak.check(Figures(server_rss_slope_last_third_mb_per_min=None))[0] is False
 
 
 def test_cpu_per_delivery_divides_by_the_clients_count_not_the_servers() -> None:
@@ -199,10 +200,10 @@ def test_cpu_per_delivery_divides_by_the_clients_count_not_the_servers() -> None
     stream = StreamLog("a", "a", connected_at=1.0, ended_at=99.0, ids=("b1",))
     tally = count([Published("b1", None, sent_at=5.0, acked_at=5.1)], [stream])
     figures = headline({}, {}, [], res, tally)
-    assert figures["cpu_us_per_delivered"] == 1e6  # 1 CPU-second over 1 delivery
-    assert figures["generator_cpu_us_per_received"] == 2e6
+    assert figures.cpu_us_per_delivered == 1e6  # 1 CPU-second over 1 delivery
+    assert figures.generator_cpu_us_per_received == 2e6
     nothing = headline({}, {}, [], res, count([], []))
-    assert nothing["cpu_us_per_delivered"] is None  # no delivery: no figure, not zero
+    assert nothing.cpu_us_per_delivered is None  # no delivery: no figure, not zero
 
 
 def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
@@ -210,20 +211,20 @@ def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
     (printed "not measured"), not the 0 KB and 0 ms they were."""
     bare = [dict(row(t, 0, 0, 0, 0), servers=[], total_connections=None) for t in (10, 11, 12)]
     res = resources(bare, dict(row(0, 0, 0, 0, 0), servers=[]), hold_from=1010, streams=100)
-    assert res["connections_held"] == 100  # the clients' count stands in
-    for key in ("mem_per_conn_kb", "server_rss_hold_mb", "cpu_us_per_msg"):
-        assert res[key] is None, key
-    assert res["server_cpu_seconds_in_hold"] is None
+    assert res.connections_held == 100  # the clients' count stands in
+    assert (res.mem_per_conn_kb, res.server_rss_hold_mb, res.cpu_us_per_msg) == (None,) * 3
+    assert res.server_cpu_seconds_in_hold is None
     untimed = {UNTIMED: stat(UNTIMED, 40, 0, 0, 0)}
     figures = headline(untimed, {}, [], res, count([], []))
-    assert figures["notifications"] == 40
-    assert (figures["p50_ms"], figures["p99_ms"], figures["mem_per_conn_kb"]) == (None,) * 3
-    assert headline({}, {}, [], res, count([], []))["notifications"] == 0  # none came: 0
+    assert figures.notifications == 40
+    assert (figures.p50_ms, figures.p99_ms, figures.mem_per_conn_kb) == (None,) * 3
+    assert headline({}, {}, [], res, count([], [])).notifications == 0  # none came: 0
 
 
 def test_the_progress_line_says_not_measured_for_a_server_not_sampled() -> None:
     assert _server_line([]) == "server not measured (give --server-pid)"
-    sampled = [{"rss_mb": 70.4, "cpu_percent": 3, "fds": 20, "loop_lag_ms": {"max_ms": 0}}]
+    lag = server_metrics({"loop_lag_ms": {"max_ms": 0}})
+    sampled = [{"rss_mb": 70.4, "cpu_percent": 3, "fds": 20, **lag}]
     assert _server_line(sampled) == "server files 20  server 70 MB 3% CPU, loop lag 0 ms"
     assert _server_line([{"rss_mb": 1, "fds": 2}]).endswith("loop lag not measured")
 
@@ -238,15 +239,15 @@ def test_the_report_opens_with_the_verdict_the_thresholds_and_the_command() -> N
         ],
         "command": "notify-harness load --target http://127.0.0.1:9",
         "budget": [],
-        "figures": {"streams_connected": 17, "lost": 0},
         "environment": {},
     }
-    text = report.markdown(data)
+    figures = Figures(streams_connected=17, lost=0)
+    text = report.markdown(data, figures)
     head = text.index("| figure | value |")
     firsts = ("FAIL: 1 of 2 thresholds missed", "never_connected_streams == 0: 183", "--target")
     for first in firsts:
         assert -1 < text.index(first) < head, first
-    page = report.html(data, [])
+    page = report.html(data, figures, [])
     assert page.index("FAIL: 1 of 2 thresholds missed") < page.index("<table>")
 
 
@@ -262,5 +263,24 @@ def test_a_payload_without_sent_at_is_timed_from_the_publishers_send() -> None:
     assert sorted(tally.latencies_ms) == pytest.approx([50.0, 200.0, 300.0])  # first arrivals
     res = resources([row(10, 2, 60, 1, 0), row(11, 2, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
     figures = headline({UNTIMED: stat(UNTIMED, 4, 0, 0, 0)}, {}, [], res, tally)
-    assert (figures["p50_ms"], figures["max_ms"], figures["notifications"]) == (200.0, 300.0, 4)
-    assert figures["latency_measured_from"].startswith("the publisher's send time")
+    assert (figures.p50_ms, figures.max_ms, figures.notifications) == (200.0, 300.0, 4)
+    assert str(figures.latency_measured_from).startswith("the publisher's send time")
+
+
+def test_every_figure_of_a_run_is_in_its_headline_or_named_why_not() -> None:
+    """One table: the figures the soak and the thresholds name, and the publish counts, were in
+    no report table before it; now the headline shows every figure a threshold named by default
+    and the rows of every other table come from the same declaration."""
+    headline_keys = {f.key for f in in_table(Table.HEADLINE)}
+    wanted = {
+        "published",
+        "publish_failures",
+        "server_rss_slope_last_third_mb_per_min",
+        "server_fds_slope_last_third_per_min",
+        *(f.key for f in FIGURES if f.spec.default),
+    }
+    assert wanted <= headline_keys
+    assert all(f.label and f.show(None) == f.spec.missing for f in FIGURES)
+    shown = dict(figure_rows(Figures(p99_ms=12.5, lost=0)))
+    assert (shown["delivery latency p99"], shown["lost (owed - delivered)"]) == ("12.5 ms", "0")
+    assert shown["server memory per connection"] == "not measured"

@@ -18,6 +18,8 @@ from contract_tests.runner import CaseResult, RunResult
 from harness.render import render
 from loadtests import compare
 from loadtests import report as load_report
+from loadtests.compare import ModeRun
+from loadtests.figures import Figures
 from notify_client.target import Target
 from notify_contract.verdicts import Verdict
 
@@ -39,14 +41,14 @@ def load_page() -> str:
         "thresholds": [{"ok": False, "text": SAID}],
         "command": SAID,
         "budget": [SAID],
-        "figures": {"latency_measured_from": SAID},
         "environment": {SAID: SAID},
     }
-    return load_report.html(data, [(f"{SAID}.png", SAID)])
+    figures = Figures(latency_measured_from=SAID)
+    return load_report.html(data, figures, [(f"{SAID}.png", SAID)])
 
 
 def compare_page(out: Path) -> str:
-    results = [{"mode": "websocket", "users": 10, "error": SAID}]
+    results = [ModeRun(SAID, 10, error=SAID)]
     compare.write(out, results, {"created": SAID, "command": SAID})
     return (out / "report.html").read_text()
 
