@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reference_server.hub import Hub
-from reference_server.protocol import FrameType, Outgoing
 from reference_server.records import (
     Stored,
     TaskEvent,
@@ -23,14 +22,6 @@ from reference_server.records import (
 )
 
 MAX_TASKS = 10_000
-
-
-def notification_item(stored: Stored) -> Outgoing:
-    return Outgoing(FrameType.NOTIFICATION, stored.record, seq=stored.seq, event_id=stored.id)
-
-
-def task_item(event: TaskEvent) -> Outgoing:
-    return Outgoing(event.frame_type, event.data, seq=event.step, terminal=event.terminal)
 
 
 @dataclass(slots=True)
@@ -95,7 +86,7 @@ class MemoryBus:
         async with self.hub.lock:
             self._seq += 1
             stored = with_id(self.epoch, self._seq, body)
-            item = notification_item(stored)
+            item = stored.outgoing()
             if user_id is None:
                 self._broadcast.append(stored)
                 await self.hub.to_everyone_locked(item)
@@ -127,7 +118,7 @@ class MemoryBus:
         info = self._tasks.get(task_id)
         if info is not None:
             info.latest = event
-        await self.hub.to_task(task_id, task_item(event))
+        await self.hub.to_task(task_id, event.outgoing())
 
     async def acquire_slot(self, user_id: str) -> bool:
         return True  # the hub enforces the limit in this process

@@ -92,6 +92,10 @@ class Connection:
         self._drainer: asyncio.Task[None] | None = None
         self._on_gone: Callable[[Connection], None] | None = None
 
+    def when_gone(self, callback: Callable[[Connection], None]) -> None:
+        """Call `callback` once, when the stream closes or its peer leaves (the hub forgets it)."""
+        self._on_gone = callback
+
     @property
     def prepared(self) -> bool:
         """Whether fan-outs may write prepared frames straight to this stream's transport."""
@@ -214,12 +218,12 @@ class Hub:
             self._counted[conn.user_id] = n + 1
             self._is_counted.add(conn)
         self._users.setdefault(conn.key, {})[conn] = None
-        conn._on_gone = self.remove
+        conn.when_gone(self.remove)
         return True
 
     def add_task_stream(self, conn: Connection) -> None:
         self._tasks.setdefault(conn.key, {})[conn] = None
-        conn._on_gone = self.remove
+        conn.when_gone(self.remove)
 
     def remove(self, conn: Connection) -> None:
         for table in (self._users, self._tasks):

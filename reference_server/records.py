@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from reference_server.protocol import FrameType, utc_now
+from reference_server.protocol import FrameType, Outgoing, utc_now
 
 RESERVED_FIELDS = frozenset({"id", "created_at", "status"})
 
@@ -26,6 +26,10 @@ class Stored:
     @property
     def id(self) -> str:
         return str(self.record["id"])
+
+    def outgoing(self) -> Outgoing:
+        """The `notification` frame of this record, for every stream it goes to."""
+        return Outgoing(FrameType.NOTIFICATION, self.record, seq=self.seq, event_id=self.id)
 
 
 def make_id(epoch: str, seq: int) -> str:
@@ -96,6 +100,10 @@ class TaskEvent:
     @property
     def terminal(self) -> bool:
         return self.frame_type in (FrameType.COMPLETED, FrameType.ERROR)
+
+    def outgoing(self) -> Outgoing:
+        """The frame of this step, for every stream of the task."""
+        return Outgoing(self.frame_type, self.data, seq=self.step, terminal=self.terminal)
 
     def to_json(self) -> str:
         return json.dumps({"type": self.frame_type.value, "data": self.data})

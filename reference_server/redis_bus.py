@@ -20,7 +20,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from reference_server.bus import TaskInfo, notification_item, task_item
+from reference_server.bus import TaskInfo
 from reference_server.hub import Hub
 from reference_server.records import (
     Stored,
@@ -376,16 +376,16 @@ class RedisBus:
             stored = stored_from_json(self.epoch, data)
             if stored is not None:
                 self._see(stored.record)
-                await self.hub.to_everyone(notification_item(stored))
+                await self.hub.to_everyone(stored.outgoing())
         elif channel.startswith("notifications:"):
             stored = stored_from_json(self.epoch, data)
             if stored is not None:
                 self._see(stored.record)
                 user_id = channel.removeprefix("notifications:")
-                await self.hub.to_user(user_id, notification_item(stored))
+                await self.hub.to_user(user_id, stored.outgoing())
         elif channel.startswith("task_progress:"):
             event = TaskEvent.from_json(data)
-            await self.hub.to_task(channel.removeprefix("task_progress:"), task_item(event))
+            await self.hub.to_task(channel.removeprefix("task_progress:"), event.outgoing())
 
     async def _catch_up(self) -> None:
         """After a lost subscription, offer each local stream what its user missed."""
@@ -395,7 +395,7 @@ class RedisBus:
             items = sorted([*personal, *broadcast], key=lambda s: s.seq)
             async with self.hub.lock:
                 for stored in items:
-                    self.hub.to_user_locked(user_id, notification_item(stored))
+                    self.hub.to_user_locked(user_id, stored.outgoing())
 
     async def current_seq(self) -> int:
         return max(int(await self._redis.get(SEQ_KEY) or 0), self._max_seq)

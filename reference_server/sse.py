@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-from reference_server.bus import Bus, notification_item, task_item
+from reference_server.bus import Bus
 from reference_server.hub import Connection, Hub
 from reference_server.protocol import Outgoing, connected, heartbeat, resync
 from reference_server.records import TaskEvent, stored_from_json
@@ -58,7 +58,7 @@ async def private_stream(
     """An SSE body with its own Redis PubSub connection (per-connection mode)."""
     channels = [task_channel(task_id)] if task_id else [user_channel(user_id), BROADCAST_CHANNEL]
     decode: Callable[[bytes], Outgoing | None] = (
-        (lambda raw: task_item(TaskEvent.from_json(raw)))
+        (lambda raw: TaskEvent.from_json(raw).outgoing())
         if task_id
         else (lambda raw: _notification(bus, raw))
     )
@@ -73,14 +73,12 @@ async def private_stream(
             info = await bus.task_info(task_id)
             if info is not None and info.latest is not None:
                 last_seq = info.latest.step
-                yield task_item(info.latest).sse_text()
+                yield info.latest.outgoing().sse_text()
                 if info.latest.terminal:
                     return
         elif last_id:
             replay = await bus.resume(user_id, last_id)
-            for item in (
-                [resync(last_id)] if replay is None else [notification_item(s) for s in replay]
-            ):
+            for item in [resync(last_id)] if replay is None else [s.outgoing() for s in replay]:
                 last_seq = max(last_seq, item.seq)
                 yield item.sse_text()
         next_beat = loop.time() + interval
@@ -103,4 +101,4 @@ async def private_stream(
 
 def _notification(bus: RedisBus, raw: bytes) -> Outgoing | None:
     stored = stored_from_json(bus.epoch, raw)
-    return None if stored is None else notification_item(stored)
+    return None if stored is None else stored.outgoing()

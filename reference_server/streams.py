@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from reference_server.bus import Bus, notification_item, task_item
+from reference_server.bus import Bus
 from reference_server.hub import Connection, Hub
 from reference_server.protocol import (
     WS_4403_FORBIDDEN,
@@ -37,7 +37,7 @@ async def open_user_stream(
                 conn.offer(resync(last_id))
             else:
                 for stored in replay:
-                    conn.offer(notification_item(stored))
+                    conn.offer(stored.outgoing())
         conn.last_seq = max(conn.last_seq, current)
         hub.add_user_stream(conn, counted=counted)
     return True
@@ -55,7 +55,7 @@ async def open_task_stream(
             return WS_4403_FORBIDDEN
         conn.offer(connected(conn.user_id, task_id))
         if info.latest is not None:
-            conn.offer(task_item(info.latest))
+            conn.offer(info.latest.outgoing())
             if info.latest.terminal:
                 conn.close(CloseCode.NORMAL_CLOSURE, info.latest.frame_type.value)
                 return None

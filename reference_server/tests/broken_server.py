@@ -26,8 +26,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 import reference_server.app
 import reference_server.bus
 import reference_server.hub
+import reference_server.lifecycle
 import reference_server.redis_bus
+import reference_server.routes
 import reference_server.sse
+import reference_server.stream_endpoints
 import reference_server.streams
 from reference_server import __main__ as server_main
 from reference_server import bodies, guard, logs, protocol, records
@@ -78,17 +81,17 @@ def no_heartbeat() -> None:
     async def silent(hub: Hub, interval: float) -> None:
         await asyncio.Event().wait()
 
-    reference_server.app._heartbeats = silent
+    reference_server.lifecycle.heartbeats = silent
 
 
 def slow_heartbeat() -> None:
     """Heartbeats every 1.25 intervals: a server 25% slow (rule 5.1's tolerance is 10%)."""
-    original = reference_server.app._heartbeats
+    original = reference_server.lifecycle.heartbeats
 
     async def slow(hub: Hub, interval: float) -> None:
         await original(hub, interval * 1.25)
 
-    reference_server.app._heartbeats = slow
+    reference_server.lifecycle.heartbeats = slow
 
 
 def task_no_heartbeat() -> None:
@@ -112,7 +115,7 @@ def ended_task_open() -> None:
         ended = info is not None and info.latest is not None and info.latest.terminal
         return await original(hub, bus, conn, task_id, is_admin=is_admin or ended)
 
-    setattr(reference_server.app, "open_task_stream", open_task_stream)  # noqa: B010
+    setattr(reference_server.stream_endpoints, "open_task_stream", open_task_stream)  # noqa: B010
     setattr(reference_server.sse, "open_task_stream", open_task_stream)  # noqa: B010
 
 
@@ -195,12 +198,12 @@ def log_token_on_refusal() -> None:
 
 def heartbeat_doubled() -> None:
     """Heartbeats twice an interval."""
-    original = reference_server.app._heartbeats
+    original = reference_server.lifecycle.heartbeats
 
     async def doubled(hub: Hub, interval: float) -> None:
         await original(hub, interval / 2)
 
-    reference_server.app._heartbeats = doubled
+    reference_server.lifecycle.heartbeats = doubled
 
 
 def limit_off_by_one() -> None:
@@ -441,7 +444,7 @@ def sse_silent() -> None:
         return quiet
 
     for name in ("hub_stream", "private_stream"):
-        setattr(reference_server.app, name, silenced(getattr(reference_server.app, name)))
+        setattr(reference_server.routes, name, silenced(getattr(reference_server.routes, name)))
 
 
 def no_resume() -> None:
