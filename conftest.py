@@ -9,7 +9,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["harness.fixtures", "pytester"]
+pytest_plugins = ["notify_stack.fixtures", "pytester"]
 
 settings.register_profile("ci", max_examples=30, deadline=None, print_blob=True)
 settings.register_profile(

@@ -20,8 +20,14 @@ from typing import Any
 from browser_check.browser import BrowserMissing, find_chromium
 from browser_check.checks import CHECKS, LiveServer, Options
 from browser_check.runner import run_checks, write_report
-from harness.reports import redacted
-from harness.stack import (
+from notify_client.driver import Driver
+from notify_contract.redaction import leak_line, redact
+from notify_contract.rules import Level
+from notify_contract.settings import DEFAULTS
+from notify_contract.tokens import Minter
+from notify_contract.verdicts import Verdict
+from notify_reports.folder import redacted
+from notify_stack.stack import (
     ServerHandle,
     StackError,
     free_port,
@@ -29,12 +35,6 @@ from harness.stack import (
     scratch_dir,
     start_server,
 )
-from notify_client.driver import Driver
-from notify_contract.redaction import leak_line, redact
-from notify_contract.rules import Level
-from notify_contract.settings import DEFAULTS
-from notify_contract.tokens import Minter
-from notify_contract.verdicts import Verdict
 
 SECRET = "client-check-secret-0123456789-0123456789-0123456789"
 PAGE_USER = "client-check-page"

@@ -66,7 +66,7 @@ class Probe:
     max_held: int
 
 
-Script = Callable[["Lab", Attempt], Awaitable[None]]
+Script = Callable[["CheckPage", Attempt], Awaitable[None]]
 Archive = Callable[[str | None], list[dict[str, Any]]]
 
 
@@ -76,7 +76,7 @@ def probe_script(path: str) -> str:
     return text.replace("__NOTIFY_PATH_PATTERN__", json.dumps(pattern))
 
 
-class Lab:
+class CheckPage:
     """The page of one check. `script` answers each socket the page opens; None passes the
     socket through to the real server (the live checks)."""
 

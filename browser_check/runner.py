@@ -16,12 +16,12 @@ from playwright.async_api import Browser, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from browser_check.browser import Chromium
-from browser_check.checks import ClientCheck, Need, Options
-from browser_check.lab import Lab
-from harness.render import render
+from browser_check.lab import CheckPage
+from browser_check.registry import ClientCheck, Options, Requires
 from notify_contract.redaction import redact
 from notify_contract.rules import Level
 from notify_contract.verdicts import CaseFailed, NotRun, Verdict
+from notify_reports.render import render
 
 CHECK_TIMEOUT = 90.0  # real seconds; the fake clock makes minutes of policy take a few
 
@@ -41,11 +41,11 @@ class CheckResult:
 
 
 def missing(check: ClientCheck, options: Options) -> str | None:
-    if Need.SIGN_OUT in check.needs and options.sign_out_selector is None:
+    if Requires.SIGN_OUT in check.needs and options.sign_out_selector is None:
         return "needs the page's sign-out control: give --sign-out-selector CSS"
-    if Need.TOKEN_HOOK in check.needs and options.token_hook is None:
+    if Requires.TOKEN_HOOK in check.needs and options.token_hook is None:
         return "needs the page's token hook: give --token-hook FUNCTION"
-    if Need.LIVE in check.needs and options.live is None:
+    if Requires.LIVE in check.needs and options.live is None:
         return "needs a server the check starts and kills (not run with --client-url)"
     return None
 
@@ -59,7 +59,7 @@ async def run_one(
     started = time.monotonic()
     context = await browser.new_context(viewport={"width": 1000, "height": 560})
     page = await context.new_page()
-    lab = Lab(page, check.script, check.archive, late_close=check.late_close)
+    lab = CheckPage(page, check.script, check.archive, late_close=check.late_close)
     verdict, observed, shot = Verdict.FAIL, "", None
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):

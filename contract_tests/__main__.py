@@ -18,13 +18,13 @@ from pathlib import Path
 from contract_tests import report
 from contract_tests.registry import CASES, Case, select
 from contract_tests.runner import RunResult, TargetUnusable, run_target
-from harness.managed import managed_stack
-from harness.options import OptionError, add_target_arguments, resolve
-from harness.reports import environment, redacted, run_folder
-from harness.stack import StackError, scratch_dir
+from notify_client.options import OptionError, add_target_arguments, resolve
 from notify_client.target import Target
 from notify_contract.redaction import leak_line
 from notify_contract.verdicts import Verdict
+from notify_reports.folder import environment, redacted, run_folder
+from notify_stack.managed import managed_stack
+from notify_stack.stack import StackError, scratch_dir
 
 
 def parser(prog: str = "python -m contract_tests") -> argparse.ArgumentParser:

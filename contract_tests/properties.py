@@ -16,7 +16,8 @@ import jwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from notify_client.client import BlockingStreamClient, Closed, Frame
+from notify_client.blocking import BlockingStreamClient
+from notify_client.client import Closed, Frame
 from notify_contract.codes import WS_4401_UNAUTHORIZED, CloseCode
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
 

@@ -27,8 +27,8 @@ from contract_tests.context import Shared
 from contract_tests.registry import CASES, Case
 from contract_tests.report import transcript_text
 from contract_tests.runner import CaseResult, TargetUnusable, prepare, run_case
-from harness.options import OPTIONS, OptionError, resolve
 from notify_client.driver import Driver
+from notify_client.options import OPTIONS, OptionError, resolve
 from notify_client.target import Target, TokenSource
 from notify_contract.rules import Level
 from notify_contract.verdicts import Verdict

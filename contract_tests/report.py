@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from contract_tests.runner import CaseResult, RunResult
-from harness.render import render
 from notify_contract.verdicts import Verdict
+from notify_reports.render import render
 
 PACKAGES = ("ws-notify-harness", "websockets", "httpx", "jsonschema", "pyjwt", "hypothesis")
 SHOWN = (Verdict.FAIL, Verdict.NON_STRICT)

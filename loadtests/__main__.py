@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.options import OptionError
-from harness.stack import StackError
 from loadtests import target_options
 from loadtests.config import PROFILES, SCENARIOS, BudgetError, from_profile
 from loadtests.run import LoadError, run
+from notify_client.options import OptionError
+from notify_stack.stack import StackError
 
 
 def parser(prog: str = "python -m loadtests") -> argparse.ArgumentParser:

@@ -25,15 +25,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from harness.render import render
-from harness.reports import redacted, run_folder
-from harness.stack import StackError
 from loadtests import target_options
 from loadtests.config import BudgetError, RunConfig, from_profile
 from loadtests.figures import NONE_MEASURED, NOT_MEASURED, Figure, Figures, Table, in_table
 from loadtests.run import NO_PROBES, LoadError, Probes, run
 from notify_client.target import Target
 from notify_contract.verdicts import Need
+from notify_reports.folder import redacted, run_folder
+from notify_reports.render import render
+from notify_stack.stack import StackError
 
 MODES: dict[str, dict[str, Any]] = {
     "websocket": {"scenario": "fanout", "sse_mode": "shared"},

@@ -26,7 +26,8 @@ from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
 
 from loadtests.summary import UNTIMED
-from notify_client.client import BlockingStreamClient, Closed, Frame, ProtocolViolation
+from notify_client.blocking import BlockingStreamClient
+from notify_client.client import Closed, Frame, ProtocolViolation
 from notify_client.session import Delivery, StreamSession
 from notify_client.sse_client import BlockingSseStream
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH, FrameType
@@ -229,7 +230,7 @@ class WsStream:
             self.stream = None
 
 
-class SseStream:
+class LocustSseStream:
     """One legacy SSE stream on a shared HTTP client; resumes with Last-Event-ID."""
 
     def __init__(

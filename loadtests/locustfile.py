@@ -25,8 +25,9 @@ from locust.env import Environment
 
 from loadtests.config import LoadEnv
 from loadtests.herd import Herd
-from loadtests.locust_client import SseStream, WsStream, fire
-from notify_client.client import BlockingStreamClient, Closed
+from loadtests.locust_client import LocustSseStream, WsStream, fire
+from notify_client.blocking import BlockingStreamClient
+from notify_client.client import Closed
 from notify_client.driver import BlockingDriver, task_call
 from notify_client.sse_client import BlockingSseStream
 from notify_contract.protocol import WS_TASKS_PATH
@@ -202,7 +203,7 @@ class SseUser(User):
     def on_start(self) -> None:
         self.load = run_of(self.environment)
         self.user_id = user_name(self.environment)
-        self.client = SseStream(
+        self.client = LocustSseStream(
             self.environment,
             sse_http(self.load.target),
             lambda: tokens(self.load.secret).mint(self.user_id, ttl=86400),

@@ -41,14 +41,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from harness.reports import run_folder
-from harness.stack import ServerHandle, StackError, scratch_dir, start_server
 from loadtests.config import BudgetError, RunConfig, from_profile
 from loadtests.figures import NONE_MEASURED, NOT_MEASURED, Figures, Table, in_table
 from loadtests.report import environment
 from loadtests.run import LoadError, Probes, run
 from notify_client.target import Target
 from notify_contract.tokens import Minter
+from notify_reports.folder import run_folder
+from notify_stack.stack import ServerHandle, StackError, scratch_dir, start_server
 
 
 @dataclass(frozen=True)

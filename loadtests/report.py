@@ -8,11 +8,11 @@ from typing import Any
 
 import matplotlib
 
-from harness.render import render
-from harness.reports import environment as shared_environment
-from harness.reports import machine
 from loadtests.figures import Figures, shown
 from loadtests.summary import Broadcast, Latency
+from notify_reports.folder import environment as shared_environment
+from notify_reports.folder import machine
+from notify_reports.render import render
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -14,18 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.options import BY_NAME, flag_of
-from harness.reports import redacted, run_folder
-from harness.stack import StackSpec, free_port, scratch_dir, stack
 from loadtests import report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.figures import Figures, shown
 from loadtests.sampler import LOOP_LAG, Sampler, Watched
+from notify_client.options import BY_NAME, flag_of
 from notify_client.target import Target
 from notify_contract.protocol import STATS_PATH
 from notify_contract.redaction import leak_line, scrub
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Need
+from notify_reports.folder import redacted, run_folder
+from notify_stack.stack import StackSpec, free_port, scratch_dir, stack
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SETTLE = 5.0  # seconds between the end of the ramp and the first publish

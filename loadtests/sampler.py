@@ -14,8 +14,8 @@ import httpx
 import psutil
 import redis as redis_sync
 
-from harness.stack import BUS_CLIENT, FEED_CLIENT, METRICS_PATH
 from notify_client.driver import auth_header
+from notify_stack.stack import BUS_CLIENT, FEED_CLIENT, METRICS_PATH
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from harness.options import OPTIONS, add_target_arguments, resolve
 from loadtests.run import Probes
+from notify_client.options import OPTIONS, add_target_arguments, resolve
 from notify_client.target import QUERY, Target
 
 # Options of this group, to keep apart from the run's own settings.

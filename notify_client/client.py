@@ -1,4 +1,5 @@
-"""The one client of the notification protocol: WebSocket streams, asyncio and blocking forms.
+"""The one client of the notification protocol: WebSocket streams, asyncio form (the blocking
+form, on the same handshake, parsing and waiting, is `blocking.py`).
 
 Everything in the project that opens a stream goes through here: the reference server's tests,
 the contract suite, the hypothesis tests and the load users (the blocking form, which runs under
@@ -10,25 +11,18 @@ The SSE side is `sse_client.py`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
-from websockets.client import ClientProtocol
-from websockets.exceptions import ConnectionClosed, InvalidState
-from websockets.frames import Opcode
-from websockets.protocol import State
-from websockets.uri import parse_uri
+from websockets.exceptions import ConnectionClosed
 
-from notify_contract.codes import CloseCode, describe
+from notify_contract.codes import describe
 from notify_contract.protocol import DATA, LAST_ID_PARAM, TOKEN_PARAM, TYPE, FrameType
 
 T = TypeVar("T")
@@ -90,6 +84,35 @@ def wanted(kind: str, want: str, skip: Iterable[str]) -> bool:
     raise ProtocolViolation(f"expected {want}, got {kind}")
 
 
+class Awaiting:
+    """Waiting for one kind of item, with a deadline: what both forms of `expect` do, so that
+    both say the same on a timeout (what was awaited and what came instead) and on a wrong
+    item."""
+
+    def __init__(self, want: str, timeout: float, skip: Iterable[str]) -> None:
+        self.want, self.timeout, self.skip = want, timeout, tuple(str(s) for s in skip)
+        self.deadline = time.monotonic() + timeout
+        self.skipped: Counter[str] = Counter()
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def done(self, kind: str, item: object) -> bool:
+        """True: the item waited for; False: skip it; ProtocolViolation: a wrong item."""
+        try:
+            if wanted(kind, self.want, self.skip):
+                return True
+        except ProtocolViolation:
+            raise ProtocolViolation(f"expected `{self.want}`, got {item}") from None
+        self.skipped[kind] += 1
+        return False
+
+    def timed_out(self) -> TimeoutError:
+        seen = ", ".join(f"{n} {k}" for k, n in self.skipped.items()) or "nothing"
+        return TimeoutError(f"no `{self.want}` within {self.timeout:g} s; got {seen}")
+
+
 async def next_of(
     receive: Callable[[float], Awaitable[T]],
     kind: Callable[[T], str],
@@ -99,20 +122,14 @@ async def next_of(
 ) -> T:
     """The next item of kind `want`, passing over kinds in `skip`; a TimeoutError says what
     was awaited and what came instead."""
-    deadline = time.monotonic() + timeout
-    skipped: Counter[str] = Counter()
+    waiting = Awaiting(want, timeout, skip)
     while True:
         try:
-            item = await receive(max(0.0, deadline - time.monotonic()))
+            item = await receive(waiting.left)
         except TimeoutError:
-            seen = ", ".join(f"{n} {k}" for k, n in skipped.items()) or "nothing"
-            raise TimeoutError(f"no `{want}` within {timeout:g} s; got {seen}") from None
-        try:
-            if wanted(kind(item), want, skip):
-                return item
-        except ProtocolViolation:
-            raise ProtocolViolation(f"expected `{want}`, got {item}") from None
-        skipped[kind(item)] += 1
+            raise waiting.timed_out() from None
+        if waiting.done(kind(item), item):
+            return item
 
 
 async def until_closed(receive: Callable[[float], Awaitable[T]], timeout: float) -> list[T]:
@@ -191,17 +208,19 @@ class Handshake:
         )
 
 
-class _Connection(Protocol):
+class Connection(Protocol):
+    """What a stream's transport says of its close (websockets' connection, `SansIOSocket`)."""
+
     @property
     def close_code(self) -> int | None: ...
     @property
     def close_reason(self) -> str | None: ...
 
 
-class _Stream:
+class Stream:
     """What both forms share: parsing, the transcript, the close code."""
 
-    def __init__(self, ws: _Connection, record: Recorder | None, keep: bool = True) -> None:
+    def __init__(self, ws: Connection, record: Recorder | None, keep: bool = True) -> None:
         """`keep=False`: do not keep the frames in `received` (a load generator's streams)."""
         self._conn = ws
         self.received: list[Frame] = []
@@ -229,7 +248,7 @@ class _Stream:
             self._record(direction, text)
 
 
-class StreamClient(_Stream):
+class StreamClient(Stream):
     """One open stream (asyncio): parsed frames in, client frames out, the close code."""
 
     def __init__(self, ws: ClientConnection, record: Recorder | None = None) -> None:
@@ -300,192 +319,6 @@ class StreamClient(_Stream):
 
     async def close(self, code: int = 1000) -> None:
         await self.ws.close(code)
-
-
-class SansIOSocket:
-    """A blocking socket driving websockets' sans-I/O client protocol: one greenlet (or
-    thread) per stream and no reader thread, so a generator holds many streams cheaply."""
-
-    def __init__(self, sock: socket.socket, protocol: ClientProtocol) -> None:
-        self.sock = sock
-        self.protocol = protocol
-        self.pending: deque[Any] = deque()
-        self.eof = False
-
-    @property
-    def close_code(self) -> int | None:
-        if self.protocol.close_rcvd is not None:
-            return self.protocol.close_rcvd.code
-        return CloseCode.ABNORMAL_CLOSURE if self.eof else None
-
-    @property
-    def close_reason(self) -> str | None:
-        rcvd = self.protocol.close_rcvd
-        return rcvd.reason if rcvd is not None else None
-
-    def flush(self) -> None:
-        data = b"".join(self.protocol.data_to_send())
-        if data:
-            self.sock.sendall(data)
-
-    def pump(self, timeout: float) -> None:
-        """Read once (waiting up to `timeout`), feed the protocol, send what it answers."""
-        self.sock.settimeout(max(timeout, 0.001))
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            raise
-        except OSError:
-            data = b""
-        if data:
-            self.protocol.receive_data(data)
-        else:
-            self.eof = True
-            self.protocol.receive_eof()
-        self.pending.extend(self.protocol.events_received())
-        with contextlib.suppress(OSError):
-            self.flush()  # pongs and the close reply
-
-
-# Linux's IP_BIND_ADDRESS_NO_PORT (Python 3.12 names it): bind picks the address, connect the port.
-_BIND_ADDRESS_NO_PORT: Final = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-
-
-def connect_from(
-    address: tuple[str, int], timeout: float, source: tuple[str, int] | None
-) -> socket.socket:
-    """A TCP connection, from `source` if given. A bind to port 0 makes the kernel search for a
-    port free for every destination, which grows with the ports in use: 20,000 streams from one
-    address took a 100k run's ramp from 400 to 60 connects a second, all in the kernel's
-    `inet_csk_get_port`. With IP_BIND_ADDRESS_NO_PORT the port is chosen at connect, per
-    destination, as for a connection without a source address."""
-    if source is None or source[1] != 0 or not sys.platform.startswith("linux"):
-        return socket.create_connection(address, timeout=timeout, source_address=source)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.IPPROTO_IP, _BIND_ADDRESS_NO_PORT, 1)
-        sock.settimeout(timeout)
-        sock.bind(source)
-        sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-class BlockingStreamClient(_Stream):
-    """One open stream, blocking: plain sockets, so it runs under gevent (the locust users)."""
-
-    def __init__(self, io: SansIOSocket, record: Recorder | None = None, keep: bool = True) -> None:
-        super().__init__(io, record, keep)
-        self.io = io
-
-    @classmethod
-    def open(
-        cls,
-        base: str,
-        path: str,
-        token: str | None,
-        *,
-        record: Recorder | None = None,
-        source_address: tuple[str, int] | None = None,
-        keep: bool = True,
-        **handshake: Any,
-    ) -> BlockingStreamClient:
-        """Connect (see `Handshake.build`); `source_address` picks the local address; `keep`:
-        see `_Stream`."""
-        hs = Handshake.build(base, path, token, **handshake)
-        uri = parse_uri(hs.url)
-        timeout = hs.options["open_timeout"]
-        sock = connect_from((uri.host, uri.port), timeout, source_address)
-        protocol = ClientProtocol(uri, origin=hs.options["origin"], max_size=hs.options["max_size"])
-        request = protocol.connect()
-        for name, value in hs.options["additional_headers"].items():
-            request.headers[name] = value
-        protocol.send_request(request)
-        io = SansIOSocket(sock, protocol)
-        try:
-            io.flush()
-            deadline = time.monotonic() + timeout
-            while protocol.state is State.CONNECTING:
-                io.pump(deadline - time.monotonic())
-            if protocol.handshake_exc is not None:
-                raise protocol.handshake_exc
-            io.pending.popleft()  # the handshake response
-        except BaseException:
-            sock.close()
-            raise
-        return cls(io, record, keep)
-
-    def take(self) -> Frame | None:
-        """The next frame already read, without waiting (None: none yet); Closed when the
-        stream closed. A loop that watches many sockets calls `io.pump` when one is readable,
-        then this until None."""
-        while self.io.pending:
-            event = self.io.pending.popleft()
-            if event.opcode is Opcode.TEXT:
-                return self._received(event.data.decode())
-            if event.opcode is Opcode.BINARY:
-                return self._received(bytes(event.data))
-            if event.opcode is Opcode.CLOSE:
-                raise self._closed()
-        if self.io.eof or self.io.protocol.state is State.CLOSED:
-            raise self._closed()
-        return None
-
-    def recv(self, timeout: float = 5.0) -> Frame:
-        """The next text frame; Closed when the stream closed; TimeoutError if none came."""
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.take()
-            if frame is not None:
-                return frame
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no frame in time")
-            self.io.pump(left)
-
-    def expect(
-        self,
-        frame_type: FrameType | str,
-        timeout: float = 5.0,
-        skip: Iterable[str] = (FrameType.HEARTBEAT,),
-    ) -> Frame:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.recv(max(0.0, deadline - time.monotonic()))
-            if wanted(frame.type, str(frame_type), skip):
-                return frame
-
-    def ping(self) -> None:
-        self.send_text(PING_FRAME)
-
-    def send_text(self, text: str) -> None:
-        self._note("sent", text)
-        self.io.protocol.send_text(text.encode())
-        self.io.flush()
-
-    def send_bytes(self, data: bytes) -> None:
-        self._note("sent", f"<{len(data)} binary bytes>")
-        self.io.protocol.send_binary(data)
-        self.io.flush()
-
-    def until_closed(self, timeout: float = 10.0) -> list[Frame]:
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                frames.append(self.recv(max(0.0, deadline - time.monotonic())))
-            except Closed:
-                return frames
-
-    def close(self, code: int = 1000) -> None:
-        """Send a close frame (if still open) and drop the socket."""
-        with contextlib.suppress(OSError, InvalidState):
-            if self.io.protocol.state is State.OPEN:
-                self.io.protocol.send_close(code)
-                self.io.flush()
-        self.io.sock.close()
 
 
 def _frame_type(frame: Frame) -> str:

@@ -1,6 +1,6 @@
-"""The server under test, as every tool sees it: built once from the command line and the target
-file (`harness.options.resolve`) and handed to the contract suite, the load and fault tools and
-`notify-harness token` alike, so no tool reads an option another one drops."""
+"""The server under test, as every tool sees it: built once from the command line and the
+target file (`notify_client.options.resolve`) and handed to the contract suite, the load and
+fault tools and `notify-harness token` alike, so no tool reads an option another one drops."""
 
 from __future__ import annotations
 

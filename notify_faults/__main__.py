@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from contract_tests.runner import TargetUnusable, preflight
-from harness.options import OptionError, add_target_arguments, resolve
-from harness.reports import environment, machine, redacted, run_folder
-from harness.stack import StackError
+from notify_client.options import OptionError, add_target_arguments, resolve
 from notify_client.target import Target
 from notify_contract.redaction import leak_line, scrub
 from notify_contract.verdicts import Verdict
@@ -35,6 +33,8 @@ from notify_faults.lab import lab
 from notify_faults.registry import CI, FULL, Scale
 from notify_faults.remote import Control, target_rows
 from notify_faults.table import Row, write
+from notify_reports.folder import environment, machine, redacted, run_folder
+from notify_stack.stack import StackError
 
 PACKAGES = ("ws-notify-harness", "uvicorn", "websockets", "redis", "psutil", "hypothesis")
 

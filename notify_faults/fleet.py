@@ -264,7 +264,7 @@ class Fleet:
         return [c for c in self.clients if c.life.gave_up is not False]
 
 
-class Publisher:
+class RetryingPublisher:
     """Publishes to users in turn through the driver API; a refused publish (an error status or
     no answer) is counted and retried, so nothing it was told is accepted goes unrecorded."""
 

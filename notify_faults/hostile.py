@@ -12,8 +12,6 @@ from pathlib import Path
 
 from contract_tests.properties import Tried, client_frames_property, tokens_property
 from contract_tests.runner import CaseResult, cases_named, run_target
-from harness.managed import managed_stack
-from harness.stack import Process, start_server
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
 from notify_client.target import Target
@@ -22,6 +20,8 @@ from notify_contract.redaction import JWT_SHAPE
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Verdict
 from notify_faults.table import Facts, Row
+from notify_stack.managed import managed_stack
+from notify_stack.stack import Process, start_server
 
 # Contract cases that are attacks, in the order of the list.
 HOSTILE_CASES = (

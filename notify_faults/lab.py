@@ -1,7 +1,7 @@
 """The processes a fault scenario starts, breaks and restarts: redis-server, reference servers
 and nginx on fixed loopback ports, so that a restart comes back where clients reconnect.
 
-Built on `harness.stack`, the one way to start the stack; this adds killing and
+Built on `notify_stack.stack`, the one way to start the stack; this adds killing and
 restarting in place, and stops whatever is left when the scenario ends.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import psutil
 
-from harness.stack import (
+from notify_contract.tokens import Minter
+from notify_stack.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -27,7 +28,6 @@ from harness.stack import (
     start_nginx,
     start_server,
 )
-from notify_contract.tokens import Minter
 
 
 class Lab:

@@ -9,7 +9,7 @@ import time
 
 from notify_client.ledger import Tally, percentile
 from notify_client.target import Target, TokenSource
-from notify_faults.fleet import Archive, Client, Fleet, Publisher, WsClient, delivered
+from notify_faults.fleet import Archive, Client, Fleet, RetryingPublisher, WsClient, delivered
 from notify_faults.lab import Lab
 from notify_faults.ledger import Ledger, missing, tally
 from notify_faults.registry import Scale
@@ -83,7 +83,12 @@ class Load:
     delivered (or the drain timeout), stops the clients and tallies."""
 
     def __init__(
-        self, fleet: Fleet, publisher: Publisher, archive: Archive, users: list[str], rate: float
+        self,
+        fleet: Fleet,
+        publisher: RetryingPublisher,
+        archive: Archive,
+        users: list[str],
+        rate: float,
     ) -> None:
         self.fleet = fleet
         self.publisher = publisher
@@ -112,7 +117,7 @@ class Load:
             await fleet.close()
             await archive.aclose()
             raise
-        publisher = Publisher(bases, admin, Ledger(), driver_cmd)
+        publisher = RetryingPublisher(bases, admin, Ledger(), driver_cmd)
         load = cls(fleet, publisher, archive, users, scale.publish_rate)
         try:
             await load.publisher.reached(int(scale.publish_rate * scale.settle))

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import redis
 
-from harness.stack import BUS_CLIENT, ServerHandle
 from notify_client.client import StreamClient
 from notify_client.waiting import until_true
 from notify_contract.codes import CloseCode
@@ -23,6 +22,7 @@ from notify_faults.lab import Lab
 from notify_faults.load import Load, delivery, ms, quantile, user_names, ws_clients
 from notify_faults.registry import Scale, fault
 from notify_faults.table import Facts, Row
+from notify_stack.stack import BUS_CLIENT, ServerHandle
 
 # -- Redis ------------------------------------------------------------------------------------
 
@@ -242,6 +242,42 @@ class RestartFacts(Facts):
     new_pid: int
 
 
+@dataclass(frozen=True)
+class Reconnects:
+    """What the clients did after the fault at `hit`: first close codes, when each opened
+    again, every attempt and how late each attempt came against its due time (sorted)."""
+
+    first_codes: dict[str, int]
+    reopen: list[float]
+    tries: list[float]
+    late: list[float]
+
+    @classmethod
+    def of(cls, clients: list[Client], hit: float) -> Reconnects:
+        first_codes: dict[str, int] = {}
+        reopen: list[float] = []
+        tries: list[float] = []
+        late: list[float] = []
+        for c in clients:
+            after = [code for at, code in c.life.closes if at >= hit]
+            label = str(after[0]) if after else "none"
+            first_codes[label] = first_codes.get(label, 0) + 1
+            again = [at for at in c.life.opens if at >= hit]
+            if again:
+                reopen.append(again[0] - hit)
+            tries += [at - hit for at in c.life.due if at >= hit]
+            late += c.life.late
+        return cls(first_codes, sorted(reopen), sorted(tries), sorted(late))
+
+    @property
+    def busiest_100ms(self) -> int:
+        """Attempts in the busiest 100 ms: a herd shows as one crowded slot."""
+        buckets: dict[int, int] = {}
+        for t in self.tries:
+            buckets[int(t * 10)] = buckets.get(int(t * 10), 0) + 1
+        return max(buckets.values()) if buckets else 0
+
+
 async def _restart_under_load(
     lab: Lab,
     scale: Scale,
@@ -278,26 +314,8 @@ async def _restart_under_load(
     counted = await load.finish(scale)
     delivery(row, load.ledger, counted, clients, hit)
     row.recovery_s = round(back - hit, 3)
-    first_codes: dict[str, int] = {}
-    reopen: list[float] = []
-    tries: list[float] = []
-    late: list[float] = []
-    for c in clients:
-        after = [code for at, code in c.life.closes if at >= hit]
-        label = str(after[0]) if after else "none"
-        first_codes[label] = first_codes.get(label, 0) + 1
-        again = [at for at in c.life.opens if at >= hit]
-        if again:
-            reopen.append(again[0] - hit)
-        tries += [at - hit for at in c.life.due if at >= hit]
-        late += c.life.late
-    reopen.sort()
-    tries.sort()
-    late.sort()
-    buckets: dict[int, int] = {}
-    for t in tries:
-        buckets[int(t * 10)] = buckets.get(int(t * 10), 0) + 1
-    busiest = max(buckets.values()) if buckets else 0
+    seen = Reconnects.of(clients, hit)
+    reopen, tries, late, busiest = seen.reopen, seen.tries, seen.late, seen.busiest_100ms
     plot = plots.reconnects(out / f"{row.id}-reconnects.png", tries, reopen, ready - hit, row.title)
     row.plots.append(plot.name)
     gave_up = load.fleet.gave_up()
@@ -306,7 +324,7 @@ async def _restart_under_load(
         exit_s=round(exit_s, 3),
         restart_ready_s=round(ready - hit, 3),
         all_back_s=round(back - hit, 3),
-        close_codes=first_codes,
+        close_codes=seen.first_codes,
         reconnected=len(reopen),
         reconnect_p10_s=quantile(reopen, 0.10),
         reconnect_p50_s=quantile(reopen, 0.50),

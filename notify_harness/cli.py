@@ -77,7 +77,7 @@ JOBS: Final = {
         ),
         Job(
             "serve",
-            "harness.playground",
+            "notify_stack.playground",
             "the reference server for a person to try",
             extras=("server",),
         ),

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from harness.options import OptionError, add_target_arguments, resolve
+from notify_client.options import OptionError, add_target_arguments, resolve
 from notify_contract.verdicts import NotRun
 
 

@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 
+from notify_web_client import APP_PATH, static_dir
 from reference_server.bodies import BodyLimit
 from reference_server.lifecycle import allow_long_request_lines, lifespan
 from reference_server.routes import router
 from reference_server.services import build_services
 from reference_server.settings import Settings, load_settings
 from reference_server.stream_endpoints import StreamEndpoints, StreamsFirst
-from web_client import APP_PATH, static_dir
 
 log = logging.getLogger("reference_server")
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from notify_web_client import APP_PATH, CONTRACT_MODULE, contract_module
 from reference_server.auth import Principal
 from reference_server.metrics import snapshot
 from reference_server.protocol import (
@@ -27,7 +28,6 @@ from reference_server.redis_bus import RedisBus
 from reference_server.services import Admin, Process, Services, User, current_admin, current_user
 from reference_server.sse import HEADERS as SSE_HEADERS
 from reference_server.sse import hub_stream, private_stream
-from web_client import APP_PATH, CONTRACT_MODULE, contract_module
 
 router = APIRouter()
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from contract_tests.registry import CASES
 from contract_tests.runner import RunResult, run_target
-from harness.fixtures import SECRET, Servers
-from harness.stack import StackError
 from notify_client.target import Target
 from notify_contract.settings import Limits
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Verdict
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import StackError
 
 MODULE = "reference_server.tests.broken_server"
 # What the suite knows of each server it starts (as tests/test_suite.py starts them).

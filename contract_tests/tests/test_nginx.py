@@ -11,8 +11,6 @@ import pytest
 
 from contract_tests.registry import CASES
 from contract_tests.runner import run_target
-from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
-from harness.stack import nginx_binary, nginx_command
 from nginx_conf import NginxConfig, render
 from notify_client.client import StreamClient
 from notify_client.driver import Driver
@@ -20,6 +18,8 @@ from notify_client.sse_client import SseStream
 from notify_client.target import Target
 from notify_contract.protocol import SSE_NOTIFICATIONS_PATH, WS_NOTIFICATIONS_PATH
 from notify_contract.tokens import Minter
+from notify_stack.fixtures import ADMIN, SECRET, Opener, Servers, token
+from notify_stack.stack import nginx_binary, nginx_command
 
 Users = Callable[..., str]
 

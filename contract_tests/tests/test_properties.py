@@ -23,12 +23,13 @@ from hypothesis.stateful import (
 )
 
 from contract_tests.properties import client_frames_property, tokens_property
-from harness.fixtures import ADMIN, SECRET, Servers, token
-from harness.stack import ServerHandle
-from notify_client.client import BlockingStreamClient, Closed, Frame
+from notify_client.blocking import BlockingStreamClient
+from notify_client.client import Closed, Frame
 from notify_client.driver import BlockingDriver
 from notify_contract.codes import WS_4429_TOO_MANY_CONNECTIONS
 from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_stack.fixtures import ADMIN, SECRET, Servers, token
+from notify_stack.stack import ServerHandle
 
 LIMIT = 2
 _runs = itertools.count()

@@ -12,9 +12,9 @@ import pytest
 from contract_tests.pytest_plugin import PytestOutcome, outcome
 from contract_tests.registry import CASES
 from contract_tests.runner import CaseResult
-from harness.fixtures import SECRET, Servers
-from harness.stack import ServerHandle
 from notify_contract.verdicts import Verdict
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import ServerHandle
 
 BEAT = "0.3"
 SHAPES = "-k", "connected-shape or notification-shape or token-missing"

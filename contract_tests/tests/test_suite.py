@@ -27,15 +27,15 @@ from contract_tests.__main__ import parser
 from contract_tests.context import TRANSCRIPT_ENDS, Context, Shared
 from contract_tests.registry import CASES, Case, select
 from contract_tests.runner import Pace, RunResult, _reason, run_case, run_target
-from harness.fixtures import SECRET, Servers
-from harness.options import OptionError, resolve
-from harness.reports import redacted
-from harness.stack import ServerHandle, free_port
+from notify_client.options import OptionError, resolve
 from notify_client.target import Target
 from notify_contract.rules import rule
 from notify_contract.settings import Limits
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Need, Verdict
+from notify_reports.folder import redacted
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import ServerHandle, free_port
 
 BEAT = "0.3"
 HISTORY = 20

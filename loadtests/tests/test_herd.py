@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.fixtures import SECRET, Servers, token
 from notify_client.driver import BlockingDriver
+from notify_stack.fixtures import SECRET, Servers, token
 
 STREAMS = 40
 

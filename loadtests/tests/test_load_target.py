@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.fixtures import SECRET, Servers
-from harness.stack import ServerHandle
 from loadtests.__main__ import parser
 from loadtests.config import from_profile
 from loadtests.run import USED, LoadRun, Probes, keep_logs, run
@@ -18,6 +16,8 @@ from notify_client.target import Target
 from notify_contract.redaction import REDACTED, leaks
 from notify_contract.tokens import Minter
 from notify_contract.verdicts import Need
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import ServerHandle
 
 USERS = 60
 

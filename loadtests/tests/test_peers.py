@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from harness.stack import ServerHandle, start_server
 from loadtests.figures import Figures
 from loadtests.peers import PeerResult, environment_variable, ratios, verdicts, write
 from notify_client.client import StreamClient
 from notify_contract.tokens import Minter
+from notify_stack.stack import ServerHandle, start_server
 
 SECRET = "f" * 48
 

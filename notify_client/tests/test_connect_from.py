@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from notify_client.client import connect_from
+from notify_client.blocking import connect_from
 
 IP_BIND_ADDRESS_NO_PORT = 24
 

@@ -7,8 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from harness.fixtures import SECRET, Servers
-from harness.stack import ServerHandle
 from notify_client.target import Target
 from notify_contract.rules import Level, rule
 from notify_contract.settings import Limits
@@ -18,6 +16,8 @@ from notify_faults.attacks import ExhaustionFacts, StallFacts
 from notify_faults.catalogue import ATTACKS
 from notify_faults.raw import run_attack
 from notify_faults.registry import CI, Victim
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import ServerHandle
 
 SMALL = replace(
     CI, clients=10, publish_rate=20, stalled=60, exhaust_max=120, exhaust_cap=80,

@@ -16,8 +16,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.fixtures import SECRET, Servers
-from harness.stack import RedisServer, redis_server
 from notify_client.ledger import percentile
 from notify_client.target import Target
 from notify_contract.tokens import Minter
@@ -42,6 +40,8 @@ from notify_faults.remote import (
 from notify_faults.restarts import _restart_under_load
 from notify_faults.streams import LimitRaceFacts
 from notify_faults.table import Row, failures_recorded, markdown, write
+from notify_stack.fixtures import SECRET, Servers
+from notify_stack.stack import RedisServer, redis_server
 
 
 def _ledger(**published: list[str]) -> Ledger:

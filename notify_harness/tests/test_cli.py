@@ -89,7 +89,7 @@ def test_an_import_error_deep_in_a_job_still_names_the_extra(
     def no_fastapi(argv: list[str] | None = None, prog: str = "") -> int:
         raise ModuleNotFoundError("No module named 'fastapi'", name="fastapi")
 
-    monkeypatch.setattr("harness.playground.main", no_fastapi)
+    monkeypatch.setattr("notify_stack.playground.main", no_fastapi)
     monkeypatch.setattr(cli, "check_extras", lambda job, argv: None)
     assert cli.main(["serve"]) == 2
     assert "needs the 'server' extra (no module 'fastapi')" in capsys.readouterr().err

@@ -15,13 +15,13 @@ from contract_tests import report as contract_report
 from contract_tests.context import Entry
 from contract_tests.registry import CASES
 from contract_tests.runner import CaseResult, RunResult
-from harness.render import render
 from loadtests import compare
 from loadtests import report as load_report
 from loadtests.compare import ModeRun
 from loadtests.figures import Figures
 from notify_client.target import Target
 from notify_contract.verdicts import Verdict
+from notify_reports.render import render
 
 SAID = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

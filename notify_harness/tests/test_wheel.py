@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from contract_tests.registry import CASES
-from harness.fixtures import BASE_SETTINGS, SECRET, Servers
-from harness.managed import ALLOWED_ORIGIN, MANAGED
-from harness.stack import ServerHandle, start_server
+from notify_stack.fixtures import BASE_SETTINGS, SECRET, Servers
+from notify_stack.managed import ALLOWED_ORIGIN, MANAGED
+from notify_stack.stack import ServerHandle, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ("failure", "error", "skipped")

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from harness.fixtures import Servers
-from harness.stack import ServerHandle
+from notify_stack.fixtures import Servers
+from notify_stack.stack import ServerHandle
 from reference_server.bodies import LINGER_BYTES, declared_length
 
 HEAD = (

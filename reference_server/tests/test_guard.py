@@ -14,10 +14,10 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.exceptions import InvalidStatus
 
-from harness.fixtures import Servers, token
-from harness.stack import ServerHandle
 from notify_client.client import StreamClient
 from notify_client.waiting import until_true
+from notify_stack.fixtures import Servers, token
+from notify_stack.stack import ServerHandle
 from reference_server.guard import (
     REFUSAL,
     RESERVED_FILES,

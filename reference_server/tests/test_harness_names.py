@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import stack
+from notify_stack import stack
 from reference_server import protocol, redis_bus
 from reference_server.settings import Settings
 

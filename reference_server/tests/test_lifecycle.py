@@ -13,12 +13,12 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
-from harness.stack import server_env
 from notify_client.client import Closed, StreamClient
 from notify_client.driver import Driver
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4408_SLOW_CONSUMER
+from notify_stack.fixtures import ADMIN, SECRET, Opener, Servers, token
+from notify_stack.stack import server_env
 from reference_server.auth import TokenVerifier
 from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
 

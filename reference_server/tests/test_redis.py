@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import redis as redis_sync
 
-from harness.fixtures import ADMIN, Opener, Servers, token
-from harness.stack import RedisServer, ServerHandle, redis_server
 from notify_client.client import Closed, StreamClient, notifications_until
 from notify_client.driver import Driver, DriverError
 from notify_client.sse_client import SseStream
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4429_TOO_MANY_CONNECTIONS
+from notify_stack.fixtures import ADMIN, Opener, Servers, token
+from notify_stack.stack import RedisServer, ServerHandle, redis_server
 from reference_server.protocol import (
     SSE_NOTIFICATIONS_PATH,
     SSE_TASKS_PATH,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.fixtures import ADMIN, Opener, Servers, token
-from harness.stack import ServerHandle
 from notify_client.driver import Driver
+from notify_stack.fixtures import ADMIN, Opener, Servers, token
+from notify_stack.stack import ServerHandle
 
 Users = Callable[..., str]
 

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from harness.fixtures import Servers, token
-from harness.stack import ServerHandle
 from notify_client.client import Closed
 from notify_client.driver import Driver
 from notify_client.sse_client import SseStream
+from notify_stack.fixtures import Servers, token
+from notify_stack.stack import ServerHandle
 from reference_server.protocol import SSE_NOTIFICATIONS_PATH, SSE_TASKS_PATH
 
 Users = Callable[..., str]

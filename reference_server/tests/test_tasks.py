@@ -8,11 +8,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from harness.fixtures import ADMIN, Opener, token
-from harness.stack import ServerHandle
 from notify_client.client import Closed, Frame, StreamClient
 from notify_client.driver import Driver
 from notify_contract.codes import WS_4403_FORBIDDEN, WS_4404_NOT_FOUND
+from notify_stack.fixtures import ADMIN, Opener, token
+from notify_stack.stack import ServerHandle
 from reference_server.protocol import WS_TASKS_PATH, CloseCode
 
 Users = Callable[..., str]

@@ -11,12 +11,12 @@ import httpx
 import jwt
 import pytest
 
-from harness.fixtures import ADMIN, SECRET, Opener, Servers, token
-from harness.stack import ServerHandle
 from notify_client.client import Closed, StreamClient, notifications_until
 from notify_client.driver import Driver, DriverError, auth_header
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4401_UNAUTHORIZED, WS_4429_TOO_MANY_CONNECTIONS
+from notify_stack.fixtures import ADMIN, SECRET, Opener, Servers, token
+from notify_stack.stack import ServerHandle
 from reference_server.logs import REDACTED
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
 

@@ -1,6 +1,6 @@
 """`nox -s serve`: the stack in the foreground for a person to try, with tokens printed.
 
-    python -m harness.playground [--redis] [--instances N] [--nginx] [--port P]
+    python -m notify_stack.playground [--redis] [--instances N] [--nginx] [--port P]
 
 Settings for the servers come from the environment as usual (JWT_SECRET defaults to a
 development secret here, and only here).
@@ -15,14 +15,14 @@ import signal
 import sys
 import threading
 
-from harness.stack import StackError, StackSpec, scratch_dir, stack
 from notify_contract.settings import DEFAULTS
 from notify_contract.tokens import Minter
+from notify_stack.stack import StackError, StackSpec, scratch_dir, stack
 
 DEV_SECRET = "playground-secret-do-not-use-in-production-0123456789"
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m harness.playground") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m notify_stack.playground") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__.splitlines()[0],

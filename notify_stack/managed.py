@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from harness.stack import NginxProxy, RedisServer, ServerHandle, Stack, StackSpec, stack
 from notify_client.target import Target
 from notify_contract.tokens import Minter
+from notify_stack.stack import NginxProxy, RedisServer, ServerHandle, Stack, StackSpec, stack
 
 ALLOWED_ORIGIN = "https://app.example"
 MANAGED = {

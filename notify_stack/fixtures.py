@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from harness.stack import (
+from notify_client.client import StreamClient
+from notify_client.driver import Driver
+from notify_contract.protocol import WS_NOTIFICATIONS_PATH
+from notify_contract.tokens import Minter
+from notify_stack.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
@@ -17,10 +21,6 @@ from harness.stack import (
     start_nginx,
     start_server,
 )
-from notify_client.client import StreamClient
-from notify_client.driver import Driver
-from notify_contract.protocol import WS_NOTIFICATIONS_PATH
-from notify_contract.tokens import Minter
 
 SECRET = "reference-server-test-secret-" + "x" * 40
 VERIFIER = Minter(SECRET)

@@ -13,7 +13,7 @@ from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
 @functools.cache
 def _environment(package: str) -> Environment:
     loader = ChoiceLoader(
-        [PackageLoader(package, "templates"), PackageLoader("harness", "templates")]
+        [PackageLoader(package, "templates"), PackageLoader("notify_reports", "templates")]
     )
     return Environment(
         loader=loader,

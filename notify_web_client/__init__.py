@@ -26,7 +26,7 @@ CONTRACT_MODULE: Final = "contract.js"
 
 
 def static_dir() -> Traversable:
-    return resources.files("web_client").joinpath("static")
+    return resources.files("notify_web_client").joinpath("static")
 
 
 def contract_module() -> str:
