@@ -7,10 +7,11 @@ the resume id and the reconnect policy. Request events, per stream kind ("WS" or
 | name | response time |
 |---|---|
 | `connect` | time to the `connected` frame (a failure: why it did not come) |
-| `notification` | delivery latency (now - `sent_at` in the payload) |
-| `broadcast <k>` | the same, per broadcast |
 | `heartbeat` | 0 |
 | `close <code>`, `gap`, `duplicate` | failures: unexpected close, lost or repeated |
+
+Delivery latency (now - `sent_at` in the payload), overall and per broadcast, goes into the
+user's histograms (`loadtests.latencies`), not into an event per notification.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import httpx
 from locust.env import Environment
 from websockets.exceptions import InvalidHandshake
 
-from loadtests.summary import UNTIMED
+from loadtests.latencies import Latencies
 from notify_client.blocking import BlockingStreamClient
 from notify_client.client import Closed, Frame, ProtocolViolation
 from notify_client.session import Delivery, StreamSession
@@ -57,9 +58,13 @@ class Reporter:
     broadcast numbers (`seq`), heartbeats, closes. It also keeps the stream's own record for
     the run's tally: when it first got `connected` and every notification id it received."""
 
-    def __init__(self, environment: Environment, kind: str) -> None:
+    def __init__(
+        self, environment: Environment, kind: str, latencies: Latencies | None = None
+    ) -> None:
+        """`latencies`: the histograms this stream adds to (one per herd, shared)."""
         self.environment = environment
         self.kind = kind
+        self.latencies = latencies if latencies is not None else Latencies()
         self.last_seq: int | None = None
         self.connected_at: float | None = None  # wall clock of the first `connected`
         self.misnamed: str | None = None  # whom `connected` named, when not this stream's user
@@ -97,19 +102,16 @@ class Reporter:
         self.ids.append(sys.intern(delivery.id))
         data = delivery.data
         sent_at = data.get("sent_at")
-        latency = None
+        seq = data.get("seq")
         if isinstance(sent_at, int | float):
             latency = max(0.0, (time.time() - sent_at) * 1000)
-            self.fire("notification", latency, size)
+            self.latencies.add(latency, seq if isinstance(seq, int) else None)
         else:  # a payload without the publisher's clock: its latency comes from the publish log
             self.arrivals.append((delivery.id, time.time()))
-            self.fire(UNTIMED, 0, size)
+            self.latencies.untimed += 1
         if delivery.repeat:
             self.fire("duplicate", error=f"id {delivery.id} again")
-        seq = data.get("seq")
         if isinstance(seq, int):
-            if latency is not None:
-                self.fire(f"broadcast {seq}", latency, size)
             if self.last_seq is not None:
                 if seq <= self.last_seq:
                     self.fire("duplicate", error=f"seq {seq} again")
@@ -137,14 +139,16 @@ class WsStream:
         user: str | None = None,
         source_address: tuple[str, int] | None = None,
         compression: str | None = None,
+        latencies: Latencies | None = None,
     ) -> None:
-        """`compression="deflate"` offers permessage-deflate, as browsers do."""
+        """`compression="deflate"` offers permessage-deflate, as browsers do; `latencies`: the
+        histograms it adds to (its herd's)."""
         self.target = target
         self.token = token
         self.source_address = source_address
         self.compression = compression
         self.session = StreamSession(ReconnectPolicy(jitter=True), user=user)
-        self.report = Reporter(environment, "WS")
+        self.report = Reporter(environment, "WS", latencies)
         self.stream: BlockingStreamClient | None = None
 
     def connect(self) -> bool:

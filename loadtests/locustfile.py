@@ -23,8 +23,10 @@ import httpx
 from locust import User, constant, events, task
 from locust.env import Environment
 
+from loadtests import latencies
 from loadtests.config import LoadEnv
 from loadtests.herd import Herd
+from loadtests.latencies import Latencies
 from loadtests.locust_client import LocustSseStream, WsStream, fire
 from notify_client.blocking import BlockingStreamClient
 from notify_client.client import Closed
@@ -82,14 +84,19 @@ def wait_until(due: float) -> None:
     gevent.sleep(max(0.0, due - time.monotonic()))
 
 
-def log_streams(run: LoadEnv, lines: list[dict[str, Any]]) -> None:
-    """Append streams' records to this process's file (notify_client.ledger counts them all)."""
+def log_streams(run: LoadEnv, lines: list[dict[str, Any]], measured: Latencies) -> None:
+    """Append streams' records (notify_client.ledger counts them all) and their latency
+    histograms (loadtests.latencies merges them) to this process's files."""
     with (run.run_dir / f"streams-{os.getpid()}.jsonl").open("a") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
+    latencies.write(run.run_dir / f"latency-{os.getpid()}.jsonl", measured)
 
 
-def ws_stream(environment: Environment, run: LoadEnv, user_id: str) -> WsStream:
-    """The stream of the simulated user `user_id` (named by `user_name`)."""
+def ws_stream(
+    environment: Environment, run: LoadEnv, user_id: str, measured: Latencies | None = None
+) -> WsStream:
+    """The stream of the simulated user `user_id` (named by `user_name`); `measured`: the
+    histograms it adds to (its herd's)."""
     sources = run.source_addresses
     n = int(user_id.rsplit("-", 1)[1])
     return WsStream(
@@ -101,6 +108,7 @@ def ws_stream(environment: Environment, run: LoadEnv, user_id: str) -> WsStream:
         # half the port range).
         source_address=(sources[n % len(sources)], 0) if sources else None,
         compression="deflate" if run.offer_compression else None,
+        latencies=measured,
     )
 
 
@@ -120,8 +128,9 @@ class HerdUser(User):
         self.load = run_of(self.environment)
         worker = int(getattr(self.environment.runner, "worker_index", 0) or 0)
         size = herd_size(self.load, worker)
+        self.measured = Latencies()  # one set of histograms for the herd's streams
         self.members = [
-            (name, ws_stream(self.environment, self.load, name))
+            (name, ws_stream(self.environment, self.load, name, self.measured))
             for name in (user_name(self.environment) for _ in range(size))
         ]
         rate = self.load.rate / max(1, self.load.generator_workers)
@@ -133,7 +142,8 @@ class HerdUser(User):
 
     def on_stop(self) -> None:
         self.herd.close()
-        log_streams(self.load, [s.report.record(name, name) for name, s in self.members])
+        records = [s.report.record(name, name) for name, s in self.members]
+        log_streams(self.load, records, self.measured)
 
 
 class StreamUser(User):
@@ -172,7 +182,8 @@ class IdleUser(StreamUser):
 
     def on_stop(self) -> None:
         super().on_stop()
-        log_streams(self.load, [self.client.report.record(self.user_id, self.user_id)])
+        record = self.client.report.record(self.user_id, self.user_id)
+        log_streams(self.load, [record], self.client.report.latencies)
 
 
 class ChurnUser(StreamUser):
@@ -216,7 +227,8 @@ class SseUser(User):
             gevent.sleep(1.0)
 
     def on_stop(self) -> None:
-        log_streams(self.load, [self.client.report.record(self.user_id, self.user_id)])
+        record = self.client.report.record(self.user_id, self.user_id)
+        log_streams(self.load, [record], self.client.report.latencies)
 
 
 class TaskUser(User):

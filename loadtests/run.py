@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests import report, summary
+from loadtests import latencies, report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.figures import Figures, shown
 from loadtests.sampler import LOOP_LAG, Sampler, Watched
@@ -229,11 +229,12 @@ def run(
     stats = summary.read_stats(out / "locust_stats.csv")
     fails = summary.failures(summary.read_failures(out / "locust_failures.csv"))
     tally, published = summary.read_tally(out)
-    broadcasts = summary.per_broadcast(stats, published, tally)
+    timed = latencies.read(out)
+    broadcasts = summary.per_broadcast(timed, published, tally)
     m = measured
     res = summary.resources(m.rows, m.baseline, m.hold_from, m.hold_until, tally.streams)
     res = summary.leftovers(res, m.baseline, m.after)
-    figures = summary.headline(stats, fails, broadcasts, res, tally)
+    figures = summary.headline(stats, fails, broadcasts, res, tally, timed)
     verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
     data = {
         "created": created.isoformat(),

@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
-from typing import Any, Final
+from typing import Any
 
 from loadtests.figures import BY_KEY, DEFAULT_THRESHOLDS, THRESHOLD_KEYS, Figures
+from loadtests.latencies import Latencies
 from loadtests.sampler import LOOP_LAG
+from notify_client.histogram import Histogram
 from notify_client.ledger import Published, StreamLog, Tally, count, percentile
 
 GENERATOR_SATURATED_CPU = 90.0  # percent of one core: locust's own warning level
@@ -38,11 +40,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-# The request name of a notification whose payload has no `sent_at`: counted apart, so that
-# the latency figures hold only measured latencies ("not measured" when none was).
-UNTIMED: Final = "notification (latency not measured)"
 
 
 def _num(row: dict[str, str] | None, key: str) -> float | None:
@@ -71,6 +68,15 @@ def latency(row: dict[str, str] | None) -> Latency:
         _num(row, "99%"),
         _num(row, "Max Response Time"),
     )
+
+
+def of_histogram(histogram: Histogram) -> Latency:
+    """The spread of what the generator's streams measured (their merged histogram)."""
+    if not histogram.count:
+        return Latency(0.0)
+    top = None if histogram.max_ms is None else round(histogram.max_ms, 2)
+    at = histogram.percentile
+    return Latency(float(histogram.count), at(0.50), at(0.95), at(0.99), top)
 
 
 def spread(values_ms: Sequence[float]) -> Latency:
@@ -124,7 +130,7 @@ class Broadcast:
 
 
 def per_broadcast(
-    stats: dict[str, dict[str, str]], published: list[dict[str, Any]], tally: Tally
+    measured: Latencies, published: list[dict[str, Any]], tally: Tally
 ) -> list[Broadcast]:
     out = []
     for entry in published:
@@ -140,7 +146,7 @@ def per_broadcast(
                 owed - got,
                 entry.get("server_streams"),
                 entry.get("error"),
-                latency(stats.get(f"broadcast {entry['seq']}")),
+                of_histogram(measured.per_broadcast.get(entry["seq"], Histogram())),
             )
         )
     return out
@@ -330,12 +336,12 @@ def headline(
     broadcasts: list[Broadcast],
     res: Figures,
     tally: Tally,
+    measured: Latencies,
 ) -> Figures:
     """Every figure of the run: the sampled ones in `res` with the clients' counts and latency."""
-    note = latency(stats.get("notification"))
-    untimed = latency(stats.get(UNTIMED)).count
+    note = of_histogram(measured.every)
     # The clients counted every frame they got: none is 0 received, a measurement.
-    received = int((note.count or 0) + (untimed or 0))
+    received = int((note.count or 0) + measured.untimed)
     measured_from = "the payload's sent_at" if note.count else None
     if not note.count and tally.latencies_ms:
         note = spread(tally.latencies_ms)

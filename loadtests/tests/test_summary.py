@@ -10,10 +10,10 @@ from loadtests import report
 from loadtests.config import from_profile
 from loadtests.figures import FIGURES, Figures, Table, in_table
 from loadtests.figures import shown as figure_rows
+from loadtests.latencies import Latencies
 from loadtests.run import _server_line, nothing_ran
 from loadtests.sampler import server_metrics
 from loadtests.summary import (
-    UNTIMED,
     Threshold,
     applied,
     failures,
@@ -23,6 +23,14 @@ from loadtests.summary import (
     resources,
 )
 from notify_client.ledger import Published, StreamLog, count
+
+
+def measured(*ms: float, untimed: int = 0) -> Latencies:
+    """What a generator's streams measured: these latencies, and `untimed` without a send time."""
+    timed = Latencies(untimed=untimed)
+    for value in ms:
+        timed.add(value, None)
+    return timed
 
 
 def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str, str]:
@@ -58,10 +66,9 @@ def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, 
 def test_each_broadcast_is_counted_by_the_clients_and_the_server_only_cross_checks(
     tmp_path: Path,
 ) -> None:
-    stats = {
-        "broadcast 1": stat("broadcast 1", 2, 5, 9, 10),
-        "broadcast 2": stat("broadcast 2", 1, 6, 11, 12),
-    }
+    timed = measured()
+    for seq, ms in ((1, 5.0), (1, 9.0), (2, 11.0)):
+        timed.add(ms, seq)
     lines = [  # the server's stats claim 1 stream each time: it forgot the other one
         {"id": f"b{i}", "user": None, "seq": i, "sent_at": 10.0 * i, "acked_at": 10.0 * i + 0.1}
         | {"error": None, "server_streams": 1}
@@ -74,7 +81,7 @@ def test_each_broadcast_is_counted_by_the_clients_and_the_server_only_cross_chec
     ]
     (tmp_path / "streams-1.jsonl").write_text("".join(json.dumps(e) + "\n" for e in logs))
     tally, published = read_tally(tmp_path)
-    got = per_broadcast(stats, published, tally)
+    got = per_broadcast(timed, published, tally)
     assert [(b.owed, b.received, b.lost) for b in got] == [(2, 2, 0), (2, 1, 1)]
     assert [b.server_streams for b in got] == [1, 1]
     assert got[1].latency.p99_ms == 11.0
@@ -112,7 +119,8 @@ def test_failures_by_kind_and_headline() -> None:
     assert fails == {"close 1006": 2, "gap": 1, "publish": 4, "connect": 3}
     res = resources([row(10, 10, 60, 1, 0), row(11, 10, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
     nothing = count([], [])
-    figures = headline({"notification": stat("notification", 20, 4, 8, 9)}, fails, [], res, nothing)
+    timed = measured(*[4.0] * 10, *[6.0] * 9, 8.0)
+    figures = headline({}, fails, [], res, nothing, timed)
     assert figures.unexpected_closes == 2 and figures.gaps == 1
     assert figures.p99_ms == 8.0 and figures.connect_failures == 3
     assert figures.latency_measured_from == "the payload's sent_at"
@@ -199,10 +207,10 @@ def test_cpu_per_delivery_divides_by_the_clients_count_not_the_servers() -> None
     res = resources(rows, row(0, 0, 50.0, 0.0, 0), hold_from=1010)
     stream = StreamLog("a", "a", connected_at=1.0, ended_at=99.0, ids=("b1",))
     tally = count([Published("b1", None, sent_at=5.0, acked_at=5.1)], [stream])
-    figures = headline({}, {}, [], res, tally)
+    figures = headline({}, {}, [], res, tally, measured())
     assert figures.cpu_us_per_delivered == 1e6  # 1 CPU-second over 1 delivery
     assert figures.generator_cpu_us_per_received == 2e6
-    nothing = headline({}, {}, [], res, count([], []))
+    nothing = headline({}, {}, [], res, count([], []), measured())
     assert nothing.cpu_us_per_delivered is None  # no delivery: no figure, not zero
 
 
@@ -214,11 +222,10 @@ def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
     assert res.connections_held == 100  # the clients' count stands in
     assert (res.mem_per_conn_kb, res.server_rss_hold_mb, res.cpu_us_per_msg) == (None,) * 3
     assert res.server_cpu_seconds_in_hold is None
-    untimed = {UNTIMED: stat(UNTIMED, 40, 0, 0, 0)}
-    figures = headline(untimed, {}, [], res, count([], []))
+    figures = headline({}, {}, [], res, count([], []), measured(untimed=40))
     assert figures.notifications == 40
     assert (figures.p50_ms, figures.p99_ms, figures.mem_per_conn_kb) == (None,) * 3
-    assert headline({}, {}, [], res, count([], [])).notifications == 0  # none came: 0
+    assert headline({}, {}, [], res, count([], []), measured()).notifications == 0  # none: 0
 
 
 def test_the_progress_line_says_not_measured_for_a_server_not_sampled() -> None:
@@ -262,7 +269,7 @@ def test_a_payload_without_sent_at_is_timed_from_the_publishers_send() -> None:
     tally = count(published, streams)
     assert sorted(tally.latencies_ms) == pytest.approx([50.0, 200.0, 300.0])  # first arrivals
     res = resources([row(10, 2, 60, 1, 0), row(11, 2, 60, 2, 10)], row(0, 0, 50, 0, 0), 0)
-    figures = headline({UNTIMED: stat(UNTIMED, 4, 0, 0, 0)}, {}, [], res, tally)
+    figures = headline({}, {}, [], res, tally, measured(untimed=4))
     assert (figures.p50_ms, figures.max_ms, figures.notifications) == (200.0, 300.0, 4)
     assert str(figures.latency_measured_from).startswith("the publisher's send time")
 
