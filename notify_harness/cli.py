@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Final, Protocol
 
 DIST: Final = "ws-notify-harness"
@@ -143,6 +146,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_SIGTERM: Final = 128 + signal.SIGTERM
+EXIT_SIGINT: Final = 128 + signal.SIGINT
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a CI timeout, `kill`): raised where the job is, so that every stack, server
+    and locust process it started is stopped on the way out, as on Ctrl-C."""
+
+
+@contextmanager
+def stopped_cleanly_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds the job like Ctrl-C does; by default Python would die at once and leave
+    redis-server, the servers, nginx and locust running."""
+
+    def terminate(sig: int, frame: FrameType | None) -> None:
+        raise Terminated(EXIT_SIGTERM)
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     job = JOBS[args.job]
@@ -150,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_extras(job, rest)
         run: Main = importlib.import_module(job.module).main
-        return run(rest, prog=f"{PROG} {job.name}")
+        with stopped_cleanly_on_sigterm():
+            return run(rest, prog=f"{PROG} {job.name}")
+    except Terminated:
+        print(f"{PROG} {job.name}: stopped by SIGTERM; what it started is stopped", file=sys.stderr)
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        print(f"{PROG} {job.name}: interrupted; what it started is stopped", file=sys.stderr)
+        return EXIT_SIGINT
     except MissingExtra as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -4,12 +4,15 @@ missing extra, and tokens minted as the jobs mint them."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import jwt
+import psutil
 import pytest
 
 from notify_harness import cli
@@ -131,3 +134,34 @@ def test_a_load_option_it_cannot_honour_is_refused_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and said in err[0], err
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_sigterm_stops_everything_the_job_started(tmp_path: Path) -> None:
+    """A CI timeout's SIGTERM used to kill the tool at once and leave redis-server, the server
+    and nginx running; now the job unwinds as on Ctrl-C, says so, and exits 143."""
+    command = [sys.executable, "-m", "notify_harness", "contract", "--reports", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as proc:
+        started: list[psutil.Process] = []
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            said = []
+            for line in proc.stdout:  # the stack is up once the tool says so
+                said.append(line)
+                if line.startswith("stack:"):
+                    break
+            started = psutil.Process(proc.pid).children(recursive=True)
+            assert len(started) >= 3, said  # redis-server, the server, nginx
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+            assert "stopped by SIGTERM" in proc.stderr.read()
+            _, alive = psutil.wait_procs(started, timeout=15)
+            assert [p.pid for p in alive] == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for child in started:  # a failing run must not leave them either
+                if child.is_running():
+                    child.kill()
