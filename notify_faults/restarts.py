@@ -65,6 +65,29 @@ class RedisRestartFacts(Facts):
     first_notification_everywhere_s: float | None
 
 
+def _on_both(
+    lab: Lab,
+    servers: tuple[ServerHandle, ServerHandle],
+    users: list[str],
+    archive: Archive,
+    *,
+    sse: bool,
+) -> list[Client]:
+    """Each user's stream on both instances (a publish must reach the one that did not take
+    it), and with `sse` an SSE stream on one of them, in turn."""
+    a, b = servers
+    clients: list[Client] = []
+    for i, user in enumerate(users):
+        tok = lab.token(user)
+        clients += [
+            WsClient(f"ws-a-{i}", user, a.base, tok, archive),
+            WsClient(f"ws-b-{i}", user, b.base, tok, archive),
+        ]
+        if sse:
+            clients.append(SseClient(f"sse-{i}", user, servers[i % 2].base, tok, archive))
+    return clients
+
+
 async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> Row:
     lab.start_redis(persist=persist)
     settings = lab.settings(
@@ -73,14 +96,7 @@ async def _redis_restart(lab: Lab, scale: Scale, row: Row, *, persist: bool) -> 
     a, b = lab.start_server(settings), lab.start_server(settings)
     users = user_names("redis", scale.clients // 3)
     archive = Archive(a.base, lab.admin)
-    clients: list[Client] = []
-    for i, user in enumerate(users):
-        tok = lab.token(user)
-        clients += [
-            WsClient(f"ws-a-{i}", user, a.base, tok, archive),
-            WsClient(f"ws-b-{i}", user, b.base, tok, archive),
-            SseClient(f"sse-{i}", user, (a, b)[i % 2].base, tok, archive),
-        ]
+    clients = _on_both(lab, (a, b), users, archive, sse=True)
     load = await Load.start(clients, archive, [a.base, b.base], lab.admin, users, scale)
     ws = [c for c in clients if isinstance(c, WsClient)]
     beats = [c.session.heartbeats for c in ws]
@@ -183,13 +199,7 @@ async def pubsub_killed(lab: Lab, scale: Scale, out: Path, row: Row) -> Row:
     a, b = lab.start_server(settings), lab.start_server(settings)
     users = user_names("pubsub", scale.clients // 2)
     archive = Archive(a.base, lab.admin)
-    clients: list[Client] = []
-    for i, user in enumerate(users):
-        tok = lab.token(user)
-        clients += [
-            WsClient(f"ws-a-{i}", user, a.base, tok, archive),
-            WsClient(f"ws-b-{i}", user, b.base, tok, archive),
-        ]
+    clients = _on_both(lab, (a, b), users, archive, sse=False)
     load = await Load.start(clients, archive, [a.base, b.base], lab.admin, users, scale)
     assert lab.redis is not None
     admin = redis.Redis.from_url(lab.redis.url)
