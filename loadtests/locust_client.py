@@ -16,7 +16,6 @@ user's histograms (`loadtests.latencies`), not into an event per notification.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -197,8 +196,7 @@ class WsStream:
         (`pump=False`: only what was read already, as after `connect`). Closed: it ended."""
         assert self.stream is not None
         if pump:
-            with contextlib.suppress(TimeoutError):  # woken, but nothing to read after all
-                self.stream.io.pump(0.001)
+            self.stream.io.pump_ready()
         while (frame := self.stream.take()) is not None:
             self._report(frame)
 
