@@ -63,12 +63,15 @@ def write(path: Path, latencies: Latencies) -> None:
         f.write(json.dumps(latencies.to_dict()) + "\n")
 
 
-def read(run_dir: Path) -> Latencies:
-    """Every user's histograms of the run, merged."""
+def read(run_dir: Path) -> Latencies | None:
+    """Every user's histograms of the run, merged; None when no user wrote any (a worker
+    killed before its users stopped): not measured, never 0 received."""
     lines = [
         json.loads(line)
         for path in sorted(run_dir.glob("latency-*.jsonl"))
         for line in path.read_text().splitlines()
         if line.strip()
     ]
+    if not lines:
+        return None
     return Latencies.merged(Latencies.from_dict(line) for line in lines)

@@ -130,7 +130,7 @@ class Broadcast:
 
 
 def per_broadcast(
-    measured: Latencies, published: list[dict[str, Any]], tally: Tally
+    measured: Latencies | None, published: list[dict[str, Any]], tally: Tally
 ) -> list[Broadcast]:
     out = []
     for entry in published:
@@ -146,7 +146,9 @@ def per_broadcast(
                 owed - got,
                 entry.get("server_streams"),
                 entry.get("error"),
-                of_histogram(measured.per_broadcast.get(entry["seq"], Histogram())),
+                of_histogram(
+                    (measured.per_broadcast if measured else {}).get(entry["seq"], Histogram())
+                ),
             )
         )
     return out
@@ -336,12 +338,13 @@ def headline(
     broadcasts: list[Broadcast],
     res: Figures,
     tally: Tally,
-    measured: Latencies,
+    measured: Latencies | None,
 ) -> Figures:
-    """Every figure of the run: the sampled ones in `res` with the clients' counts and latency."""
-    note = of_histogram(measured.every)
+    """Every figure of the run: the sampled ones in `res` with the clients' counts and latency.
+    `measured` None: no user wrote its histograms, so nothing received was counted."""
+    note = of_histogram(measured.every) if measured is not None else Latency()
     # The clients counted every frame they got: none is 0 received, a measurement.
-    received = int((note.count or 0) + measured.untimed)
+    received = None if measured is None else int((note.count or 0) + measured.untimed)
     measured_from = "the payload's sent_at" if note.count else None
     if not note.count and tally.latencies_ms:
         note = spread(tally.latencies_ms)

@@ -226,6 +226,7 @@ def test_what_was_not_sampled_or_timed_is_not_measured_never_zero() -> None:
     assert figures.notifications == 40
     assert (figures.p50_ms, figures.p99_ms, figures.mem_per_conn_kb) == (None,) * 3
     assert headline({}, {}, [], res, count([], []), measured()).notifications == 0  # none: 0
+    assert headline({}, {}, [], res, count([], []), None).notifications is None  # none written
 
 
 def test_the_progress_line_says_not_measured_for_a_server_not_sampled() -> None:
