@@ -101,7 +101,8 @@ class Figures:
     cpu_us_per_delivered: float | None = figure(
         "server CPU of the hold per delivered notification", "µs", H, PE, R
     )
-    loop_lag_max_ms: float | None = figure("server event-loop lag, max", "ms", H, PE)
+    loop_lag_ramp_max_ms: float | None = figure("server event-loop lag, max of the ramp", "ms", H)
+    loop_lag_max_ms: float | None = figure("server event-loop lag, max of the hold", "ms", H, PE)
     server_fds_max: float | None = figure("server open files (max)", "", C, P)
     server_rss_baseline_mb: float | None = figure("server memory before the run", "MB")
     server_rss_hold_mb: float | None = figure("server memory in the hold (median)", "MB")

@@ -270,6 +270,8 @@ def resources(
         server_cpu_seconds_in_hold=server_cpu,
         generator_cpu_seconds_in_hold=generator.cpu_seconds,
         cpu_us_per_msg=per_frame,
+        # The ramp apart: a connect burst that stalls deliveries shows here, not in the hold.
+        loop_lag_ramp_max_ms=_loop_lag([r for r in rows if r["wall"] < hold_from]),
         loop_lag_max_ms=_loop_lag(hold),
         # Which settings the CPU figures were measured with (the server's own report).
         server_loops=tuple(sorted({s["loop"] for r in hold for s in r["servers"] if "loop" in s})),

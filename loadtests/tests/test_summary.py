@@ -44,7 +44,9 @@ def stat(name: str, count: int, p50: float, p99: float, top: float) -> dict[str,
     }
 
 
-def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, Any]:
+def row(
+    t: float, conns: int, rss: float, cpu: float, frames: int, lag: float = 3.0
+) -> dict[str, Any]:
     return {
         "t": t,
         "wall": 1000 + t,
@@ -55,7 +57,7 @@ def row(t: float, conns: int, rss: float, cpu: float, frames: int) -> dict[str, 
                 "cpu_seconds": cpu,
                 "frames_sent": frames,
                 "fds": conns,
-                **server_metrics({"loop_lag_ms": {"max_ms": 3.0}}),
+                **server_metrics({"loop_lag_ms": {"max_ms": lag}}),
             }
         ],
         "nginx": [],
@@ -91,7 +93,7 @@ def test_each_broadcast_is_counted_by_the_clients_and_the_server_only_cross_chec
 def test_resources_of_the_hold_phase() -> None:
     baseline = row(0, 0, 50.0, 0.0, 0)
     rows = [
-        row(1, 500, 60, 1.0, 0),
+        row(1, 500, 60, 1.0, 0, lag=300.0),  # the ramp
         row(10, 1000, 90.0, 2.0, 1000),
         row(11, 1000, 90.0, 2.5, 3000),
         row(12, 1000, 90.0, 3.0, 5000),
@@ -104,7 +106,7 @@ def test_resources_of_the_hold_phase() -> None:
     assert res.generator_cpu_seconds_in_hold == 2.0
     assert res.server_rss_slope_mb_per_min == 0
     assert res.generator_saturated is False
-    assert res.loop_lag_max_ms == 3.0
+    assert (res.loop_lag_ramp_max_ms, res.loop_lag_max_ms) == (300.0, 3.0)
 
 
 def test_failures_by_kind_and_headline() -> None:
