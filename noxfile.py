@@ -65,11 +65,12 @@ def thresholds(*checks: str) -> list[str]:
 
 
 # CI's smoke load: nothing lost holds for a run in which nothing connected, so the profile's 300
-# streams (the clients' count) and at least 5 of its broadcasts (one every 2 s for 17 s) must
-# happen too.
+# streams (the clients' count), at least 5 of its broadcasts (one every 2 s for 17 s) and a
+# heartbeat a stream (every 5 s of a 20 s hold; counted by the clients) must happen too.
 SMOKE_CHECKS = thresholds(
     "streams_connected>=300",
     "broadcasts>=5",
+    "heartbeats>=300",
     "lost==0",
     "unexpected_closes==0",
     "connect_failures==0",

@@ -74,6 +74,7 @@ class Figures:
     published: int | None = figure("notifications published (acknowledged)", "", H)
     publish_failures: int | None = figure("publishes refused or failed", "", H)
     notifications: int | None = figure("notifications received", "", H, G)
+    heartbeats: int | None = figure("heartbeats received", "", H)
     frames_received: int | None = figure("frames received, all kinds", "", G)
     owed: int | None = figure("deliveries owed (the clients' count)", "", H, G)
     delivered: int | None = figure("deliveries made", "", H, PE)

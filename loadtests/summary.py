@@ -359,6 +359,7 @@ def headline(
         connect_failures=fails.get("connect", 0),
         unexpected_closes=sum(n for k, n in fails.items() if k.startswith("close")),
         notifications=received,
+        heartbeats=None if measured is None else measured.heartbeats,
         p50_ms=note.p50_ms,
         p95_ms=note.p95_ms,
         p99_ms=note.p99_ms,

@@ -10,7 +10,7 @@ from loadtests.latencies import Latencies
 
 
 def test_every_users_histograms_are_merged_across_process_files(tmp_path: Path) -> None:
-    herd, other = Latencies(), Latencies(untimed=2)
+    herd, other = Latencies(heartbeats=4), Latencies(untimed=2, heartbeats=3)
     for ms, seq in ((5.0, 1), (15.0, 1), (25.0, 2)):
         herd.add(ms, seq)
     other.add(35.0, 2)
@@ -18,7 +18,7 @@ def test_every_users_histograms_are_merged_across_process_files(tmp_path: Path) 
     latencies.write(tmp_path / "latency-202.jsonl", other)
     got = latencies.read(tmp_path)
     assert got is not None
-    assert (got.every.count, got.untimed, got.every.max_ms) == (4, 2, 35.0)
+    assert (got.every.count, got.untimed, got.every.max_ms, got.heartbeats) == (4, 2, 35.0, 7)
     assert {seq: h.count for seq, h in got.per_broadcast.items()} == {1: 2, 2: 2}
     assert got.per_broadcast[2].percentile(1.0) == 35.0
 
