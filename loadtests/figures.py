@@ -104,6 +104,8 @@ class Figures:
     )
     loop_lag_ramp_max_ms: float | None = figure("server event-loop lag, max of the ramp", "ms", H)
     loop_lag_max_ms: float | None = figure("server event-loop lag, max of the hold", "ms", H, PE)
+    gc_pause_ramp_max_ms: float | None = figure("server GC pause, max of the ramp", "ms", H)
+    gc_pause_max_ms: float | None = figure("server GC pause, max of the hold", "ms", H)
     server_fds_max: float | None = figure("server open files (max)", "", C, P)
     server_rss_baseline_mb: float | None = figure("server memory before the run", "MB")
     server_rss_hold_mb: float | None = figure("server memory in the hold (median)", "MB")

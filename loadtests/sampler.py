@@ -78,16 +78,20 @@ def stats_total(http: httpx.Client, url: str, headers: dict[str, str]) -> int | 
     return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
-# The server's event-loop lag since the last sample, ms (None: the server does not report it).
+# The server's event-loop lag and its longest garbage-collection pause since the last sample, ms
+# (None: the server does not report it).
 LOOP_LAG: Final = "loop_lag_ms"
+GC_PAUSE: Final = "gc_pause_ms"
 
 
 def server_metrics(document: dict[str, Any]) -> dict[str, Any]:
-    """The reference server's metrics document as a sample holds it: the loop lag flattened to
-    its maximum (the document's `{"loop_lag_ms": {"max_ms": ...}}`)."""
-    lag = document.get(LOOP_LAG)
-    flat = lag.get("max_ms") if isinstance(lag, dict) else None
-    return {**document, LOOP_LAG: flat}
+    """The reference server's metrics document as a sample holds it: the loop lag and the GC
+    pause flattened to their maxima (the document's `{"loop_lag_ms": {"max_ms": ...}}`)."""
+    flat = {}
+    for key in (LOOP_LAG, GC_PAUSE):
+        value = document.get(key)
+        flat[key] = value.get("max_ms") if isinstance(value, dict) else None
+    return {**document, **flat}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 from loadtests.figures import BY_KEY, DEFAULT_THRESHOLDS, THRESHOLD_KEYS, Figures
 from loadtests.latencies import Latencies
-from loadtests.sampler import LOOP_LAG
+from loadtests.sampler import GC_PAUSE, LOOP_LAG
 from notify_client.histogram import Histogram
 from notify_client.ledger import Published, StreamLog, Tally, count, percentile
 
@@ -214,14 +214,13 @@ def _generator(rows: list[dict[str, Any]], hold: list[dict[str, Any]]) -> Genera
     )
 
 
-def _loop_lag(hold: list[dict[str, Any]]) -> float | None:
-    lags = _series(
-        hold,
-        lambda r: max(
-            (s[LOOP_LAG] for s in r["servers"] if s.get(LOOP_LAG) is not None), default=None
-        ),
+def _worst(rows: list[dict[str, Any]], key: str = LOOP_LAG) -> float | None:
+    """The largest of a server figure over `rows` (None: no server reported it)."""
+    values = _series(
+        rows,
+        lambda r: max((s[key] for s in r["servers"] if s.get(key) is not None), default=None),
     )
-    return max(lags, default=None)
+    return max(values, default=None)
 
 
 def resources(
@@ -248,6 +247,7 @@ def resources(
     server_cpu, frames, per_frame = _server_cpu(hold) if servers_seen else (None, None, None)
     generator = _generator(rows, hold)
     redis_rows = [r["redis"] for r in rows if r.get("redis")]
+    ramp = [r for r in rows if r["wall"] < hold_from]
     # Whether a long run levels off: the slopes over the last third of the hold (the soak).
     late = hold[len(hold) * 2 // 3 :]
     return Figures(
@@ -270,9 +270,12 @@ def resources(
         server_cpu_seconds_in_hold=server_cpu,
         generator_cpu_seconds_in_hold=generator.cpu_seconds,
         cpu_us_per_msg=per_frame,
-        # The ramp apart: a connect burst that stalls deliveries shows here, not in the hold.
-        loop_lag_ramp_max_ms=_loop_lag([r for r in rows if r["wall"] < hold_from]),
-        loop_lag_max_ms=_loop_lag(hold),
+        # The ramp apart: a connect burst that stalls deliveries shows here, not in the hold;
+        # the GC's own pauses beside the lag say how much of it was the collector.
+        loop_lag_ramp_max_ms=_worst(ramp),
+        loop_lag_max_ms=_worst(hold),
+        gc_pause_ramp_max_ms=_worst(ramp, GC_PAUSE),
+        gc_pause_max_ms=_worst(hold, GC_PAUSE),
         # Which settings the CPU figures were measured with (the server's own report).
         server_loops=tuple(sorted({s["loop"] for r in hold for s in r["servers"] if "loop" in s})),
         prepared_streams_max=max(

@@ -98,7 +98,8 @@ def lifespan(
         if cfg.gc_freeze:
             gc.callbacks.append(refreeze)
         try:
-            yield
+            with services.gc_pauses:
+                yield
         finally:
             if refreeze in gc.callbacks:
                 gc.callbacks.remove(refreeze)

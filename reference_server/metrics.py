@@ -1,9 +1,12 @@
-"""What a load run samples from each server process: event-loop lag and delivery counts."""
+"""What a load run samples from each server process: event-loop lag, garbage-collection pauses
+and delivery counts."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import time
 from typing import Any
 
 from reference_server.hub import Hub
@@ -32,7 +35,39 @@ class LoopLag:
         return out
 
 
-def snapshot(hub: Hub, lag: LoopLag) -> dict[str, Any]:
+class GcPauses:
+    """How long the garbage collector stopped the process: the loop lag a full collection over
+    every open stream causes shows here under its own name."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.worst = 0.0
+        self.full = 0  # full collections since the previous `take`
+
+    def callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        self.worst = max(self.worst, time.perf_counter() - self.started)
+        if info.get("generation") == 2:
+            self.full += 1
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self.callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.callback in gc.callbacks:
+            gc.callbacks.remove(self.callback)
+
+    def take(self) -> dict[str, float]:
+        """Longest pause and full collections since the previous call; resets both."""
+        out = {"max_ms": round(self.worst * 1000, 3), "full_collections": self.full}
+        self.worst, self.full = 0.0, 0
+        return out
+
+
+def snapshot(hub: Hub, lag: LoopLag, pauses: GcPauses) -> dict[str, Any]:
     """`GET /api/ws/metrics`: one process's view (the sampler asks every instance)."""
     # One pass, no lists: the sampler asks every second, and this is CPU of the server measured.
     streams = prepared = queued = 0
@@ -49,4 +84,5 @@ def snapshot(hub: Hub, lag: LoopLag) -> dict[str, Any]:
         "loop": "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ else "asyncio",
         "queued_frames": queued,
         "loop_lag_ms": lag.take(),
+        "gc_pause_ms": pauses.take(),
     }

@@ -84,7 +84,7 @@ async def stats(request: Request, services: Process) -> dict[str, Any]:
 @router.get(METRICS_PATH)
 async def metrics(services: Process, _: Admin) -> dict[str, Any]:
     """Always an admin's: WS_STATS_PUBLIC opens the stats only."""
-    return snapshot(services.hub, services.lag)
+    return snapshot(services.hub, services.lag, services.gc_pauses)
 
 
 @router.post(NOTIFICATIONS_PATH, status_code=201)

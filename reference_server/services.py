@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from reference_server.auth import AuthError, Principal, TokenVerifier, token_from_request
 from reference_server.bus import Bus, MemoryBus
 from reference_server.hub import Hub
-from reference_server.metrics import LoopLag
+from reference_server.metrics import GcPauses, LoopLag
 from reference_server.protocol import CloseCode
 from reference_server.redis_bus import RedisBus
 from reference_server.settings import Settings
@@ -33,6 +33,7 @@ class Services:
     runner: TaskRunner
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     lag: LoopLag = field(default_factory=LoopLag)
+    gc_pauses: GcPauses = field(default_factory=GcPauses)
 
     def going_away(self) -> None:
         """Shutdown begins: close every stream with 1001 before the server drops them."""

@@ -57,7 +57,7 @@ def row(
                 "cpu_seconds": cpu,
                 "frames_sent": frames,
                 "fds": conns,
-                **server_metrics({"loop_lag_ms": {"max_ms": lag}}),
+                **server_metrics({"loop_lag_ms": {"max_ms": lag}, "gc_pause_ms": {"max_ms": lag}}),
             }
         ],
         "nginx": [],
@@ -107,6 +107,7 @@ def test_resources_of_the_hold_phase() -> None:
     assert res.server_rss_slope_mb_per_min == 0
     assert res.generator_saturated is False
     assert (res.loop_lag_ramp_max_ms, res.loop_lag_max_ms) == (300.0, 3.0)
+    assert (res.gc_pause_ramp_max_ms, res.gc_pause_max_ms) == (300.0, 3.0)
 
 
 def test_failures_by_kind_and_headline() -> None:

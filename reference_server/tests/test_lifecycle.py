@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from notify_contract.codes import WS_4408_SLOW_CONSUMER
 from notify_stack.fixtures import ADMIN, SECRET, Opener, Servers, token
 from notify_stack.stack import server_env
 from reference_server.auth import TokenVerifier
+from reference_server.metrics import GcPauses
 from reference_server.protocol import WS_NOTIFICATIONS_PATH, CloseCode
 
 Users = Callable[..., str]
@@ -203,3 +205,15 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(
         await driver.aclose()
     again = await open_stream(pinging, name)
     assert (await again.recv()).type == "connected"
+
+
+def test_gc_pauses_are_timed_and_full_collections_counted_until_taken() -> None:
+    garbage = [[i] for i in range(50_000)]  # something for the collection to scan
+    with GcPauses() as pauses:
+        gc.collect()
+        first = pauses.take()
+        second = pauses.take()
+    gc.collect()  # after the block: no longer counted
+    assert first["full_collections"] == 1 and first["max_ms"] > 0
+    assert second == {"max_ms": 0.0, "full_collections": 0}
+    assert pauses.take() == second and garbage

@@ -328,6 +328,7 @@ async def test_metrics_show_streams_frames_and_loop_lag(
     assert after["streams"] >= 1 and after["notification_streams"] >= 1
     assert after["frames_sent"] >= before["frames_sent"] + 1
     assert after["loop_lag_ms"]["max_ms"] >= 0
+    assert after["gc_pause_ms"]["full_collections"] >= 0  # the callback is registered: below
 
 
 async def test_streams_take_prepared_frames_unless_compressed_or_switched_off(
