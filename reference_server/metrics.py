@@ -61,8 +61,13 @@ class GcPauses:
             gc.callbacks.remove(self.callback)
 
     def take(self) -> dict[str, float]:
-        """Longest pause and full collections since the previous call; resets both."""
-        out = {"max_ms": round(self.worst * 1000, 3), "full_collections": self.full}
+        """Longest pause and full collections since the previous call (resets both), and how
+        many objects are frozen out of the collector's reach now."""
+        out = {
+            "max_ms": round(self.worst * 1000, 3),
+            "full_collections": self.full,
+            "frozen": gc.get_freeze_count(),
+        }
         self.worst, self.full = 0.0, 0
         return out
 
