@@ -116,7 +116,15 @@ class Figures:
     server_fds_slope_last_third_per_min: float | None = figure(
         "server open files slope, last third of the hold", "/min", H
     )
-    nginx_mem_per_conn_kb: float | None = figure("nginx memory per connection", "KB")
+    nginx_mem_per_conn_kb: float | None = figure("nginx memory per connection", "KB", H)
+    nginx_cpu_seconds_in_hold: float | None = figure("nginx CPU of the hold", "s")
+    nginx_cpu_us_per_delivered: float | None = figure(
+        "nginx CPU of the hold per delivered notification", "µs", H
+    )
+    redis_cpu_seconds_in_hold: float | None = figure("Redis CPU of the hold", "s")
+    redis_cpu_us_per_published: float | None = figure(
+        "Redis CPU of the hold per published notification", "µs", H
+    )
     frames_sent_in_hold: float | None = figure("frames the server sent in the hold")
     server_cpu_seconds_in_hold: float | None = figure("server CPU of the hold", "s")
     prepared_streams_max: float | None = figure("streams on prepared frames (max)")

@@ -195,6 +195,27 @@ class GeneratorCost:
     saturated: bool
 
 
+def _cpu_in_hold(
+    hold: list[dict[str, Any]], pick: Callable[[dict[str, Any]], float | None]
+) -> float | None:
+    """CPU seconds a part of the stack spent in the hold (None: not sampled at both ends)."""
+    if len(hold) < 2:
+        return None
+    first, last = pick(hold[0]), pick(hold[-1])
+    if first is None or last is None:
+        return None
+    return round(last - first, 3)
+
+
+def _nginx_cpu(row: dict[str, Any]) -> float | None:
+    return _sum(row, "nginx", "cpu_seconds") if row.get("nginx") else None
+
+
+def _redis_cpu(row: dict[str, Any]) -> float | None:
+    value = (row.get("redis") or {}).get("cpu_seconds")
+    return float(value) if value is not None else None
+
+
 def _generator(rows: list[dict[str, Any]], hold: list[dict[str, Any]]) -> GeneratorCost:
     first, last = (hold[0], hold[-1]) if len(hold) > 1 else (None, None)
     cpu_s = None
@@ -269,6 +290,8 @@ def resources(
         # CPU seconds of the hold; divided by the clients' own count of deliveries (headline).
         server_cpu_seconds_in_hold=server_cpu,
         generator_cpu_seconds_in_hold=generator.cpu_seconds,
+        nginx_cpu_seconds_in_hold=_cpu_in_hold(hold, _nginx_cpu),
+        redis_cpu_seconds_in_hold=_cpu_in_hold(hold, _redis_cpu),
         cpu_us_per_msg=per_frame,
         # The ramp apart: a connect burst that stalls deliveries shows here, not in the hold;
         # the GC's own pauses beside the lag say how much of it was the collector.
@@ -382,6 +405,8 @@ def headline(
         publish_failures=fails.get("publish", 0),
         cpu_us_per_delivered=_per(res.server_cpu_seconds_in_hold, tally.delivered),
         generator_cpu_us_per_received=_per(res.generator_cpu_seconds_in_hold, tally.delivered),
+        nginx_cpu_us_per_delivered=_per(res.nginx_cpu_seconds_in_hold, tally.delivered),
+        redis_cpu_us_per_published=_per(res.redis_cpu_seconds_in_hold, tally.published or 0),
     )
 
 

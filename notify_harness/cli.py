@@ -85,6 +85,11 @@ JOBS: Final = {
             extras=("server",),
         ),
         Job("token", "notify_harness.token", "mint a token for a user (HS256 by default)"),
+        Job(
+            "plan",
+            "loadtests.plan",
+            "hosts per tier for N streams and a broadcast rate, from measured costs",
+        ),
     )
 }
 

@@ -295,3 +295,21 @@ def test_every_figure_of_a_run_is_in_its_headline_or_named_why_not() -> None:
     shown = dict(figure_rows(Figures(p99_ms=12.5, lost=0)))
     assert (shown["delivery latency p99"], shown["lost (owed - delivered)"]) == ("12.5 ms", "0")
     assert shown["server memory per connection"] == "not measured"
+
+
+def test_nginx_and_redis_cpu_of_the_hold_when_sampled_and_not_measured_when_not() -> None:
+    rows = [row(10, 1000, 90.0, 2.0, 1000), row(11, 1000, 90.0, 2.5, 3000)]
+    for i, r in enumerate(rows):
+        r["nginx"] = [
+            {"rss_mb": 10.0, "cpu_seconds": 1.0 + i},
+            {"rss_mb": 10.0, "cpu_seconds": 2.0},
+        ]
+        r["redis"] = {"cpu_seconds": 0.5 + i / 2, "connected_clients": 2}
+    res = resources(rows, row(0, 0, 50.0, 0.0, 0), hold_from=1010)
+    assert (res.nginx_cpu_seconds_in_hold, res.redis_cpu_seconds_in_hold) == (1.0, 0.5)
+    bare = resources(
+        [row(10, 1000, 90.0, 2.0, 1000), row(11, 1000, 90.0, 2.5, 3000)],
+        row(0, 0, 50.0, 0.0, 0),
+        hold_from=1010,
+    )
+    assert (bare.nginx_cpu_seconds_in_hold, bare.redis_cpu_seconds_in_hold) == (None, None)
