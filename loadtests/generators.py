@@ -441,6 +441,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.generat
     if args.hold < 2 * args.broadcast_interval:
         parser.error("--hold must be at least two broadcast intervals")
     created = datetime.now(UTC)
+    env = environment()  # the commit that runs, read before a long run lets it change
     out = run_folder(args.reports, "generators", created)
     out.mkdir(parents=True, exist_ok=True)
     plan = Plan(args.users, args.rate, args.hold, args.broadcast_interval, out)
@@ -449,7 +450,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests.generat
         print(f"generators: {i + 1}/{len(names)} {gen.name}: {gen.title}", flush=True)
         rows.append(toolkit(plan, out) if gen.name == TOOLKIT else external(gen, plan, args))
         print(f"generators: {gen.name}: {rows[-1].error or 'done'}", flush=True)
-    env = environment()
     meta = {
         "created": created.isoformat(),
         "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
