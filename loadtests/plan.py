@@ -3,11 +3,12 @@
     notify-harness plan --streams 1000000 --broadcasts-per-s 0.2 [--personal-per-s 100]
                         [--from reports/fanout-<UTC> ...] [--host-cores 2] [--host-mem-gb 24]
 
-The costs come from load runs' `summary.json` (the newest committed `fanout` run when no
-`--from` is given): CPU per delivered notification and memory per stream of the servers, nginx
-and the generator, and Redis CPU per published notification when a run had Redis. Every tier's
-hosts are the largest of what its CPU, its memory and its descriptors need; the page says which
-limit decided, and a tier whose cost no run measured is "not measured", never 0 hosts.
+The costs come from load runs' `summary.json` (the newest committed `fanout` run with the
+server's default settings when no `--from` is given): CPU per delivered notification and memory
+per stream of the servers, nginx and the generator, and Redis CPU per published notification
+when a run had Redis. Every tier's hosts are the largest of what its CPU, its memory and its
+descriptors need; the page says which limit decided, and a tier whose cost no run measured is
+"not measured", never 0 hosts.
 
 The CPU costs are of the source run's hold, idle traffic (heartbeats, pings) included at that
 run's ratio of broadcasts to streams: a plan far from it (much rarer broadcasts) is less sure.
@@ -113,8 +114,13 @@ def source_addresses(load: Load, entries: int) -> int:
 
 
 def newest_committed() -> Path | None:
-    runs = sorted(REPORTS.glob("fanout-*/summary.json"))
-    return runs[-1] if runs else None
+    """The newest committed `fanout` run with the server's settings as they ship (a run with
+    pings off, say, would plan for less than a deployment costs)."""
+    for path in sorted(REPORTS.glob("fanout-*/summary.json"), reverse=True):
+        config = json.loads(path.read_text()).get("config") or {}
+        if not config.get("server_settings"):
+            return path
+    return None
 
 
 def read(path: Path) -> tuple[Figures, str]:

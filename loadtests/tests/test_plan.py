@@ -94,6 +94,7 @@ def test_without_a_run_given_the_newest_committed_one_is_read() -> None:
     newest = newest_committed()
     assert newest is not None and newest.parent.name.startswith("fanout-")
     assert read(newest)[0].cpu_us_per_delivered is not None
+    assert not json.loads(newest.read_text())["config"]["server_settings"]
 
 
 def test_source_addresses_cover_the_streams_per_entry_address() -> None:
