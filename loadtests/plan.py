@@ -6,9 +6,11 @@
 The costs come from load runs' `summary.json` (the newest committed `fanout` run with the
 server's default settings when no `--from` is given): CPU per delivered notification and memory
 per stream of the servers, nginx and the generator, and Redis CPU per published notification
-when a run had Redis. Every tier's hosts are the largest of what its CPU, its memory and its
-descriptors need; the page says which limit decided, and a tier whose cost no run measured is
-"not measured", never 0 hosts.
+when a run had Redis (shown, not sized: over a hold with a broadcast every 5 s, Redis's CPU is
+mostly work that does not grow with messages, so per message it would size Redis for nothing
+it does). Every tier's hosts are the
+largest of what its CPU, its memory and its descriptors need; the page says which limit
+decided, and a tier whose cost no run measured is "not measured", never 0 hosts.
 
 The CPU costs are of the source run's hold, idle traffic (heartbeats, pings) included at that
 run's ratio of broadcasts to streams: a plan far from it (much rarer broadcasts) is less sure.
@@ -27,7 +29,7 @@ from loadtests.config import FD_MARGIN, port_range
 from loadtests.figures import NOT_MEASURED, Figures
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
-DESCRIPTORS_PER_STREAM = {"servers": 1, "nginx": 2, "generator": 1, "redis": 0}
+DESCRIPTORS_PER_STREAM = {"servers": 1, "nginx": 2, "generator": 1}
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,13 @@ class Load:
         """Notifications the clients receive a second (a personal one reaches one stream)."""
         return self.broadcasts_per_s * self.streams + self.personal_per_s
 
-    @property
-    def published_per_s(self) -> float:
-        return self.broadcasts_per_s + self.personal_per_s
-
 
 @dataclass(frozen=True)
 class Cost:
     """What one tier costs, as measured (None: no run measured it)."""
 
-    cpu_us: float | None  # per delivered notification (Redis: per published one)
+    cpu_us: float | None  # per delivered notification
     kb_per_stream: float | None
-    per_published: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,6 @@ def costs(figures: Figures) -> dict[str, Cost]:
         "servers": Cost(figures.cpu_us_per_delivered, figures.mem_per_conn_kb),
         "nginx": Cost(figures.nginx_cpu_us_per_delivered, figures.nginx_mem_per_conn_kb),
         "generator": Cost(figures.generator_cpu_us_per_received, figures.generator_mem_per_conn_kb),
-        "redis": Cost(figures.redis_cpu_us_per_published, 0.0, per_published=True),
     }
 
 
@@ -89,8 +85,7 @@ def tier(name: str, cost: Cost, load: Load, host: Host) -> Tier:
     descriptors = DESCRIPTORS_PER_STREAM[name] * load.streams
     if cost.cpu_us is None or cost.kb_per_stream is None:
         return Tier(name, None, NOT_MEASURED, None, None, descriptors)
-    rate = load.published_per_s if cost.per_published else load.deliveries_per_s
-    cores = rate * cost.cpu_us / 1e6
+    cores = load.deliveries_per_s * cost.cpu_us / 1e6
     mem_gb = load.streams * cost.kb_per_stream / 2**20
     fds_per_host = host.cores * (host.fds_per_process - FD_MARGIN)
     needs = {
@@ -142,7 +137,9 @@ def merged(runs: list[Figures]) -> Figures:
     return Figures.from_dict(values)
 
 
-def render(load: Load, host: Host, tiers: list[Tier], sources: list[str]) -> str:
+def render(
+    load: Load, host: Host, tiers: list[Tier], sources: list[str], figures: list[Figures]
+) -> str:
     def shown(value: float | None, unit: str) -> str:
         return NOT_MEASURED if value is None else f"{value:,.2f} {unit}"
 
@@ -163,6 +160,17 @@ def render(load: Load, host: Host, tiers: list[Tier], sources: list[str]) -> str
             f"{t.name:<10} {hosts:>12}  {t.decided_by:<12} {shown(t.cores, 'cores'):>14} "
             f"{shown(t.mem_gb, 'GB'):>12} {t.descriptors:>12,}"
         )
+    redis = [f.redis_cpu_us_per_published for f in figures if f.redis_cpu_us_per_published]
+    lines += [
+        "",
+        "redis      not sized: "
+        + (
+            f"{redis[-1]:,.0f} µs of its CPU per published notification in the source run's "
+            "hold, most of it work that does not grow with messages"
+            if redis
+            else "no source run had Redis (--instances 2 or --redis)"
+        ),
+    ]
     # The generator connects to nginx (or, without it, to the servers): one address each.
     per_tier = {t.name: t.hosts for t in tiers}
     entries = per_tier.get("nginx") or per_tier.get("servers") or 1
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None, prog: str = "notify-harness plan") -> in
     load = Load(args.streams, args.broadcasts_per_s, args.personal_per_s)
     host = Host(args.host_cores, args.host_mem_gb, args.fds_per_process, args.headroom)
     tiers = plan(load, merged([f for f, _ in runs]), host)
-    print(render(load, host, tiers, [source for _, source in runs]))
+    print(render(load, host, tiers, [source for _, source in runs], [f for f, _ in runs]))
     return 0
 
 
