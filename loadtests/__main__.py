@@ -39,7 +39,19 @@ def parser(prog: str = "python -m loadtests") -> argparse.ArgumentParser:
         help="how long to hold the streams after the ramp",
     )
     p.add_argument("--instances", type=int, help="server processes (more than 1 adds Redis)")
-    p.add_argument("--generator-workers", type=int, help="locust worker processes")
+    p.add_argument("--generator-workers", type=int, help="locust worker processes on this host")
+    p.add_argument(
+        "--remote-workers",
+        type=int,
+        metavar="N",
+        help="also wait for N workers on other hosts (notify-harness worker --master HOST:PORT)",
+    )
+    p.add_argument(
+        "--master-bind",
+        type=host_port,
+        metavar="HOST[:PORT]",
+        help="where the locust master listens for workers (default 127.0.0.1, a free port)",
+    )
     p.add_argument("--nginx-workers", type=int, help="nginx worker processes")
     p.add_argument(
         "--direct",
@@ -78,6 +90,14 @@ def parser(prog: str = "python -m loadtests") -> argparse.ArgumentParser:
     return p
 
 
+def host_port(text: str) -> tuple[str, int | None]:
+    """HOST or HOST:PORT."""
+    host, sep, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if sep and not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: HOST or HOST:PORT")
+    return host, int(port) if sep else None
+
+
 def settings_pairs(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -102,6 +122,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests") -> in
             args["server_settings"] = settings_pairs(args["server_settings"])
         if target is not None:
             args["via_nginx"] = False  # whatever is in front of the target is the user's
+        if args.get("master_bind"):
+            args["master_bind"], args["master_port"] = args["master_bind"]
         config = from_profile(profile, **args)
         outcome = run(config, reports, target=target, probes=probes)
     except (BudgetError, ValueError, StackError, LoadError, OptionError) as exc:

@@ -34,6 +34,11 @@ class RunConfig:
     hold: float = 60.0
     instances: int = 1
     generator_workers: int = 2
+    # Workers on other hosts (`notify-harness worker --master HOST:PORT`): the master waits for
+    # them and gives each a herd; `master_bind` is where it listens for them.
+    remote_workers: int = 0
+    master_bind: str = "127.0.0.1"
+    master_port: int | None = None
     nginx_workers: int = 2
     via_nginx: bool = True
     broadcast_interval: float = 5.0
@@ -58,6 +63,11 @@ class RunConfig:
     def duration(self) -> float:
         """Ramp, then hold."""
         return self.ramp + self.hold
+
+    @property
+    def all_workers(self) -> int:
+        """Every locust worker of the run: this host's and the remote ones."""
+        return self.generator_workers + self.remote_workers
 
     @property
     def needs_redis(self) -> bool:
@@ -158,7 +168,7 @@ def check_budget(
     pair_ports = ports // 2 - PORT_MARGIN
     sources = max(1, len(config.source_addresses))
     per_instance = -(-config.users // config.instances)
-    per_generator = -(-config.users // config.generator_workers)
+    per_generator = -(-config.users // config.all_workers)
     per_nginx = -(-2 * config.users // config.nginx_workers)
     per_source = -(-config.users // sources)
     checks = []

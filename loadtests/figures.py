@@ -70,6 +70,12 @@ class Figures:
     misrouted_streams: int | None = figure(
         "streams whose `connected` named another user", "", H, default="==0"
     )
+    unreported_streams: int | None = figure(
+        "streams no generator worker reported (a worker lost)", "", H
+    )
+    generator_workers_lost: int | None = figure(
+        "generator workers that never reported their streams", "", H, default="==0"
+    )
     broadcasts: int | None = figure("broadcasts", "", H, G)
     published: int | None = figure("notifications published (acknowledged)", "", H)
     publish_failures: int | None = figure("publishes refused or failed", "", H)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.run_files import LATENCY_GLOB
 from notify_client.histogram import Histogram
 
 
@@ -74,7 +75,7 @@ def read(run_dir: Path) -> Latencies | None:
     killed before its users stopped): not measured, never 0 received."""
     lines = [
         json.loads(line)
-        for path in sorted(run_dir.glob("latency-*.jsonl"))
+        for path in sorted(run_dir.glob(LATENCY_GLOB))
         for line in path.read_text().splitlines()
         if line.strip()
     ]

@@ -11,8 +11,6 @@ themselves (`loadtests.locust_client`); `HTTP` requests `publish`, `broadcast` a
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import random
 import time
 from functools import cache
@@ -23,11 +21,12 @@ import httpx
 from locust import User, constant, events, task
 from locust.env import Environment
 
-from loadtests import latencies
+from loadtests import shipping
 from loadtests.config import LoadEnv
 from loadtests.herd import Herd
 from loadtests.latencies import Latencies
 from loadtests.locust_client import LocustSseStream, WsStream, fire
+from loadtests.run_files import PUBLISHED
 from notify_client.blocking import BlockingStreamClient
 from notify_client.client import Closed
 from notify_client.driver import BlockingDriver, task_call
@@ -84,12 +83,18 @@ def wait_until(due: float) -> None:
     gevent.sleep(max(0.0, due - time.monotonic()))
 
 
-def log_streams(run: LoadEnv, lines: list[dict[str, Any]], measured: Latencies) -> None:
-    """Append streams' records (notify_client.ledger counts them all) and their latency
-    histograms (loadtests.latencies merges them) to this process's files."""
-    with (run.run_dir / f"streams-{os.getpid()}.jsonl").open("a") as f:
-        f.writelines(json.dumps(line) + "\n" for line in lines)
-    latencies.write(run.run_dir / f"latency-{os.getpid()}.jsonl", measured)
+def log_streams(environment: Environment, lines: list[dict[str, Any]], measured: Latencies) -> None:
+    """Streams' records (notify_client.ledger counts them all) and their latency histograms
+    (loadtests.latencies merges them) into the run's folder, through the master from a worker."""
+    shipping.ship(environment, run_of(environment).run_dir, lines, measured)
+
+
+def _init(environment: Environment, **_: Any) -> None:
+    shipping.receive(environment, lambda: run_of(environment).run_dir)
+    shipping.report_done(environment)
+
+
+events.init.add_listener(_init)  # type: ignore[no-untyped-call]
 
 
 def ws_stream(
@@ -143,7 +148,7 @@ class HerdUser(User):
     def on_stop(self) -> None:
         self.herd.close()
         records = [s.report.record(name, name) for name, s in self.members]
-        log_streams(self.load, records, self.measured)
+        log_streams(self.environment, records, self.measured)
 
 
 class StreamUser(User):
@@ -183,7 +188,7 @@ class IdleUser(StreamUser):
     def on_stop(self) -> None:
         super().on_stop()
         record = self.client.report.record(self.user_id, self.user_id)
-        log_streams(self.load, [record], self.client.report.latencies)
+        log_streams(self.environment, [record], self.client.report.latencies)
 
 
 class ChurnUser(StreamUser):
@@ -228,7 +233,7 @@ class SseUser(User):
 
     def on_stop(self) -> None:
         record = self.client.report.record(self.user_id, self.user_id)
-        log_streams(self.load, [record], self.client.report.latencies)
+        log_streams(self.environment, [record], self.client.report.latencies)
 
 
 class TaskUser(User):
@@ -274,7 +279,6 @@ class Publisher(User):
         self.driver = driver(self.load.target, self.load.secret, self.load.driver_cmd)
         self.seq = itertools.count(1)
         self.last_broadcast = 0.0
-        self.log = (self.load.run_dir / "published.jsonl").open("a")
 
     @task
     def publish(self) -> None:
@@ -321,8 +325,8 @@ class Publisher(User):
     ) -> None:
         """One line of published.jsonl: the acknowledged id (notify_client.ledger.Published)."""
         line = {"id": note.get("id"), "user": user, "sent_at": sent_at, "acked_at": acked_at}
-        self.log.write(json.dumps({**line, "error": error, **extra}) + "\n")
-        self.log.flush()
+        published = {PUBLISHED: [{**line, "error": error, **extra}]}
+        shipping.send(self.environment, self.load.run_dir, published)
 
     def personal(self) -> None:
         run = self.load
@@ -338,6 +342,3 @@ class Publisher(User):
         acked_at = time.time()
         fire(self.environment, "HTTP", "publish", (acked_at - sent_at) * 1000, error=error)
         self.write(note, user, sent_at, acked_at, error)
-
-    def on_stop(self) -> None:
-        self.log.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -142,17 +142,17 @@ def locust_commands(
     classes = list(SCENARIO_USERS[config.scenario])  # locust runs the user classes named
     users, rate = config.users + fixed, config.rate
     if "HerdUser" in classes:  # one herd per worker, all at once; each paces its own streams
-        users = rate = config.generator_workers + fixed
+        users = rate = config.all_workers + fixed
     master = [
         *base,
         "--headless",
         "--master",
         "--master-bind-host",
-        "127.0.0.1",
+        config.master_bind,
         "--master-bind-port",
         str(port),
         "--expect-workers",
-        str(config.generator_workers),
+        str(config.all_workers),
         "-u",
         str(users),
         "-r",
@@ -235,6 +235,15 @@ def run(
     res = summary.resources(m.rows, m.baseline, m.hold_from, m.hold_until, tally.streams)
     res = summary.leftovers(res, m.baseline, m.after)
     figures = summary.headline(stats, fails, broadcasts, res, tally, timed)
+    # Herds hold a fixed number of streams: each one no worker reported was lost with its worker.
+    held = config.users if "HerdUser" in SCENARIO_USERS[config.scenario] else None
+    figures = replace(
+        figures,
+        generator_workers_lost=summary.workers_lost(out),
+        unreported_streams=None
+        if held is None
+        else max(0, held - tally.streams - tally.never_connected),
+    )
     verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
     data = {
         "created": created.isoformat(),
@@ -293,14 +302,21 @@ def _measure(
             publish_rate=config.publish_rate,
             users=config.users,
             rate=config.rate,
-            generator_workers=config.generator_workers,
+            generator_workers=config.all_workers,
             churn_hold=config.churn_hold,
-            source_addresses=config.source_addresses,
+            # 127.0.0.x addresses are this host's: a remote worker connects from its own.
+            source_addresses=() if config.remote_workers else config.source_addresses,
             driver_cmd=st.driver_cmd or "",
             offer_compression=config.offer_compression,
             stats_cross_check=config.stats_cross_check,
         ).to_environ()
-        master_cmd, worker_cmds = locust_commands(config, free_port(), out / "locust")
+        port = config.master_port or free_port(config.master_bind)
+        master_cmd, worker_cmds = locust_commands(config, port, out / "locust")
+        if config.remote_workers:
+            progress(
+                f"waiting for {config.remote_workers} remote worker(s): on each host run "
+                f"`notify-harness worker --master {config.master_bind}:{port}`"
+            )
         procs = _start_locust(master_cmd, worker_cmds, env, logs)
         watched.generators = [p.pid for p in procs]
         sampler.start()

@@ -14,6 +14,7 @@ from typing import Any
 
 from loadtests.figures import BY_KEY, DEFAULT_THRESHOLDS, THRESHOLD_KEYS, Figures
 from loadtests.latencies import Latencies
+from loadtests.run_files import MISSING, PUBLISHED, STREAMS_GLOB
 from loadtests.sampler import GC_PAUSE, LOOP_LAG
 from notify_client.histogram import Histogram
 from notify_client.ledger import Published, StreamLog, Tally, count, percentile
@@ -92,7 +93,7 @@ def spread(values_ms: Sequence[float]) -> Latency:
 def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
     """The clients' tally from published.jsonl and every streams-*.jsonl; and the raw
     publish lines (errors included)."""
-    lines = read_jsonl(run_dir / "published.jsonl")
+    lines = read_jsonl(run_dir / PUBLISHED)
     published = [
         Published(str(e["id"]), e["user"], e["sent_at"], e["acked_at"])
         for e in lines
@@ -108,7 +109,7 @@ def read_tally(run_dir: Path) -> tuple[Tally, list[dict[str, Any]]]:
             e.get("misnamed"),
             tuple((str(nid), float(at)) for nid, at in e.get("arrivals", ())),
         )
-        for path in sorted(run_dir.glob("streams-*.jsonl"))
+        for path in sorted(run_dir.glob(STREAMS_GLOB))
         for e in read_jsonl(path)
     ]
     return count(published, streams), lines
@@ -358,6 +359,13 @@ def failures(rows: list[dict[str, str]]) -> dict[str, int]:
         kind = "publish" if row["Method"] == "HTTP" else name
         out[kind] = out.get(kind, 0) + int(row["Occurrences"])
     return out
+
+
+def workers_lost(run_dir: Path) -> int:
+    """Generator workers the master named as never done (`shipping.MISSING`): their streams'
+    records never reached the run."""
+    path = run_dir / MISSING
+    return len(json.loads(path.read_text())) if path.exists() else 0
 
 
 def headline(

@@ -86,6 +86,12 @@ JOBS: Final = {
         ),
         Job("token", "notify_harness.token", "mint a token for a user (HS256 by default)"),
         Job(
+            "worker",
+            "loadtests.worker",
+            "this host's share of a load run whose master is on another host",
+            extras=("load",),
+        ),
+        Job(
             "plan",
             "loadtests.plan",
             "hosts per tier for N streams and a broadcast rate, from measured costs",

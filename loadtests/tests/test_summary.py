@@ -154,17 +154,21 @@ def test_loss_misrouting_and_streams_never_connected_fail_by_default() -> None:
     assert [t.metric for t in defaults] == [
         "never_connected_streams",
         "misrouted_streams",
+        "generator_workers_lost",
         "lost",
     ]
-    refused = Figures(lost=0, misrouted_streams=0, never_connected_streams=183)
+    refused = Figures(
+        lost=0, misrouted_streams=0, never_connected_streams=183, generator_workers_lost=0
+    )
     verdicts = [t.check(refused) for t in defaults]
-    assert [ok for ok, _ in verdicts] == [False, True, True]
+    assert [ok for ok, _ in verdicts] == [False, True, True, True]
     assert "never_connected_streams == 0: 183 (MISSED, a default" in verdicts[0][1]
     # A run that names a figure sets its own bound for it; the other defaults stay.
     own = applied(("lost<=5", "p99_ms<250"))
     assert [(t.metric, t.op, t.value, t.default) for t in own] == [
         ("never_connected_streams", "==", 0, True),
         ("misrouted_streams", "==", 0, True),
+        ("generator_workers_lost", "==", 0, True),
         ("lost", "<=", 5, False),
         ("p99_ms", "<", 250, False),
     ]

@@ -130,6 +130,18 @@ def broadcast_one_per_user() -> None:
     Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
 
 
+def broadcast_skips_first() -> None:
+    """A broadcast skips every user named `...-0`: the load generator names its workers' first
+    streams so (`load-w0-0`, `load-w1-0`), so one stream of each worker loses every broadcast."""
+
+    async def to_everyone_locked(self: Hub, item: Outgoing) -> None:
+        users: dict[str, dict[Any, None]] = self._users
+        kept = [c for user, group in users.items() if not user.endswith("-0") for c in group]
+        await self._each(kept, lambda c: c.offer(item))
+
+    Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
+
+
 def resume_skips_broadcasts() -> None:
     """A resumed stream is replayed its own notifications only, not the broadcasts it missed."""
     original = records.select_replay
@@ -576,6 +588,7 @@ FAULTS: dict[str, Callable[[], None]] = {
     "field-renamed": field_renamed,
     "ended-task-open": ended_task_open,
     "broadcast-one-per-user": broadcast_one_per_user,
+    "broadcast-skips-first": broadcast_skips_first,
     "resume-skips-broadcasts": resume_skips_broadcasts,
     "any-role-admin": any_role_admin,
     "http-ignores-exp": http_ignores_exp,

@@ -1,0 +1,23 @@
+"""The files of a run's folder that the locust processes write and the run reads, named once
+(without importing locust, which patches the process it is imported into)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PUBLISHED: Final = "published.jsonl"  # what the publisher sent, one line a notification
+MISSING: Final = "workers-missing.json"  # generator workers that never reported their streams
+
+
+def streams_file(origin: str) -> str:
+    """One process's stream records (`notify_client.ledger.StreamLog`, one a line)."""
+    return f"streams-{origin}.jsonl"
+
+
+def latency_file(origin: str) -> str:
+    """One process's latency histograms (`loadtests.latencies`, one line a user)."""
+    return f"latency-{origin}.jsonl"
+
+
+STREAMS_GLOB: Final = streams_file("*")
+LATENCY_GLOB: Final = latency_file("*")

@@ -1,0 +1,134 @@
+"""A run with a locust master and two workers: every worker's streams reach the master over
+locust's messages and are counted in one ledger; a worker that dies is a failure with its
+streams counted, never a smaller run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from loadtests.config import from_profile
+from loadtests.run import LoadRun, Probes, run
+from loadtests.run_files import MISSING
+from notify_client.driver import BlockingDriver
+from notify_client.target import Target
+from notify_contract.tokens import Minter
+from notify_stack.fixtures import ADMIN, SECRET, Servers
+from notify_stack.stack import ServerHandle, free_port
+
+USERS = 40  # 20 a worker
+
+
+def load(server: ServerHandle, reports: Path, hold: float = 8) -> LoadRun:
+    config = from_profile(
+        "smoke",
+        users=USERS,
+        rate=80,
+        hold=hold,
+        generator_workers=2,
+        broadcast_interval=1.0,
+        via_nginx=False,
+        stats_cross_check=False,
+    )
+    target = Target(server.base, tokens=Minter(SECRET))
+    probes = Probes((server.process.pid,))
+    return run(config, reports, target=target, probes=probes, progress=lambda line: None)
+
+
+def test_the_merged_ledger_counts_a_stream_lost_on_each_worker(
+    servers: Servers, tmp_path: Path
+) -> None:
+    server = servers.start(
+        module="reference_server.tests.broken_server", BROKEN_FAULT="broadcast-skips-first"
+    )
+    outcome = load(server, tmp_path)
+    f = outcome.figures
+    broadcasts = f.broadcasts or 0
+    assert f.streams_connected == USERS and broadcasts >= 3
+    assert f.silent_streams == 2  # load-w0-0 and load-w1-0
+    assert (f.lost, f.owed) == (2 * broadcasts, USERS * broadcasts)
+    assert (f.unreported_streams, f.generator_workers_lost) == (0, 0)
+    # Two workers shipped their own files to the master's folder.
+    assert len(list(outcome.directory.glob("streams-*.jsonl"))) == 2
+    assert not outcome.ok  # lost==0, a default
+
+
+def test_a_worker_killed_mid_run_fails_it_with_its_streams_counted(
+    servers: Servers, tmp_path: Path
+) -> None:
+    server = servers.start()
+    driver = BlockingDriver(server.base, ADMIN)
+    killed: list[int] = []
+
+    def kill_one_worker_once_all_streams_are_open() -> None:
+        deadline = time.monotonic() + 60
+        while driver.stats()["total_connections"] < USERS and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling the server's count: the only signal from outside locust
+        workers = [
+            p for p in psutil.Process().children(recursive=True) if "--worker" in p.cmdline()
+        ]
+        if workers:
+            workers[0].kill()
+            killed.append(workers[0].pid)
+
+    killer = threading.Thread(target=kill_one_worker_once_all_streams_are_open)
+    killer.start()
+    try:
+        outcome = load(server, tmp_path, hold=6)
+    finally:
+        killer.join()
+        driver.close()
+    assert killed, "no worker was found to kill"
+    f = outcome.figures
+    assert f.generator_workers_lost == 1
+    assert f.unreported_streams == USERS // 2
+    assert (outcome.directory / MISSING).exists()
+    assert not outcome.ok
+
+
+def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """`notify-harness worker --master HOST:PORT`, as on another host: the master waits for it,
+    gives it a herd, and its streams' records reach the master's report."""
+    server = servers.start()
+    port = free_port()
+    remote = subprocess.Popen(
+        [sys.executable, "-m", "notify_harness", "worker", "--master", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        config = replace(
+            from_profile(
+                "smoke",
+                users=USERS,
+                rate=80,
+                hold=6,
+                generator_workers=1,
+                broadcast_interval=1.0,
+                via_nginx=False,
+                stats_cross_check=False,
+            ),
+            remote_workers=1,
+            master_port=port,
+        )
+        target = Target(server.base, tokens=Minter(SECRET))
+        probes = Probes((server.process.pid,))
+        outcome = run(config, tmp_path, target=target, probes=probes, progress=lambda line: None)
+        locust = [p.pid for p in psutil.Process(remote.pid).children()]
+    finally:
+        remote.terminate()
+        remote.wait(30)
+    f = outcome.figures
+    assert (f.streams_connected, f.lost, f.unreported_streams) == (USERS, 0, 0)
+    assert (f.owed or 0) >= 3 * USERS
+    shipped = {p.name for p in outcome.directory.glob("streams-*.jsonl")}
+    assert len(shipped) == 2
+    assert any(name.endswith(f"-{pid}.jsonl") for pid in locust for name in shipped)
+    assert outcome.ok
