@@ -28,6 +28,14 @@ from notify_reports.folder import redacted, run_folder
 from notify_stack.stack import StackSpec, free_port, scratch_dir, stack
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# The generator's own cost, sampled on this host: with workers on other hosts, not measured.
+REMOTE_UNMEASURED = (
+    "generator_cpu_seconds_in_hold",
+    "generator_cpu_us_per_received",
+    "generator_mem_per_conn_kb",
+    "generator_cpu_max_percent",
+    "generator_saturated",
+)
 SETTLE = 5.0  # seconds between the end of the ramp and the first publish
 
 
@@ -237,6 +245,8 @@ def run(
     figures = summary.headline(stats, fails, broadcasts, res, tally, timed)
     # Herds hold a fixed number of streams: each one no worker reported was lost with its worker.
     held = config.users if "HerdUser" in SCENARIO_USERS[config.scenario] else None
+    if config.remote_workers:  # the sampler sees this host's generator processes only
+        figures = replace(figures, **{key: None for key in REMOTE_UNMEASURED})
     figures = replace(
         figures,
         generator_workers_lost=summary.workers_lost(out),

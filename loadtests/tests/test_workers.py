@@ -131,4 +131,6 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
     shipped = {p.name for p in outcome.directory.glob("streams-*.jsonl")}
     assert len(shipped) == 2
     assert any(name.endswith(f"-{pid}.jsonl") for pid in locust for name in shipped)
+    # The sampler saw this host's worker only: the generator's cost is not measured, not half.
+    assert (f.generator_cpu_us_per_received, f.generator_mem_per_conn_kb) == (None, None)
     assert outcome.ok
