@@ -28,14 +28,6 @@ from notify_reports.folder import redacted, run_folder
 from notify_stack.stack import StackSpec, free_port, scratch_dir, stack
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-# The generator's own cost, sampled on this host: with workers on other hosts, not measured.
-REMOTE_UNMEASURED = (
-    "generator_cpu_seconds_in_hold",
-    "generator_cpu_us_per_received",
-    "generator_mem_per_conn_kb",
-    "generator_cpu_max_percent",
-    "generator_saturated",
-)
 SETTLE = 5.0  # seconds between the end of the ramp and the first publish
 
 
@@ -245,8 +237,9 @@ def run(
     figures = summary.headline(stats, fails, broadcasts, res, tally, timed)
     # Herds hold a fixed number of streams: each one no worker reported was lost with its worker.
     held = config.users if "HerdUser" in SCENARIO_USERS[config.scenario] else None
-    if config.remote_workers:  # the sampler sees this host's generator processes only
-        figures = replace(figures, **{key: None for key in REMOTE_UNMEASURED})
+    hosts = summary.generator_hosts(out, m.hold_from, m.hold_until)
+    if config.remote_workers:  # the sampler sees this host's processes: each worker's own count
+        figures = remote_generator(hosts, config, figures)
     figures = replace(
         figures,
         generator_workers_lost=summary.workers_lost(out),
@@ -263,6 +256,7 @@ def run(
         "failures": fails,
         "each_broadcast": [asdict(b) for b in broadcasts],
         "lost_sample": [list(pair) for pair in tally.lost_sample],
+        "generator_hosts": [asdict(h) for h in hosts],
         "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
         "target": None if target is None else target.base,
         "server_resources": m.unmeasured or "measured",
@@ -278,6 +272,9 @@ def run(
     progress("headline (the clients' counts; server figures where measured):")
     for label, value in shown(figures):
         progress(f"  {label:<58} {value}")
+    for h in hosts:  # each worker's own samples: its host's share of the generator's cost
+        cpu = "not measured" if h.cpu_seconds_in_hold is None else f"{h.cpu_seconds_in_hold} s"
+        progress(f"  generator worker {h.origin}: CPU of the hold {cpu}, {h.rss_mb:.1f} MB")
     for _, text in verdicts:
         progress(f"threshold {text}")
     progress(f"report: {out / 'report.html'}")
@@ -340,6 +337,31 @@ def _measure(
     hold_until = publish_until + config.broadcast_interval
     return Measured(
         sampler.rows, baseline, after, publish_from, hold_until, st.unmeasured, sampler.errors
+    )
+
+
+def remote_generator(hosts: list[summary.HostCost], config: RunConfig, figures: Figures) -> Figures:
+    """The generator's cost over every host, from each worker's own samples: summed when every
+    worker sampled the hold, else not measured (never this host's share as the whole). The
+    sampler's per-process maximum and saturation are this host's only: not measured."""
+    cpu = [h.cpu_seconds_in_hold for h in hosts]
+    rss = [h.rss_mb for h in hosts]
+    whole = len(hosts) >= config.all_workers and None not in cpu and None not in rss
+    total_cpu = sum(c or 0 for c in cpu) if whole else None
+    streams = figures.streams_connected or 0
+    return replace(
+        figures,
+        generator_cpu_seconds_in_hold=total_cpu,
+        generator_cpu_us_per_received=(
+            round(total_cpu * 1e6 / figures.delivered, 2)
+            if total_cpu and figures.delivered
+            else None
+        ),
+        generator_mem_per_conn_kb=(
+            round(sum(r or 0 for r in rss) * 1024 / streams, 2) if whole and streams else None
+        ),
+        generator_cpu_max_percent=None,
+        generator_saturated=None,
     )
 
 

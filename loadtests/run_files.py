@@ -7,6 +7,7 @@ from typing import Final
 
 PUBLISHED: Final = "published.jsonl"  # what the publisher sent, one line a notification
 MISSING: Final = "workers-missing.json"  # generator workers that never reported their streams
+HOSTS: Final = "generator-hosts.jsonl"  # each worker's own CPU and memory, every few seconds
 
 
 def streams_file(origin: str) -> str:

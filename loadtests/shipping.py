@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any, Final
 
 import gevent
+import psutil
 from locust.env import Environment
 from locust.rpc import Message
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadtests.latencies import Latencies
-from loadtests.run_files import MISSING, latency_file, streams_file
+from loadtests.run_files import HOSTS, MISSING, latency_file, streams_file
 
 MESSAGE: Final = "notify_ledger"
 DONE: Final = "notify_ledger_done"  # a worker's users have all stopped and shipped
+SAMPLE_EVERY: Final = 1.0  # seconds between a worker's samples of its own CPU and memory
 
 
 def origin() -> str:
@@ -104,13 +106,43 @@ def receive(environment: Environment, run_dir: Callable[[], Path]) -> None:
     environment.events.test_stopping.add_listener(collect)  # type: ignore[no-untyped-call]
 
 
+def sample() -> dict[str, Any]:
+    """This process's CPU seconds and memory now, as the master's report shows them per host."""
+    me = psutil.Process()
+    with me.oneshot():
+        times, rss = me.cpu_times(), me.memory_info().rss
+    return {
+        "origin": origin(),
+        "host": socket.gethostname(),
+        "wall": time.time(),
+        "cpu_seconds": round(times.user + times.system, 3),
+        "rss_mb": round(rss / 2**20, 2),
+    }
+
+
 def report_done(environment: Environment) -> None:
-    """On a worker: once its users have stopped (locust's `test_stop`), say so."""
+    """On a worker: sample itself while the run goes (each host measures its own cost), and
+    once its users have stopped (locust's `test_stop`) send a last sample and say so."""
     runner = environment.runner
     if not isinstance(runner, WorkerRunner):
         return
+    sampling: list[gevent.Greenlet] = []
+
+    def samples() -> None:
+        while True:
+            runner.send_message(MESSAGE, {HOSTS: [sample()]})
+            gevent.sleep(SAMPLE_EVERY)
+
+    def started(**_: Any) -> None:
+        if not sampling:
+            sampling.append(gevent.spawn(samples))
 
     def stopped(**_: Any) -> None:
+        for greenlet in sampling:
+            greenlet.kill()
+        sampling.clear()
+        runner.send_message(MESSAGE, {HOSTS: [sample()]})
         runner.send_message(DONE, {"origin": origin()})
 
+    environment.events.test_start.add_listener(started)  # type: ignore[no-untyped-call]
     environment.events.test_stop.add_listener(stopped)  # type: ignore[no-untyped-call]

@@ -12,11 +12,13 @@ from loadtests.figures import FIGURES, Figures, Table, in_table
 from loadtests.figures import shown as figure_rows
 from loadtests.latencies import Latencies
 from loadtests.run import _server_line, nothing_ran
+from loadtests.run_files import HOSTS
 from loadtests.sampler import server_metrics
 from loadtests.summary import (
     Threshold,
     applied,
     failures,
+    generator_hosts,
     headline,
     per_broadcast,
     read_tally,
@@ -317,3 +319,16 @@ def test_nginx_and_redis_cpu_of_the_hold_when_sampled_and_not_measured_when_not(
         hold_from=1010,
     )
     assert (bare.nginx_cpu_seconds_in_hold, bare.redis_cpu_seconds_in_hold) == (None, None)
+
+
+def test_each_generator_host_costs_what_it_sampled_between_the_hold_s_ends(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        {"origin": "a-1", "host": "a", "wall": w, "cpu_seconds": c, "rss_mb": m}
+        for w, c, m in ((0.0, 0.0, 50.0), (10.0, 5.0, 60.0), (20.0, 10.0, 70.0))
+    ] + [{"origin": "b-2", "host": "b", "wall": 12.0, "cpu_seconds": 1.0, "rss_mb": 9.0}]
+    (tmp_path / HOSTS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    a, b = generator_hosts(tmp_path, hold_from=5.0, hold_until=15.0)
+    assert (a.origin, a.cpu_seconds_in_hold, a.rss_mb) == ("a-1", 5.0, 60.0)
+    assert (b.cpu_seconds_in_hold, b.rss_mb) == (None, 9.0)  # one sample: not a span

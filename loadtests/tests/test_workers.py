@@ -4,6 +4,7 @@ streams counted, never a smaller run."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+import pytest
 
 from loadtests.config import from_profile
 from loadtests.run import LoadRun, Probes, run
@@ -131,6 +133,12 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
     shipped = {p.name for p in outcome.directory.glob("streams-*.jsonl")}
     assert len(shipped) == 2
     assert any(name.endswith(f"-{pid}.jsonl") for pid in locust for name in shipped)
-    # The sampler saw this host's worker only: the generator's cost is not measured, not half.
-    assert (f.generator_cpu_us_per_received, f.generator_mem_per_conn_kb) == (None, None)
+    # Each worker sampled itself (the sampler sees this host only): the cost is both hosts'.
+    hosts = json.loads((outcome.directory / "summary.json").read_text())["generator_hosts"]
+    assert len(hosts) == 2 and all(h["cpu_seconds_in_hold"] is not None for h in hosts)
+    total = sum(h["cpu_seconds_in_hold"] for h in hosts)
+    assert f.generator_cpu_seconds_in_hold == pytest.approx(total)
+    assert f.generator_mem_per_conn_kb == pytest.approx(
+        sum(h["rss_mb"] for h in hosts) * 1024 / USERS, rel=0.01
+    )
     assert outcome.ok
