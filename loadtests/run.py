@@ -17,7 +17,9 @@ from typing import Any
 from loadtests import latencies, report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.figures import Figures, shown
+from loadtests.generator_hosts import HostCost, generator_hosts, workers_lost
 from loadtests.sampler import LOOP_LAG, Sampler, Watched
+from notify_client.ledger import Tally
 from notify_client.options import BY_NAME, flag_of
 from notify_client.target import Target
 from notify_contract.protocol import STATS_PATH
@@ -235,18 +237,8 @@ def run(
     res = summary.resources(m.rows, m.baseline, m.hold_from, m.hold_until, tally.streams)
     res = summary.leftovers(res, m.baseline, m.after)
     figures = summary.headline(stats, fails, broadcasts, res, tally, timed)
-    # Herds hold a fixed number of streams: each one no worker reported was lost with its worker.
-    held = config.users if "HerdUser" in SCENARIO_USERS[config.scenario] else None
-    hosts = summary.generator_hosts(out, m.hold_from, m.hold_until)
-    if config.remote_workers:  # the sampler sees this host's processes: each worker's own count
-        figures = remote_generator(hosts, config, figures)
-    figures = replace(
-        figures,
-        generator_workers_lost=summary.workers_lost(out),
-        unreported_streams=None
-        if held is None
-        else max(0, held - tally.streams - tally.never_connected),
-    )
+    hosts = generator_hosts(out, m.hold_from, m.hold_until)
+    figures = of_workers(figures, hosts, config, out, tally)
     verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
     data = {
         "created": created.isoformat(),
@@ -340,7 +332,20 @@ def _measure(
     )
 
 
-def remote_generator(hosts: list[summary.HostCost], config: RunConfig, figures: Figures) -> Figures:
+def of_workers(
+    figures: Figures, hosts: list[HostCost], config: RunConfig, out: Path, tally: Tally
+) -> Figures:
+    """What the workers reported of themselves: lost workers, streams no worker reported (herds
+    hold a fixed number: each one missing was lost with its worker) and, with workers on other
+    hosts, the generator's cost from each worker's own samples."""
+    if config.remote_workers:  # the sampler sees this host's processes only
+        figures = remote_generator(hosts, config, figures)
+    held = config.users if "HerdUser" in SCENARIO_USERS[config.scenario] else None
+    unreported = None if held is None else max(0, held - tally.streams - tally.never_connected)
+    return replace(figures, generator_workers_lost=workers_lost(out), unreported_streams=unreported)
+
+
+def remote_generator(hosts: list[HostCost], config: RunConfig, figures: Figures) -> Figures:
     """The generator's cost over every host, from each worker's own samples: summed when every
     worker sampled the hold, else not measured (never this host's share as the whole). The
     sampler's per-process maximum and saturation are this host's only: not measured."""

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from pathlib import Path
+from typing import Any, Final
 
 PUBLISHED: Final = "published.jsonl"  # what the publisher sent, one line a notification
 MISSING: Final = "workers-missing.json"  # generator workers that never reported their streams
@@ -22,3 +24,10 @@ def latency_file(origin: str) -> str:
 
 STREAMS_GLOB: Final = streams_file("*")
 LATENCY_GLOB: Final = latency_file("*")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every line of a run's JSON-lines file; none if the file was never written."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

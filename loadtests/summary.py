@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -14,7 +13,7 @@ from typing import Any
 
 from loadtests.figures import BY_KEY, DEFAULT_THRESHOLDS, THRESHOLD_KEYS, Figures
 from loadtests.latencies import Latencies
-from loadtests.run_files import HOSTS, MISSING, PUBLISHED, STREAMS_GLOB
+from loadtests.run_files import PUBLISHED, STREAMS_GLOB, read_jsonl
 from loadtests.sampler import GC_PAUSE, LOOP_LAG
 from notify_client.histogram import Histogram
 from notify_client.ledger import Published, StreamLog, Tally, count, percentile
@@ -35,12 +34,6 @@ def read_failures(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _num(row: dict[str, str] | None, key: str) -> float | None:
@@ -359,52 +352,6 @@ def failures(rows: list[dict[str, str]]) -> dict[str, int]:
         kind = "publish" if row["Method"] == "HTTP" else name
         out[kind] = out.get(kind, 0) + int(row["Occurrences"])
     return out
-
-
-@dataclass(frozen=True)
-class HostCost:
-    """One generator worker's own cost in the hold, as it sampled itself."""
-
-    origin: str
-    host: str
-    cpu_seconds_in_hold: float | None
-    rss_mb: float | None
-
-
-def _at(rows: list[dict[str, Any]], wall: float, key: str) -> float:
-    """`key` at `wall`, linear between the samples around it (the nearest one outside them)."""
-    before = [r for r in rows if r["wall"] <= wall]
-    after = [r for r in rows if r["wall"] >= wall]
-    if not before or not after:
-        return float((before or after)[-1 if before else 0][key])
-    a, b = before[-1], after[0]
-    if b["wall"] == a["wall"]:
-        return float(a[key])
-    share = (wall - a["wall"]) / (b["wall"] - a["wall"])
-    return float(a[key] + share * (b[key] - a[key]))
-
-
-def generator_hosts(run_dir: Path, hold_from: float, hold_until: float) -> list[HostCost]:
-    """Each worker's CPU over the hold (between its samples around the hold's ends) and its
-    memory in the middle of the hold (`run_files.HOSTS`); None where it sampled too little."""
-    by_origin: dict[str, list[dict[str, Any]]] = {}
-    for line in read_jsonl(run_dir / HOSTS):
-        by_origin.setdefault(line["origin"], []).append(line)
-    out = []
-    for name, rows in sorted(by_origin.items()):
-        rows.sort(key=lambda r: r["wall"])
-        spans = len(rows) > 1 and rows[0]["wall"] <= hold_from and rows[-1]["wall"] >= hold_until
-        cpu = _at(rows, hold_until, "cpu_seconds") - _at(rows, hold_from, "cpu_seconds")
-        rss = _at(rows, (hold_from + hold_until) / 2, "rss_mb")
-        out.append(HostCost(name, rows[0]["host"], round(cpu, 3) if spans else None, rss))
-    return out
-
-
-def workers_lost(run_dir: Path) -> int:
-    """Generator workers the master named as never done (`shipping.MISSING`): their streams'
-    records never reached the run."""
-    path = run_dir / MISSING
-    return len(json.loads(path.read_text())) if path.exists() else 0
 
 
 def headline(

@@ -10,6 +10,7 @@ from loadtests import report
 from loadtests.config import from_profile
 from loadtests.figures import FIGURES, Figures, Table, in_table
 from loadtests.figures import shown as figure_rows
+from loadtests.generator_hosts import generator_hosts
 from loadtests.latencies import Latencies
 from loadtests.run import _server_line, nothing_ran
 from loadtests.run_files import HOSTS
@@ -18,7 +19,6 @@ from loadtests.summary import (
     Threshold,
     applied,
     failures,
-    generator_hosts,
     headline,
     per_broadcast,
     read_tally,
