@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m loadtests") -> in
             args["server_settings"] = settings_pairs(args["server_settings"])
         if target is not None:
             args["via_nginx"] = False  # whatever is in front of the target is the user's
+        if args.get("remote_workers") and args.get("source_addresses"):
+            raise ValueError(
+                "--source-addresses are this host's; with --remote-workers each host "
+                "connects from its own (leave one of them out)"
+            )
         if args.get("master_bind"):
             args["master_bind"], args["master_port"] = args["master_bind"]
         config = from_profile(profile, **args)

@@ -142,3 +142,15 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
         sum(h["rss_mb"] for h in hosts) * 1024 / USERS, rel=0.01
     )
     assert outcome.ok
+
+
+def test_source_addresses_with_remote_workers_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from loadtests.__main__ import main
+
+    argv = ["--remote-workers", "1", "--source-addresses", "127.0.0.2", "--reports", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--source-addresses" in err[0] and "--remote-workers" in err[0]
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
