@@ -198,6 +198,9 @@ async def send_body(
             writer.write(piece)
             await writer.drain()
             sent += len(piece)
+            # drain() does not yield while the peer keeps up (nginx draining after its 413
+            # does): without this the answer is read only once the whole body is sent.
+            await asyncio.sleep(0)
 
     feeding = asyncio.create_task(feed())
     try:
