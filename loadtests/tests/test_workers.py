@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from notify_client.driver import BlockingDriver
 from notify_client.target import Target
 from notify_contract.tokens import Minter
 from notify_stack.fixtures import ADMIN, SECRET, Servers
-from notify_stack.stack import ServerHandle, free_port
+from notify_stack.stack import ServerHandle, free_port, wait_until
 
 USERS = 40  # 20 a worker
 
@@ -69,9 +68,8 @@ def test_a_worker_killed_mid_run_fails_it_with_its_streams_counted(
     killed: list[int] = []
 
     def kill_one_worker_once_all_streams_are_open() -> None:
-        deadline = time.monotonic() + 60
-        while driver.stats()["total_connections"] < USERS and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the server's count: the only signal from outside locust
+        # The server's count is the only signal from outside locust that every stream is open.
+        wait_until(lambda: driver.stats()["total_connections"] >= USERS, 60, "every stream open")
         workers = [
             p for p in psutil.Process().children(recursive=True) if "--worker" in p.cmdline()
         ]
