@@ -417,8 +417,14 @@ def write(out: Path, rows: list[Row], meta: dict[str, Any]) -> Path:
 
 
 def failed(rows: list[Row]) -> list[str]:
-    """Why the run fails: the toolkit did not run, or a generator that counts lost some."""
+    """Why the run fails: the toolkit did not run or received nothing (nothing lost proves
+    nothing then), or a generator that counts lost some."""
     reasons = [f"{r.generator}: {r.error}" for r in rows if r.generator == TOOLKIT and r.error]
+    reasons += [
+        f"{r.generator}: nothing delivered"
+        for r in rows
+        if r.generator == TOOLKIT and not r.error and not r.figures.delivered
+    ]
     reasons += [f"{r.generator} lost {r.figures.lost}" for r in rows if r.figures.lost]
     return reasons
 

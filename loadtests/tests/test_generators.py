@@ -76,6 +76,9 @@ def test_a_tool_not_given_is_a_row_that_says_so(plan: Plan) -> None:
 def test_the_toolkit_not_running_fails_the_run_and_others_missing_do_not() -> None:
     rows = [Row(TOOLKIT, error="did not start"), Row("k6", error="no k6 binary")]
     assert failed(rows) == ["toolkit: did not start"]
+    # A toolkit run that received nothing lost nothing: that passes nothing.
+    assert failed([Row(TOOLKIT, Figures(delivered=0, lost=0))]) == ["toolkit: nothing delivered"]
+    assert failed([Row(TOOLKIT, Figures(delivered=10, lost=0))]) == []
 
 
 def test_k6_and_artillery_results_are_read_for_what_they_hold() -> None:
