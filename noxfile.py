@@ -283,6 +283,14 @@ def generators(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def multihost(session: nox.Session) -> None:
+    """The stack and the generator over network namespaces: load, cross-host faults, the plan
+    beside the measurement. Needs root; exits 2 without it, never passes."""
+    install(session, "load")
+    session.run("python", "-m", "notify_multihost", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def compare(session: nox.Session) -> None:
     """SSE per-connection, SSE shared and WebSocket under the same load, side by side."""
     install(session, "load")

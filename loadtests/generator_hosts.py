@@ -22,7 +22,7 @@ class HostCost:
     rss_mb: float | None
 
 
-def _at(rows: list[dict[str, Any]], wall: float, key: str) -> float:
+def at(rows: list[dict[str, Any]], wall: float, key: str) -> float:
     """`key` at `wall`, linear between the samples around it (the nearest one outside them)."""
     before = [r for r in rows if r["wall"] <= wall]
     after = [r for r in rows if r["wall"] >= wall]
@@ -45,8 +45,8 @@ def generator_hosts(run_dir: Path, hold_from: float, hold_until: float) -> list[
     for name, rows in sorted(by_origin.items()):
         rows.sort(key=lambda r: r["wall"])
         spans = len(rows) > 1 and rows[0]["wall"] <= hold_from and rows[-1]["wall"] >= hold_until
-        cpu = _at(rows, hold_until, "cpu_seconds") - _at(rows, hold_from, "cpu_seconds")
-        rss = _at(rows, (hold_from + hold_until) / 2, "rss_mb")
+        cpu = at(rows, hold_until, "cpu_seconds") - at(rows, hold_from, "cpu_seconds")
+        rss = at(rows, (hold_from + hold_until) / 2, "rss_mb")
         out.append(HostCost(name, rows[0]["host"], round(cpu, 3) if spans else None, rss))
     return out
 

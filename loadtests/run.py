@@ -167,7 +167,9 @@ def locust_commands(
         str(csv_prefix),
         "--only-summary",
     ]
-    worker = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    # This host's workers reach the master where it listens; on every address: on loopback.
+    local = "127.0.0.1" if config.master_bind in ("0.0.0.0", "*", "") else config.master_bind  # noqa: S104
+    worker = [*base, "--worker", "--master-host", local, "--master-port", str(port)]
     return [*master, *classes], [[*worker, *classes]] * config.generator_workers
 
 
@@ -249,6 +251,7 @@ def run(
         "each_broadcast": [asdict(b) for b in broadcasts],
         "lost_sample": [list(pair) for pair in tally.lost_sample],
         "generator_hosts": [asdict(h) for h in hosts],
+        "hold": {"from": m.hold_from, "until": m.hold_until},  # wall clock
         "thresholds": [{"ok": ok, "text": text} for ok, text in verdicts],
         "target": None if target is None else target.base,
         "server_resources": m.unmeasured or "measured",

@@ -69,6 +69,7 @@ class Client:
     socket, the waiting and the receipts."""
 
     attempts = 5  # reconnect attempts without a `connected` frame before giving up (rule 7)
+    silence = WS_SILENCE  # seconds without a frame after which the stream is taken for dead
 
     def __init__(
         self,
@@ -156,7 +157,7 @@ class WsClient(Client):
             while not stop.is_set():
                 # Waits as long as the stream is quiet: Fleet.close cancels the task, and
                 # websockets' recv is safe to cancel. (Polling 3000 streams cost a core.)
-                frame = await stream.recv(WS_SILENCE)
+                frame = await stream.recv(self.silence)
                 await self._frame(frame.type, frame.data)
         except Closed as exc:
             self._closed(exc.code)

@@ -92,6 +92,12 @@ JOBS: Final = {
             extras=("load",),
         ),
         Job(
+            "multihost",
+            "notify_multihost.__main__",
+            "the stack and the generator over simulated hosts (network namespaces, root)",
+            extras=("load", "server"),
+        ),
+        Job(
             "plan",
             "loadtests.plan",
             "hosts per tier for N streams and a broadcast rate, from measured costs",

@@ -121,6 +121,18 @@ def port_open(host: str, port: int) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a process runs: the address it listens on, and the command it runs under (a
+    simulated host's `ip netns exec NS`; nothing on this machine's loopback)."""
+
+    address: str
+    prefix: tuple[str, ...] = ()
+
+
+LOOPBACK: Final = Place("127.0.0.1")
+
+
 @dataclass
 class Process:
     """A started child process with its log file."""
@@ -161,11 +173,12 @@ def spawn(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    on: Place = LOOPBACK,
 ) -> Process:
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
-            argv,
+            [*on.prefix, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -195,6 +208,7 @@ def redis_server(
     maxclients: int | None = None,
     timeout: float = 15.0,
     persist: bool = False,
+    on: Place = LOOPBACK,
 ) -> Iterator[RedisServer]:
     """A throwaway redis-server on a loopback port; no persistence unless `persist`, then an
     append-only file fsynced on every write in `log_dir` (a restart there gets the data back)."""
@@ -203,7 +217,7 @@ def redis_server(
     argv = [
         binary.path,
         "--bind",
-        "127.0.0.1",
+        on.address,
         "--port",
         str(port),
         "--save",
@@ -219,15 +233,15 @@ def redis_server(
     ]
     if maxclients is not None:
         argv += ["--maxclients", str(maxclients)]
-    proc = spawn(f"redis-{port}", argv, log_dir)
+    proc = spawn(f"redis-{port}", argv, log_dir, on=on)
     try:
         wait_until(
-            lambda: port_open("127.0.0.1", port),
+            lambda: port_open(on.address, port),
             timeout,
             f"redis-server ({binary.path}, from {binary.source}) on port {port}",
             alive=proc.alive,
         )
-        yield RedisServer(proc, port, binary)
+        yield RedisServer(proc, port, binary, on.address)
     finally:
         proc.stop()
 
@@ -267,6 +281,7 @@ def start_server(
     module: str = "reference_server",
     extra_args: list[str] | None = None,
     python: Path | None = None,
+    on: Place = LOOPBACK,
 ) -> ServerHandle:
     """Start `python -m reference_server` (TCP, or a unix socket) and wait until it answers.
 
@@ -275,13 +290,13 @@ def start_server(
     checkout in the working directory is imported.
     """
     port = port or free_port()
-    where = ["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(port)]
+    where = ["--uds", str(uds)] if uds else ["--host", on.address, "--port", str(port)]
     interpreter = str(python or sys.executable)
     argv = [interpreter, "-m", module, *where, "--workers", str(workers), *(extra_args or [])]
     env = server_env(settings)
     cwd = log_dir if python is not None else None
-    proc = spawn(name or f"server-{port}", argv, log_dir, env, cwd)
-    address: tuple[str, int] | str = str(uds) if uds else ("127.0.0.1", port)
+    proc = spawn(name or f"server-{port}", argv, log_dir, env, cwd, on)
+    address: tuple[str, int] | str = str(uds) if uds else (on.address, port)
     try:
         wait_until(
             lambda: _answers_http(address),
@@ -294,7 +309,7 @@ def start_server(
         raise StackError(
             f"reference server did not start; its log:\n{proc.log_text()[-3000:]}"
         ) from None
-    return ServerHandle(proc, "127.0.0.1", port, env, uds)
+    return ServerHandle(proc, on.address, port, env, uds)
 
 
 def _answers_http(address: tuple[str, int] | str) -> bool:
@@ -321,7 +336,7 @@ class NginxProxy:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.config.listen_host}:{self.port}"
 
     @property
     def access_log(self) -> Path:
@@ -330,7 +345,9 @@ class NginxProxy:
     @property
     def status_url(self) -> str | None:
         port = self.config.status_port
-        return None if port is None else f"http://127.0.0.1:{port}/nginx_status"
+        if port is None or self.config.listen_host != LOOPBACK.address:
+            return None  # it listens on its own host's loopback, for 127.0.0.0/8 only
+        return f"http://127.0.0.1:{port}/nginx_status"
 
     def command(self, *extra: str) -> list[str]:
         """`nginx -p RUN_DIR -c CONF ...`, e.g. `command("-s", "reload")`."""
@@ -348,6 +365,7 @@ def start_nginx(
     *,
     port: int | None = None,
     timeout: float = 15.0,
+    on: Place = LOOPBACK,
     **settings: Any,
 ) -> NginxProxy:
     """Render nginx_conf for this run, check it with `nginx -t`, start nginx and wait for it.
@@ -359,10 +377,17 @@ def start_nginx(
     run_dir = log_dir / f"nginx-{port}"
     run_dir.mkdir(parents=True, exist_ok=True)
     status_port = free_port() if has_stub_status(binary.path) else None
-    config = NginxConfig(str(run_dir), port, tuple(upstreams), status_port=status_port, **settings)
+    config = NginxConfig(
+        str(run_dir),
+        port,
+        tuple(upstreams),
+        listen_host=on.address,
+        status_port=status_port,
+        **settings,
+    )
     (run_dir / "nginx.conf").write_text(render_nginx(config))
     check = subprocess.run(
-        nginx_command(binary, run_dir, "-t"),
+        [*on.prefix, *nginx_command(binary, run_dir, "-t")],
         capture_output=True,
         text=True,
         check=False,
@@ -373,10 +398,10 @@ def start_nginx(
             f"nginx -t ({binary.path}, from {binary.source}) rejected "
             f"{run_dir / 'nginx.conf'}:\n{check.stderr}"
         )
-    process = spawn(f"nginx-{port}", nginx_command(binary, run_dir), log_dir)
+    process = spawn(f"nginx-{port}", nginx_command(binary, run_dir), log_dir, on=on)
     try:
         wait_until(
-            lambda: port_open("127.0.0.1", port),
+            lambda: port_open(on.address, port),
             timeout,
             f"nginx ({binary.path}) on port {port}",
             alive=process.alive,

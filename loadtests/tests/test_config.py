@@ -120,3 +120,16 @@ def test_every_scenario_names_user_classes_the_locustfile_defines() -> None:
     for classes in SCENARIO_USERS.values():
         for name in classes:
             assert f"class {name}(" in text
+
+
+def test_local_workers_reach_the_master_where_it_listens() -> None:
+    from loadtests.config import RunConfig
+    from loadtests.run import locust_commands
+
+    def master_host(bind: str) -> str:
+        _, workers = locust_commands(RunConfig(master_bind=bind), 5557, Path("x"))
+        return workers[0][workers[0].index("--master-host") + 1]
+
+    assert master_host("10.77.1.15") == "10.77.1.15"  # a simulated host's address
+    assert master_host("0.0.0.0") == "127.0.0.1"  # noqa: S104
+    assert master_host("127.0.0.1") == "127.0.0.1"

@@ -121,7 +121,8 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
         target = Target(server.base, tokens=Minter(SECRET))
         probes = Probes((server.process.pid,))
         outcome = run(config, tmp_path, target=target, probes=probes, progress=lambda line: None)
-        locust = [p.pid for p in psutil.Process(remote.pid).children()]
+        # The worker command becomes locust's worker itself: no wrapper process beside it.
+        became = psutil.Process(remote.pid).cmdline()
     finally:
         remote.terminate()
         remote.wait(30)
@@ -130,7 +131,8 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
     assert (f.owed or 0) >= 3 * USERS
     shipped = {p.name for p in outcome.directory.glob("streams-*.jsonl")}
     assert len(shipped) == 2
-    assert any(name.endswith(f"-{pid}.jsonl") for pid in locust for name in shipped)
+    assert "locust" in became and "--worker" in became
+    assert any(name.endswith(f"-{remote.pid}.jsonl") for name in shipped)
     # Each worker sampled itself (the sampler sees this host only): the cost is both hosts'.
     hosts = json.loads((outcome.directory / "summary.json").read_text())["generator_hosts"]
     assert len(hosts) == 2 and all(h["cpu_seconds_in_hold"] is not None for h in hosts)

@@ -1,0 +1,1 @@
+"""Simulated hosts: the stack and the generator over network namespaces (`nox -s multihost`)."""

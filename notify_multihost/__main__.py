@@ -1,0 +1,206 @@
+"""`nox -s multihost`: the reference stack and the generator spread over simulated hosts.
+
+    python -m notify_multihost [--users 6000] [--rate 300] [--hold 40] [--scope full|ci]
+                               [--plan-from reports/fanout-<UTC>] [--reports reports]
+
+Seven network namespaces on one bridge (`notify_stack.hosts`): Redis, two servers, nginx, three
+generator hosts. It runs, in order:
+1. a fanout load through nginx from the three generator hosts (one master, two remote workers),
+   while it samples every host's CPU and memory;
+2. the same load, smaller, with one generator host's worker killed mid-run: the run must report
+   the lost host and its streams, never shrink silently;
+3. the cross-host fault rows (`notify_faults.across_hosts`) on a stack with 1 s heartbeats.
+Then it sets the plan's prediction for that load beside what each tier spent.
+
+Exit 0 when the load lost nothing and every row held; 1 otherwise; 2 when hosts cannot be built
+here (no root, no `ip`): a run that could not happen never passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtests import plan
+from loadtests.figures import Figures
+from notify_contract.tokens import Minter
+from notify_faults.across_hosts import ROWS, Across
+from notify_faults.registry import CI, FULL, Scale
+from notify_faults.table import Row
+from notify_faults.table import write as write_rows
+from notify_multihost import report
+from notify_multihost.host_costs import HostSampler, TierCheck, check_tier, spend
+from notify_multihost.load_run import LoadResult, LoadSize, run_load
+from notify_multihost.topology import HOSTS, OnHosts, on_hosts, tier_hosts
+from notify_reports.folder import environment, redacted, run_folder
+from notify_stack import hosts
+from notify_stack.stack import scratch_dir
+
+FAULT_HEARTBEAT = 1.0  # the fault rows' servers: the watchdog notices a lost host in 2.5 s
+LOST_HOST = "gen3"
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, default=6000, help="streams of the load run")
+    p.add_argument("--rate", type=float, default=300.0, help="streams opened a second")
+    p.add_argument("--hold", type=float, default=40.0, help="seconds of broadcasts")
+    p.add_argument("--lost-users", type=int, default=900, help="streams of the lost-host run")
+    p.add_argument("--scope", choices=["full", "ci"], default="full", help="fault rows' size")
+    p.add_argument("--plan-from", type=Path, help="the run the plan reads (default: the newest")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    return p
+
+
+def lost_host_row(result: LoadResult) -> Row:
+    row = Row(
+        "generator-host-lost",
+        "fault",
+        f"The generator worker on {LOST_HOST} killed (SIGKILL) after the first broadcast",
+        "the run reports the lost host (generator_workers_lost 1) and counts its streams as "
+        "unreported; the other hosts' streams lose nothing; the run exits non-zero",
+    )
+    figures = Figures.from_dict(result.summary.get("figures", {}))
+    row.lost = figures.lost
+    row.check(bool(result.summary), "the run wrote no summary.json")
+    row.check(
+        figures.generator_workers_lost == 1,
+        f"lost workers: {figures.generator_workers_lost} (awaited 1)",
+    )
+    row.check((figures.unreported_streams or 0) > 0, "no stream counted as unreported")
+    row.check(figures.lost == 0, f"{figures.lost} deliveries lost on the hosts that stayed")
+    row.check(result.exit_code != 0, "the run exited 0 with a host lost")
+    return row.finish(
+        f"exit {result.exit_code}; generator_workers_lost {figures.generator_workers_lost}, "
+        f"unreported streams {figures.unreported_streams}; streams reported per host "
+        f"{result.streams_per_host}; lost {figures.lost} of {figures.owed} owed"
+    )
+
+
+async def fault_rows(stack: OnHosts, scale: Scale) -> list[Row]:
+    across = Across(
+        stack.fabric,
+        stack.entry,
+        tuple(stack.host(n) for n in tier_hosts("servers")),
+        stack.host("redis"),
+        Minter(stack.secret),
+        FAULT_HEARTBEAT,
+    )
+    rows = []
+    for declared in ROWS:
+        row = declared.row()
+        started = time.monotonic()
+        print(f"fault row {row.id} ...", flush=True)
+        try:
+            row = await declared.run(across, scale, row)
+        except Exception as exc:  # a row that breaks is a failed row, the run goes on
+            row.check(False, f"{type(exc).__name__}: {exc}")
+            row.finish("the row could not finish")
+        row.duration_s = round(time.monotonic() - started, 1)
+        print(f"  {row.outcome.value}: {row.observed} {'; '.join(row.problems)}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def checks(result: LoadResult, samples: list[dict[str, Any]], source: Path) -> list[TierCheck]:
+    """The plan's costs (from `source`) for this load, beside each tier's hosts over its hold."""
+    costs = plan.costs(plan.read(source)[0])
+    got = Figures.from_dict(result.summary.get("figures", {}))
+    hold = result.summary.get("hold")
+    spent = [] if not hold else spend(samples, hold["from"], hold["until"])
+    return [
+        check_tier(
+            tier,
+            tier_hosts(tier),
+            costs[tier],
+            spent,
+            streams=got.streams_connected or 0,
+            delivered=got.delivered or 0,
+        )
+        for tier in ("servers", "nginx", "generator")
+    ]
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost") -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if any(a.split("=")[0] in ("--target", "--target-file") for a in given):
+        print(
+            f"{prog}: builds its own hosts and stack; to load your server from several hosts "
+            "run `notify-harness load --target URL --remote-workers N` and `notify-harness "
+            "worker` on each host",
+            file=sys.stderr,
+        )
+        return 2
+    args = parser(prog).parse_args(argv)
+    reason = hosts.unavailable()
+    if reason is not None:
+        print(f"{prog}: cannot simulate hosts here: {reason}", file=sys.stderr)
+        return 2
+    source = args.plan_from or plan.newest_committed()
+    if source is None:
+        print(f"{prog}: no committed fanout run for the plan; give --plan-from", file=sys.stderr)
+        return 2
+    created = datetime.now(UTC)
+    out = run_folder(args.reports, "multihost", created)
+    out.mkdir(parents=True)
+    size = LoadSize(args.users, args.rate, args.hold)
+    lost_size = LoadSize(args.lost_users, args.rate, min(args.hold, 20.0))
+    with scratch_dir("multihost-") as logs, hosts.fabric(list(HOSTS)) as fabric:
+        with on_hosts(fabric, logs, {}) as stack:
+            described = stack.describe()
+            roots = stack.roots()
+            with HostSampler(roots) as sampler:
+                load = run_load(stack, size, out / "load", roots, sampler.pids)
+                lost = run_load(
+                    stack,
+                    lost_size,
+                    out / "lost-host",
+                    roots,
+                    sampler.pids,
+                    kill_at_hold=LOST_HOST,
+                )
+        settings = {"WS_HEARTBEAT_INTERVAL": f"{FAULT_HEARTBEAT:g}"}
+        with on_hosts(fabric, logs, settings) as stack:
+            rows = asyncio.run(fault_rows(stack, FULL if args.scope == "full" else CI))
+    rows.insert(0, lost_host_row(lost))
+    tiers = checks(load, sampler.rows, source)
+    meta = {
+        "created": created.isoformat(),
+        "command": " ".join(redacted(sys.argv)),
+        "scope": args.scope,
+        "environment": environment({}, ("websockets", "locust")),
+    }
+    write_rows(out, rows, meta)
+    data = {
+        **meta,
+        "hosts": [
+            dict(zip(("host", "tier", "address", "runs"), h, strict=True)) for h in described
+        ],
+        "load": {
+            "folder": str(load.folder),
+            "exit_code": load.exit_code,
+            "streams_per_host": load.streams_per_host,
+            "figures": load.summary.get("figures", {}),
+        },
+        "plan_source": str(source),
+        "tiers": [{**asdict(t), "within": t.within} for t in tiers],
+        "host_samples": sampler.rows,
+    }
+    (out / "multihost.json").write_text(json.dumps(data, indent=2) + "\n")
+    page = report.write(out, data, tiers, rows)
+    failed = report.failures(load, rows)
+    for line in failed:
+        print(f"FAILED: {line}")
+    print(f"report: {page}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Which simulated hosts a multihost run builds, what runs on each, and starting it there.
+
+Redis, two reference servers and nginx each get a host; the generator gets three. The stack is
+started with `notify_stack.stack`'s own functions, each on its host's address and namespace, and
+nginx names its upstreams by those addresses, as it would across real machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from notify_stack.hosts import Fabric, Host
+from notify_stack.stack import (
+    NginxProxy,
+    RedisServer,
+    ServerHandle,
+    nginx,
+    redis_server,
+    reference_server,
+)
+
+# host name -> tier, in the order the hosts are built (and addressed)
+HOSTS: dict[str, str] = {
+    "redis": "redis",
+    "server1": "servers",
+    "server2": "servers",
+    "nginx": "nginx",
+    "gen1": "generator",
+    "gen2": "generator",
+    "gen3": "generator",
+}
+MASTER = "gen1"  # the load run's master (and one local worker) runs here
+# nginx gives up on an unreachable server after this and tries the next one (its default, 120 s,
+# would hold every reconnect of a lost host's streams that long).
+NGINX_CONNECT_TIMEOUT = "2s"
+
+
+def tier_hosts(tier: str) -> tuple[str, ...]:
+    return tuple(name for name, t in HOSTS.items() if t == tier)
+
+
+@dataclass
+class OnHosts:
+    """The stack as started on the fabric: its secret, its processes and where they run."""
+
+    fabric: Fabric
+    secret: str
+    redis: RedisServer
+    servers: list[ServerHandle]
+    proxy: NginxProxy
+
+    @property
+    def entry(self) -> str:
+        return self.proxy.base
+
+    def host(self, name: str) -> Host:
+        return self.fabric[name]
+
+    def roots(self) -> dict[str, list[int]]:
+        """Each host's processes started so far (the generator hosts' come with the load)."""
+        roots: dict[str, list[int]] = {name: [] for name in HOSTS}
+        roots["redis"].append(self.redis.process.pid)
+        for name, server in zip(tier_hosts("servers"), self.servers, strict=True):
+            roots[name].append(server.process.pid)
+        roots["nginx"].append(self.proxy.process.pid)
+        return roots
+
+    def describe(self) -> list[tuple[str, str, str, str]]:
+        """(host, tier, address, what runs there)"""
+        what = {
+            "redis": f"redis-server :{self.redis.port}",
+            "nginx": f"nginx :{self.proxy.port} -> "
+            + ", ".join(f"{s.host}:{s.port}" for s in self.servers),
+            MASTER: "load master and one generator worker",
+        }
+        for name, server in zip(tier_hosts("servers"), self.servers, strict=True):
+            what[name] = f"reference server :{server.port}"
+        for name in tier_hosts("generator"):
+            what.setdefault(name, "generator worker (`notify-harness worker`)")
+        return [(n, t, self.fabric[n].address, what[n]) for n, t in HOSTS.items()]
+
+
+@contextlib.contextmanager
+def on_hosts(fabric: Fabric, logs: Path, settings: Mapping[str, str]) -> Iterator[OnHosts]:
+    """Redis, the servers and nginx, each on its host; all stopped on exit."""
+    secret = secrets.token_urlsafe(48)
+    with contextlib.ExitStack() as running:
+        redis = running.enter_context(redis_server(logs, on=fabric["redis"].place))
+        env = {**settings, "JWT_SECRET": secret, "REDIS_URL": redis.url}
+        servers = [
+            running.enter_context(reference_server(logs, env, on=fabric[name].place))
+            for name in tier_hosts("servers")
+        ]
+        upstreams = [f"{s.host}:{s.port}" for s in servers]
+        proxy = running.enter_context(
+            nginx(
+                logs,
+                upstreams,
+                on=fabric["nginx"].place,
+                connect_timeout=NGINX_CONNECT_TIMEOUT,
+            )
+        )
+        yield OnHosts(fabric, secret, redis, servers, proxy)
