@@ -21,15 +21,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loadtests import plan
+from loadtests.config import RunConfig
 from loadtests.figures import Figures
+from loadtests.run import stack_spec
 from notify_contract.tokens import Minter
 from notify_faults.across_hosts import ROWS, Across
 from notify_faults.registry import CI, FULL, Scale
@@ -152,8 +155,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
     out.mkdir(parents=True)
     size = LoadSize(args.users, args.rate, args.hold)
     lost_size = LoadSize(args.lost_users, args.rate, min(args.hold, 20.0))
+    # The capacity runs' settings (those of the run the plan reads), on two servers.
+    config = RunConfig(users=args.users, rate=args.rate, hold=args.hold, instances=2)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # tear hosts down
     with scratch_dir("multihost-") as logs, hosts.fabric(list(HOSTS)) as fabric:
-        with on_hosts(fabric, logs, {}) as stack:
+        with on_hosts(fabric, logs, stack_spec(config)) as stack:
             described = stack.describe()
             roots = stack.roots()
             with HostSampler(roots) as sampler:
@@ -166,14 +172,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
                     sampler.pids,
                     kill_at_hold=LOST_HOST,
                 )
-        settings = {"WS_HEARTBEAT_INTERVAL": f"{FAULT_HEARTBEAT:g}"}
-        with on_hosts(fabric, logs, settings) as stack:
+        faults = replace(config, heartbeat_interval=FAULT_HEARTBEAT)
+        with on_hosts(fabric, logs, stack_spec(faults)) as stack:
             rows = asyncio.run(fault_rows(stack, FULL if args.scope == "full" else CI))
     rows.insert(0, lost_host_row(lost))
     tiers = checks(load, sampler.rows, source)
     meta = {
         "created": created.isoformat(),
-        "command": " ".join(redacted(sys.argv)),
+        "command": " ".join(["python -m notify_multihost", *redacted(sys.argv[1:])]),
         "scope": args.scope,
         "environment": environment({}, ("websockets", "locust")),
     }
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
             "streams_per_host": load.streams_per_host,
             "figures": load.summary.get("figures", {}),
         },
-        "plan_source": str(source),
+        "plan_source": source.name if source.is_dir() else source.parent.name,
         "tiers": [{**asdict(t), "within": t.within} for t in tiers],
         "host_samples": sampler.rows,
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from notify_stack.stack import (
     NginxProxy,
     RedisServer,
     ServerHandle,
+    StackSpec,
     nginx,
     redis_server,
     reference_server,
@@ -85,23 +86,21 @@ class OnHosts:
 
 
 @contextlib.contextmanager
-def on_hosts(fabric: Fabric, logs: Path, settings: Mapping[str, str]) -> Iterator[OnHosts]:
-    """Redis, the servers and nginx, each on its host; all stopped on exit."""
+def on_hosts(fabric: Fabric, logs: Path, spec: StackSpec) -> Iterator[OnHosts]:
+    """Redis, the servers and nginx, each on its host, with the settings of `spec` (a load
+    run's: `loadtests.run.stack_spec`); all stopped on exit."""
     secret = secrets.token_urlsafe(48)
     with contextlib.ExitStack() as running:
         redis = running.enter_context(redis_server(logs, on=fabric["redis"].place))
-        env = {**settings, "JWT_SECRET": secret, "REDIS_URL": redis.url}
+        env = {**spec.settings, "JWT_SECRET": secret, "REDIS_URL": redis.url}
+        args = list(spec.server_args)
         servers = [
-            running.enter_context(reference_server(logs, env, on=fabric[name].place))
+            running.enter_context(
+                reference_server(logs, env, on=fabric[name].place, extra_args=args)
+            )
             for name in tier_hosts("servers")
         ]
         upstreams = [f"{s.host}:{s.port}" for s in servers]
-        proxy = running.enter_context(
-            nginx(
-                logs,
-                upstreams,
-                on=fabric["nginx"].place,
-                connect_timeout=NGINX_CONNECT_TIMEOUT,
-            )
-        )
+        settings = {**spec.nginx_settings, "connect_timeout": NGINX_CONNECT_TIMEOUT}
+        proxy = running.enter_context(nginx(logs, upstreams, on=fabric["nginx"].place, **settings))
         yield OnHosts(fabric, secret, redis, servers, proxy)
