@@ -92,6 +92,7 @@ RULES: Final = {
         Rule("11.9", S, "a body not complete within 10 s of its head is ended"),
         Rule("12.1", M, "one subscription per instance; delivered once"),
         Rule("12.2", M, "history in Redis survives an instance restart"),
+        Rule("12.3", M, "partitions: a user's order is their partition's; broadcasts on each once"),
     )
 }
 

@@ -51,7 +51,11 @@ LOST_HOST = "gen3"
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.splitlines()[0],
+        epilog=f"example: {prog} --users 3000 --scope ci",
+    )
     p.add_argument("--users", type=int, default=6000, help="streams of the load run")
     p.add_argument("--rate", type=float, default=300.0, help="streams opened a second")
     p.add_argument("--hold", type=float, default=40.0, help="seconds of broadcasts")

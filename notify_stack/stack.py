@@ -214,23 +214,9 @@ def redis_server(
     append-only file fsynced on every write in `log_dir` (a restart there gets the data back)."""
     binary = redis_server_binary()
     port = port or free_port()
-    argv = [
-        binary.path,
-        "--bind",
-        on.address,
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--appendonly",
-        "yes" if persist else "no",
-        "--appendfsync",
-        "always",
-        "--daemonize",
-        "no",
-        "--dir",
-        str(log_dir),
-    ]
+    argv = [binary.path, "--bind", on.address, "--port", str(port), "--save", ""]
+    argv += ["--appendonly", "yes" if persist else "no", "--appendfsync", "always"]
+    argv += ["--daemonize", "no", "--dir", str(log_dir)]
     if maxclients is not None:
         argv += ["--maxclients", str(maxclients)]
     proc = spawn(f"redis-{port}", argv, log_dir, on=on)

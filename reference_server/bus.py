@@ -1,7 +1,7 @@
 """Where notifications and task events go once published: the in-process bus.
 
 `Bus` is what the web layer talks to; `MemoryBus` serves one process with no Redis (the embedded
-default) and `redis_bus.RedisBus` serves any number of instances sharing one Redis.
+default) and `redis_bus.RedisBus` serves any number of instances sharing one Redis, or several.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ class Bus(Protocol):
 
     async def stats(self) -> dict[str, Any]: ...
 
-    async def current_seq(self) -> int:
-        """The newest sequence number: a fresh stream has seen everything up to it."""
+    async def current_seq(self, user_id: str | None = None) -> int:
+        """The newest sequence number `user_id`'s streams are ordered by (on partitions, their
+        partition's): a fresh stream has seen everything up to it."""
 
 
 class MemoryBus:
@@ -129,5 +130,5 @@ class MemoryBus:
     async def stats(self) -> dict[str, Any]:
         return self.hub.stats()
 
-    async def current_seq(self) -> int:
+    async def current_seq(self, user_id: str | None = None) -> int:
         return self._seq

@@ -263,6 +263,12 @@ class Hub:
             [c for group in self._users.values() for c in group], lambda c: c.offer(item)
         )
 
+    async def to_users(self, users: Iterable[str], item: Outgoing) -> None:
+        """Every stream of `users` (a broadcast arriving on one partition of the bus)."""
+        async with self.lock:
+            conns = [c for u in users for c in self._users.get(u, ())]
+            await self._each(conns, lambda c: c.offer(item))
+
     async def to_task(self, task_id: str, item: Outgoing) -> None:
         async with self.lock:
             self.to_task_locked(task_id, item)

@@ -1,8 +1,10 @@
 """Notification records, their ids, history replay and task events: pure functions, no I/O.
 
-An id is `<epoch>-<seq>`: `seq` comes from one counter per deployment (memory or Redis), so it
-orders notifications across users and broadcasts; `epoch` names the counter, so an id from an
-earlier in-memory run is recognised as unknown instead of being compared.
+An id is `<epoch>-<seq>`: `seq` comes from one counter per deployment (memory or Redis), or per
+partition of the Redis bus, so it orders the notifications a user's streams see, broadcasts
+included; `epoch` names the counter, so an id from an earlier in-memory run, or from another
+partition, is recognised as unknown instead of being compared. On partitions a broadcast has
+one id for all of them, and each keeps it with its own seq.
 """
 
 from __future__ import annotations
@@ -54,10 +56,19 @@ def with_id(epoch: str, seq: int, body: dict[str, Any]) -> Stored:
 
 
 def stored_from_json(epoch: str, text: str | bytes) -> Stored | None:
-    record = json.loads(text)
+    """A record as kept and published: its JSON, whose id carries its seq in `epoch`, or
+    `<seq>|<JSON>` for a record whose id is given (a broadcast on partitions)."""
+    raw = text.decode() if isinstance(text, bytes) else text
+    given: int | None = None
+    if not raw.startswith("{"):
+        head, sep, raw = raw.partition("|")
+        if not sep or not head.isdigit():
+            return None
+        given = int(head)
+    record = json.loads(raw)
     if not isinstance(record, dict) or not isinstance(record.get("id"), str):
         return None
-    seq = parse_id(epoch, record["id"])
+    seq = given if given is not None else parse_id(epoch, record["id"])
     return None if seq is None else Stored(seq, record)
 
 
@@ -80,9 +91,12 @@ def select_replay(
 def select_after(
     personal: list[Stored], broadcast: list[Stored], epoch: str, after_id: str | None
 ) -> list[dict[str, Any]]:
-    """The archive after `after_id`, oldest first; all of it when the id is unknown."""
-    floor = parse_id(epoch, after_id) if after_id else None
+    """The archive after `after_id`, oldest first; all of it when the id is unknown. An id
+    that does not carry its seq (a broadcast on partitions) is placed by finding it."""
     merged = sorted([*personal, *broadcast], key=lambda s: s.seq)
+    floor = parse_id(epoch, after_id) if after_id else None
+    if after_id and floor is None:
+        floor = next((s.seq for s in merged if s.id == after_id), None)
     return [s.record for s in merged if floor is None or s.seq > floor]
 
 

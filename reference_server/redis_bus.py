@@ -1,8 +1,14 @@
-"""The Redis bus: one subscription per process, history and presence shared by all instances.
+"""The Redis bus: one subscription per process and per Redis, shared history and presence.
 
 Publishing runs one Lua script (next sequence number, archive, PUBLISH) so that the order on the
 channel is the order of the ids, whichever instance published; every instance, the publisher
-included, delivers from its single subscription, so a notification reaches each stream once.
+included, delivers from its subscription, so a notification reaches each stream once.
+
+With several Redis instances (`REDIS_URL` a list), each is a partition (`redis_partition.py`):
+a user's notifications are sequenced, kept and published on theirs (`partition_of`); a broadcast
+gets one id (`<broadcast epoch>-<n>`, counted on the first) and is sequenced, kept and published
+on every partition once, so each user's stream still sees one order: their partition's.
+Presence and tasks stay on the first.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import logging
 import os
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -25,117 +32,46 @@ from reference_server.hub import Hub
 from reference_server.records import (
     Stored,
     TaskEvent,
-    parse_id,
     record_body,
     select_after,
     select_replay,
-    stored_from_json,
+)
+from reference_server.redis_partition import Partition, close_pubsub, text
+from reference_server.redis_scripts import (
+    ACQUIRE_LUA,
+    BROADCAST_CHANNEL,
+    BROADCAST_COUNT_KEY,
+    BROADCAST_EPOCH_KEY,
+    BROADCAST_KEY,
+    BUS_CLIENT,
+    FEED_CLIENT,
+    INSTANCES_KEY,
+    RELEASE_LUA,
+    SEQ_JUMP,
+    TASK_EVENT_LUA,
+    TASK_TTL,
+    archive_key,
+    partition_of,
+    presence_key,
+    task_channel,
+    user_channel,
 )
 
+__all__ = ["BROADCAST_CHANNEL", "BUS_CLIENT", "FEED_CLIENT", "SEQ_JUMP", "RedisBus"]
+
 log = logging.getLogger("reference_server.redis")
+_text = text
 
-
-def close_pubsub(pubsub: aioredis.client.PubSub) -> Awaitable[None]:
-    """`PubSub.aclose()`, which redis-py types in some releases and not in others (8.1 left it
-    untyped, 8.2 typed it): one call that type-checks against both."""
-    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-    return aclose()
-
-
-EPOCH_KEY = "notify:epoch"
-SEQ_KEY = "notify:seq"
-BROADCAST_KEY = "notify:broadcast"
-INSTANCES_KEY = "presence:instances"
-BROADCAST_CHANNEL = "broadcast:notifications"
-USER_PATTERN = "notifications:*"
-TASK_PATTERN = "task_progress:*"
-TASK_TTL = 3600
-SEQ_JUMP = 100_000  # see PUBLISH_LUA
-# A lost subscription is retried at least once a second: cheap, and delivery resumes about a
-# second after Redis does (with a 5 s cap, one restart took 2.3 s before the first delivery).
-RESUBSCRIBE_MAX_DELAY = 1.0
-BUS_CLIENT = "notify-bus"  # Redis client names, followed by the server's pid
-FEED_CLIENT = "notify-sse"
-
-
-def user_channel(user_id: str) -> str:
-    return f"notifications:{user_id}"
-
-
-def task_channel(task_id: str) -> str:
-    return f"task_progress:{task_id}"
-
-
-def archive_key(user_id: str) -> str:
-    return f"notify:archive:{user_id}"
-
-
-def presence_key(instance: str) -> str:
-    return f"presence:{instance}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-# ARGV: record body (JSON object without id), channel, archive size, epoch, highest seq seen,
-# the jump after an empty restart. A Redis that restarted empty gets the epoch back and a
-# sequence that never goes backwards: it jumps past the highest this instance saw by SEQ_JUMP,
-# because another instance may have published ids this one never saw (their PUBLISH died with
-# Redis), and an id must never be given twice.
-PUBLISH_LUA = """
-local epoch = redis.call('GET', KEYS[2])
-local floor = tonumber(ARGV[5])
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[2], epoch)
-  floor = floor + tonumber(ARGV[6])
-end
-local seq = redis.call('INCR', KEYS[1])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
-end
-local rec = '{"id":"' .. epoch .. '-' .. seq .. '",' .. string.sub(ARGV[1], 2)
-redis.call('RPUSH', KEYS[3], rec)
-redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
-redis.call('PUBLISH', ARGV[2], rec)
-return rec
-"""
-
-TASK_EVENT_LUA = """
-redis.call('HSET', KEYS[1], 'latest', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[2], ARGV[1])
-"""
-
-ACQUIRE_LUA = """
-local total = 0
-for _, inst in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local n = redis.call('HGET', 'presence:' .. inst, ARGV[1])
-  if n then total = total + tonumber(n) end
-end
-if total >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-RELEASE_LUA = """
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return n
-"""
 RELEASE_RETRY_MAX: Final = 5.0  # seconds between attempts at most, while Redis is unreachable
 
 
 class RedisBus:
-    """Shared state in Redis; local delivery from one PubSub connection per process."""
+    """Shared state in Redis; local delivery from one PubSub connection per Redis."""
 
     def __init__(
         self,
         hub: Hub,
-        url: str,
+        urls: tuple[str, ...],
         *,
         history_size: int,
         archive_size: int,
@@ -143,27 +79,22 @@ class RedisBus:
         presence_ttl: float,
     ) -> None:
         self.hub = hub
-        self.url = url
-        self.epoch = ""
-        self.instance = secrets.token_hex(6)
-        self._max_seq = 0  # highest sequence number seen, kept across a Redis restart
-        self._history_size = history_size
-        self._archive_size = archive_size
-        self._ttl = max(1, round(presence_ttl))
-        # Named per process, so `CLIENT LIST` tells the bus (one subscription) from SSE feeds.
-        pid = os.getpid()
-        # A blocking pool: a burst of connects or closes waits for a connection instead of
-        # failing with "too many connections" (10k streams closing at once release 10k slots).
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=64, timeout=30, client_name=f"{BUS_CLIENT}-{pid}"
+        self.partitions = [
+            Partition(
+                i, url, archive_size=archive_size, tasks=i == 0, changed=self._subscriptions_changed
             )
-        )
+            for i, url in enumerate(urls)
+        ]
+        self.instance = secrets.token_hex(6)
+        self._broadcast_epoch = ""
+        self._history_size = history_size
+        self._ttl = max(1, round(presence_ttl))
+        control = self.partitions[0]
+        self._redis = control.redis  # presence, tasks and the broadcast count
         # The legacy per-connection SSE mode holds one PubSub connection per client: its own pool.
         self._feeds = aioredis.ConnectionPool.from_url(
-            url, max_connections=max_connections, client_name=f"{FEED_CLIENT}-{pid}"
+            control.url, max_connections=max_connections, client_name=f"{FEED_CLIENT}-{os.getpid()}"
         )
-        self._publish = self._redis.register_script(PUBLISH_LUA)
         self._task_event = self._redis.register_script(TASK_EVENT_LUA)
         self._acquire = self._redis.register_script(ACQUIRE_LUA)
         self._release = self._redis.register_script(RELEASE_LUA)
@@ -172,24 +103,43 @@ class RedisBus:
         # Slots of closed streams not yet released in Redis, per user; one job releases them.
         self._unreleased: Counter[str] = Counter()
         self._releasing: asyncio.Task[None] | None = None
+        count = len(self.partitions)
+        self.partition_of = lru_cache(maxsize=1 << 17)(lambda user: partition_of(user, count))
+
+    @property
+    def epoch(self) -> str:
+        return self.partitions[0].epoch
 
     @property
     def subscribed(self) -> asyncio.Event:
-        """Set while the subscription is live (tests and start-up wait on it)."""
+        """Set while every subscription is live (tests and start-up wait on it)."""
         return self._subscribed
 
+    def _of(self, user_id: str) -> Partition:
+        return self.partitions[self.partition_of(user_id)]
+
     async def start(self) -> None:
-        await self._redis.set(EPOCH_KEY, secrets.token_hex(4), nx=True)
-        epoch = await self._redis.get(EPOCH_KEY)
-        if epoch is None:
-            raise RuntimeError(f"redis lost {EPOCH_KEY} right after setting it")
-        self.epoch = _text(epoch)
+        for part in self.partitions:
+            await part.start()
+        if len(self.partitions) > 1:
+            await self._redis.set(BROADCAST_EPOCH_KEY, secrets.token_hex(4), nx=True)
+            self._broadcast_epoch = text(await self._redis.get(BROADCAST_EPOCH_KEY) or b"")
         await self._redis.sadd(INSTANCES_KEY, self.instance)
         self._jobs = [
-            asyncio.create_task(self._listen(), name="redis-subscriber"),
             asyncio.create_task(self._keep_presence(), name="redis-presence"),
+        ] + [
+            asyncio.create_task(
+                p.listen(self._dispatch, self._catch_up), name=f"redis-sub-{p.index}"
+            )
+            for p in self.partitions
         ]
         await asyncio.wait_for(self._subscribed.wait(), timeout=10)
+
+    def _subscriptions_changed(self) -> None:
+        if all(p.subscribed.is_set() for p in self.partitions):
+            self._subscribed.set()
+        else:
+            self._subscribed.clear()
 
     async def stop(self) -> None:
         if self._releasing is not None:
@@ -206,48 +156,45 @@ class RedisBus:
         with contextlib.suppress(RedisError, OSError):
             await self._redis.delete(presence_key(self.instance))
             await self._redis.srem(INSTANCES_KEY, self.instance)
-        await self._redis.aclose(close_connection_pool=True)
+        for part in self.partitions:
+            await part.aclose()
         await self._feeds.aclose()
 
     # -- notifications --------------------------------------------------------------------
 
     async def publish(self, user_id: str | None, fields: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(record_body(fields), separators=(",", ":"))
-        if user_id is None:
-            keys, channel = [SEQ_KEY, EPOCH_KEY, BROADCAST_KEY], BROADCAST_CHANNEL
-        else:
-            keys, channel = [SEQ_KEY, EPOCH_KEY, archive_key(user_id)], user_channel(user_id)
-        args: list[str | int] = [
-            body,
-            channel,
-            self._archive_size,
-            self.epoch,
-            self._max_seq,
-            SEQ_JUMP,
+        if user_id is not None:
+            part = self._of(user_id)
+            stored = await part.publish(archive_key(user_id), user_channel(user_id), body)
+            return stored.record
+        if len(self.partitions) == 1:
+            only = self.partitions[0]
+            return (await only.publish(BROADCAST_KEY, BROADCAST_CHANNEL, body)).record
+        # One id for every partition; each sequences it in its own order.
+        n = await self._redis.incr(BROADCAST_COUNT_KEY)
+        given = f"{self._broadcast_epoch}-{n}"
+        records = [
+            await p.publish(BROADCAST_KEY, BROADCAST_CHANNEL, body, given) for p in self.partitions
         ]
-        rec = await self._publish(keys=keys, args=args)
-        record: dict[str, Any] = json.loads(rec)
-        self._see(record)
-        return record
-
-    def _see(self, record: dict[str, Any]) -> None:
-        seq = parse_id(self.epoch, str(record.get("id", "")))
-        if seq is not None and seq > self._max_seq:
-            self._max_seq = seq
-
-    async def _stored(self, key: str) -> list[Stored]:
-        raw = await self._redis.lrange(key, 0, -1)
-        return [s for s in (stored_from_json(self.epoch, r) for r in raw) if s is not None]
+        return records[0].record
 
     async def resume(self, user_id: str, last_id: str) -> list[Stored] | None:
-        personal = await self._stored(archive_key(user_id))
-        broadcast = await self._stored(BROADCAST_KEY)
+        part = self._of(user_id)
+        personal = await part.history(archive_key(user_id))
+        broadcast = await part.history(BROADCAST_KEY)
         return select_replay(personal, broadcast, last_id, self._history_size)
 
     async def archive(self, user_id: str, after_id: str | None) -> list[dict[str, Any]]:
-        personal = await self._stored(archive_key(user_id))
-        broadcast = await self._stored(BROADCAST_KEY)
-        return select_after(personal, broadcast, self.epoch, after_id)
+        part = self._of(user_id)
+        personal = await part.history(archive_key(user_id))
+        broadcast = await part.history(BROADCAST_KEY)
+        return select_after(personal, broadcast, part.epoch, after_id)
+
+    async def current_seq(self, user_id: str | None = None) -> int:
+        """The sequence the user's partition is at (the first's without a user)."""
+        part = self.partitions[0] if user_id is None else self._of(user_id)
+        return await part.current_seq()
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -339,66 +286,44 @@ class RedisBus:
             except (RedisError, OSError) as exc:
                 log.warning("presence refresh failed: %s", exc)
 
-    # -- the one subscription -------------------------------------------------------------
+    # -- the subscriptions ----------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        delay, lost = 0.1, False
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.psubscribe(USER_PATTERN, TASK_PATTERN)
-                await pubsub.subscribe(BROADCAST_CHANNEL)
-                if lost:  # deliver what was published while the subscription was down
-                    await self._catch_up()
-                self._subscribed.set()
-                delay, lost = 0.1, False
-                async for message in pubsub.listen():
-                    await self._dispatch(message)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self._subscribed.clear()
-                lost = True
-                log.warning("redis subscription lost (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await close_pubsub(pubsub)
-
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _dispatch(self, part: Partition, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind not in ("message", "pmessage"):
             return
-        channel = _text(message["channel"])
+        channel = text(message["channel"])
         data = message["data"]
         if channel == BROADCAST_CHANNEL:
-            stored = stored_from_json(self.epoch, data)
+            stored = part.stored(data)
             if stored is not None:
-                self._see(stored.record)
-                await self.hub.to_everyone(stored.outgoing())
+                part.see(stored)
+                if len(self.partitions) == 1:
+                    await self.hub.to_everyone(stored.outgoing())
+                else:
+                    await self.hub.to_users(self._users_of(part), stored.outgoing())
         elif channel.startswith("notifications:"):
-            stored = stored_from_json(self.epoch, data)
+            stored = part.stored(data)
             if stored is not None:
-                self._see(stored.record)
+                part.see(stored)
                 user_id = channel.removeprefix("notifications:")
                 await self.hub.to_user(user_id, stored.outgoing())
-        elif channel.startswith("task_progress:"):
+        elif channel.startswith("task_progress:") and part.tasks:
             event = TaskEvent.from_json(data)
             await self.hub.to_task(channel.removeprefix("task_progress:"), event.outgoing())
 
-    async def _catch_up(self) -> None:
-        """After a lost subscription, offer each local stream what its user missed."""
-        broadcast = await self._stored(BROADCAST_KEY)
-        for user_id in self.hub.users():
-            personal = await self._stored(archive_key(user_id))
+    def _users_of(self, part: Partition) -> list[str]:
+        return [u for u in self.hub.users() if self.partition_of(u) == part.index]
+
+    async def _catch_up(self, part: Partition) -> None:
+        """After a lost subscription, offer each local stream what its user missed there."""
+        broadcast = await part.history(BROADCAST_KEY)
+        for user_id in self._users_of(part):
+            personal = await part.history(archive_key(user_id))
             items = sorted([*personal, *broadcast], key=lambda s: s.seq)
             async with self.hub.lock:
                 for stored in items:
                     self.hub.to_user_locked(user_id, stored.outgoing())
-
-    async def current_seq(self) -> int:
-        return max(int(await self._redis.get(SEQ_KEY) or 0), self._max_seq)
 
     async def open_feed(self, channels: list[str]) -> PrivateFeed:
         feed = PrivateFeed(aioredis.Redis(connection_pool=self._feeds).pubsub())

@@ -78,7 +78,7 @@ def build_services(settings: Settings) -> Services:
     else:
         bus = RedisBus(
             hub,
-            settings.redis_url,
+            settings.redis_urls,
             history_size=settings.ws_history_size,
             archive_size=settings.notifications_archive_size,
             max_connections=settings.redis_max_connections,

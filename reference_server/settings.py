@@ -98,12 +98,24 @@ class Settings(BaseSettings):
             raise ValueError(f"JWT_SECRET: must be at least {need} bytes for {self.jwt_algorithm}")
         return self
 
+    @property
+    def redis_urls(self) -> tuple[str, ...]:
+        """`REDIS_URL` as a list: several Redis instances, each a partition of the bus."""
+        if self.redis_url is None:
+            return ()
+        return tuple(u.strip() for u in self.redis_url.split(",") if u.strip())
+
     @model_validator(mode="after")
     def _mode_needs_redis(self) -> Settings:
         if self.sse_pubsub_mode == "per-connection" and self.redis_url is None:
             raise ValueError(
                 "SSE_PUBSUB_MODE=per-connection needs REDIS_URL: that mode opens one Redis "
                 "PubSub connection per SSE client"
+            )
+        if self.sse_pubsub_mode == "per-connection" and len(self.redis_urls) > 1:
+            raise ValueError(
+                "SSE_PUBSUB_MODE=per-connection takes one Redis in REDIS_URL: that legacy mode "
+                "subscribes each SSE client on its own, and knows no partitions"
             )
         return self
 

@@ -14,7 +14,8 @@ from reference_server.bus import Bus
 from reference_server.hub import Connection, Hub
 from reference_server.protocol import Outgoing, connected, heartbeat, resync
 from reference_server.records import TaskEvent, stored_from_json
-from reference_server.redis_bus import BROADCAST_CHANNEL, RedisBus, task_channel, user_channel
+from reference_server.redis_bus import RedisBus
+from reference_server.redis_scripts import BROADCAST_CHANNEL, task_channel, user_channel
 from reference_server.streams import QueueSink, open_task_stream, open_user_stream
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -29,7 +29,7 @@ async def open_user_stream(
         # Read the sequence before `connected` and the history: whatever is newer arrives live,
         # and whatever is not was published before `connected` went out, so a client that
         # fetches the archive once it has `connected` finds it there.
-        current = await bus.current_seq()
+        current = await bus.current_seq(conn.user_id)
         conn.offer(connected(conn.user_id))
         if last_id:
             replay = await bus.resume(conn.user_id, last_id)

@@ -38,7 +38,9 @@ from reference_server.auth import AuthError, Principal, TokenVerifier, token_fro
 from reference_server.bus import MemoryBus
 from reference_server.hub import Hub
 from reference_server.protocol import WS_4429_TOO_MANY_CONNECTIONS, FrameType, Outgoing
+from reference_server.records import record_body
 from reference_server.redis_bus import RedisBus
+from reference_server.redis_scripts import BROADCAST_CHANNEL, BROADCAST_COUNT_KEY, BROADCAST_KEY
 from reference_server.settings import load_settings
 
 
@@ -140,6 +142,23 @@ def broadcast_skips_first() -> None:
         await self._each(kept, lambda c: c.offer(item))
 
     Hub.to_everyone_locked = to_everyone_locked  # type: ignore[method-assign]
+
+
+def broadcast_first_partition() -> None:
+    """On several Redis instances a broadcast is published on the first one only: users whose
+    notifications live on another never get it."""
+    original = RedisBus.publish
+
+    async def publish(self: RedisBus, user_id: str | None, fields: dict[str, Any]) -> Any:
+        if user_id is not None or len(self.partitions) == 1:
+            return await original(self, user_id, fields)
+        body = json.dumps(record_body(fields), separators=(",", ":"))
+        n = await self.partitions[0].redis.incr(BROADCAST_COUNT_KEY)
+        first = self.partitions[0]
+        stored = await first.publish(BROADCAST_KEY, BROADCAST_CHANNEL, body, f"first-{n}")
+        return stored.record
+
+    RedisBus.publish = publish  # type: ignore[method-assign]
 
 
 def resume_skips_broadcasts() -> None:
@@ -589,6 +608,7 @@ FAULTS: dict[str, Callable[[], None]] = {
     "ended-task-open": ended_task_open,
     "broadcast-one-per-user": broadcast_one_per_user,
     "broadcast-skips-first": broadcast_skips_first,
+    "broadcast-first-partition": broadcast_first_partition,
     "resume-skips-broadcasts": resume_skips_broadcasts,
     "any-role-admin": any_role_admin,
     "http-ignores-exp": http_ignores_exp,

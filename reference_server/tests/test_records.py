@@ -8,6 +8,7 @@ from reference_server.records import (
     record_body,
     select_after,
     select_replay,
+    stored_from_json,
     task_failed,
     task_step,
     with_id,
@@ -55,6 +56,23 @@ def test_archive_after_an_id_and_all_when_unknown() -> None:
     assert [r["title"] for r in select_after(items(1, 3), items(2), EPOCH, "e1-1")] == ["n2", "n3"]
     assert len(select_after(items(1, 3), items(2), EPOCH, "x-9")) == 3
     assert len(select_after(items(1, 3), [], EPOCH, None)) == 2
+
+
+def test_a_record_with_a_given_id_carries_its_seq_in_front() -> None:
+    broadcast = stored_from_json(EPOCH, b'7|{"id":"b9-3","title":"all"}')
+    assert broadcast is not None and (broadcast.seq, broadcast.id) == (7, "b9-3")
+    plain = stored_from_json(EPOCH, '{"id":"e1-4","title":"own"}')
+    assert plain is not None and plain.seq == 4
+    assert stored_from_json(EPOCH, 'x|{"id":"b9-3"}') is None
+    assert stored_from_json(EPOCH, '{"id":"e2-4"}') is None  # another partition's epoch
+
+
+def test_archive_after_a_given_id_is_placed_by_finding_it() -> None:
+    given = stored_from_json(EPOCH, '2|{"id":"b9-3","title":"all"}')
+    assert given is not None
+    after = select_after(items(1, 3), [given], EPOCH, "b9-3")
+    assert [r["title"] for r in after] == ["n3"]
+    assert len(select_after(items(1, 3), [given], EPOCH, "b9-4")) == 3  # unknown: all of it
 
 
 def test_task_events() -> None:

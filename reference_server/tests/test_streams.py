@@ -18,9 +18,9 @@ class WatchedBus(MemoryBus):
         self.peer = peer
         self.sent_before_read: list[str] | None = None
 
-    async def current_seq(self) -> int:
+    async def current_seq(self, user_id: str | None = None) -> int:
         self.sent_before_read = [json.loads(t)["type"] for t in self.peer.texts]
-        return await super().current_seq()
+        return await super().current_seq(user_id)
 
 
 async def test_connected_goes_out_after_the_sequence_is_read() -> None:
