@@ -169,7 +169,8 @@ ROWS = (
     ),
     CrossRow(
         "redis-host-link-down",
-        "The Redis host's link taken down under load until a publish is refused, and back",
+        "The first Redis host's link (partition 0 of the bus: presence, tasks and every "
+        "broadcast's id) taken down under load until a publish is refused, and back",
         "streams stay open (heartbeats go on); publishes during the outage are refused and "
         "retried; everything acknowledged is delivered once the link is back; lost 0",
         redis_link_down,

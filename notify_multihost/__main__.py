@@ -3,13 +3,15 @@
     python -m notify_multihost [--users 6000] [--rate 300] [--hold 40] [--scope full|ci]
                                [--plan-from reports/fanout-<UTC>] [--reports reports]
 
-Seven network namespaces on one bridge (`notify_stack.hosts`): Redis, two servers, nginx, three
-generator hosts. It runs, in order:
+Eleven network namespaces on one bridge (`notify_stack.hosts`): two Redis (the bus's two
+partitions), two servers, nginx, three generator hosts, and three cluster nodes. It runs, in
+order:
 1. a fanout load through nginx from the three generator hosts (one master, two remote workers),
    while it samples every host's CPU and memory;
 2. the same load, smaller, with one generator host's worker killed mid-run: the run must report
    the lost host and its streams, never shrink silently;
-3. the cross-host fault rows (`notify_faults.across_hosts`) on a stack with 1 s heartbeats.
+3. the cross-host fault rows (`notify_faults.across_hosts`) on a stack with 1 s heartbeats;
+4. broadcast amplification on a three-node Redis Cluster, classic against sharded Pub/Sub.
 Then it sets the plan's prediction for that load beside what each tier spent.
 
 Exit 0 when the load lost nothing and every row held; 1 otherwise; 2 when hosts cannot be built
@@ -38,10 +40,10 @@ from notify_faults.across_hosts import ROWS, Across
 from notify_faults.registry import CI, FULL, Scale
 from notify_faults.table import Row
 from notify_faults.table import write as write_rows
-from notify_multihost import report
+from notify_multihost import amplification, report
 from notify_multihost.host_costs import HostSampler, TierCheck, check_tier, spend
 from notify_multihost.load_run import LoadResult, LoadSize, run_load
-from notify_multihost.topology import HOSTS, OnHosts, on_hosts, tier_hosts
+from notify_multihost.topology import HOSTS, OnHosts, on_hosts, publish_calls, tier_hosts
 from notify_reports.folder import environment, redacted, run_folder
 from notify_stack import hosts
 from notify_stack.stack import scratch_dir
@@ -96,7 +98,7 @@ async def fault_rows(stack: OnHosts, scale: Scale) -> list[Row]:
         stack.fabric,
         stack.entry,
         tuple(stack.host(n) for n in tier_hosts("servers")),
-        stack.host("redis"),
+        stack.host(tier_hosts("redis")[0]),
         Minter(stack.secret),
         FAULT_HEARTBEAT,
     )
@@ -114,6 +116,16 @@ async def fault_rows(stack: OnHosts, scale: Scale) -> list[Row]:
         print(f"  {row.outcome.value}: {row.observed} {'; '.join(row.problems)}", flush=True)
         rows.append(row)
     return rows
+
+
+def bus_rows(publishes: list[int], load: LoadResult) -> list[dict[str, Any]]:
+    """Each partition's PUBLISH commands during the load, beside the broadcasts published: a
+    fanout load publishes nothing else, so each partition must show exactly one per broadcast."""
+    published = Figures.from_dict(load.summary.get("figures", {})).published
+    return [
+        {"host": host, "partition": i, "publish_calls": n, "broadcasts": published}
+        for i, (host, n) in enumerate(zip(tier_hosts("redis"), publishes, strict=True))
+    ]
 
 
 def checks(result: LoadResult, samples: list[dict[str, Any]], source: Path) -> list[TierCheck]:
@@ -167,7 +179,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
             described = stack.describe()
             roots = stack.roots()
             with HostSampler(roots) as sampler:
+                before = publish_calls(stack.redis)
                 load = run_load(stack, size, out / "load", roots, sampler.pids)
+                publishes = [b - a for a, b in zip(before, publish_calls(stack.redis), strict=True)]
                 lost = run_load(
                     stack,
                     lost_size,
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
         faults = replace(config, heartbeat_interval=FAULT_HEARTBEAT)
         with on_hosts(fabric, logs, stack_spec(faults)) as stack:
             rows = asyncio.run(fault_rows(stack, FULL if args.scope == "full" else CI))
+        print("amplification: classic and sharded Pub/Sub on a three-node cluster ...", flush=True)
+        amplified = amplification.measure(fabric, logs)
     rows.insert(0, lost_host_row(lost))
     tiers = checks(load, sampler.rows, source)
     meta = {
@@ -199,13 +215,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
             "streams_per_host": load.streams_per_host,
             "figures": load.summary.get("figures", {}),
         },
+        "bus": bus_rows(publishes, load),
+        "amplification": {
+            **asdict(amplified),
+            "classic_per_message": amplified.classic_per_message,
+            "sharded_per_message": amplified.sharded_per_message,
+        },
         "plan_source": source.name if source.is_dir() else source.parent.name,
         "tiers": [{**asdict(t), "within": t.within} for t in tiers],
         "host_samples": sampler.rows,
     }
     (out / "multihost.json").write_text(json.dumps(data, indent=2) + "\n")
     page = report.write(out, data, tiers, rows)
-    failed = report.failures(load, rows)
+    failed = report.failures(load, rows) + report.bus_failures(data["bus"])
     for line in failed:
         print(f"FAILED: {line}")
     print(f"report: {page}")

