@@ -1,6 +1,6 @@
 """`nox -s multihost`: the reference stack and the generator spread over simulated hosts.
 
-    python -m notify_multihost [--users 6000] [--rate 300] [--hold 40] [--scope full|ci]
+    python -m notify_multihost [--users 10000] [--rate 500] [--hold 60] [--scope full|ci]
                                [--plan-from reports/fanout-<UTC>] [--reports reports]
 
 Eleven network namespaces on one bridge (`notify_stack.hosts`): two Redis (the bus's two
@@ -58,9 +58,12 @@ def parser(prog: str) -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         epilog=f"example: {prog} --users 3000 --scope ci",
     )
-    p.add_argument("--users", type=int, default=6000, help="streams of the load run")
-    p.add_argument("--rate", type=float, default=300.0, help="streams opened a second")
-    p.add_argument("--hold", type=float, default=40.0, help="seconds of broadcasts")
+    # The capacity runs' sizes by default: the plan's costs come from one, at the same ratio of
+    # broadcasts to streams.
+    same = RunConfig()
+    p.add_argument("--users", type=int, default=same.users, help="streams of the load run")
+    p.add_argument("--rate", type=float, default=same.rate, help="streams opened a second")
+    p.add_argument("--hold", type=float, default=same.hold, help="seconds of broadcasts")
     p.add_argument("--lost-users", type=int, default=900, help="streams of the lost-host run")
     p.add_argument("--scope", choices=["full", "ci"], default="full", help="fault rows' size")
     p.add_argument("--plan-from", type=Path, help="the run the plan reads (default: the newest")
