@@ -14,6 +14,7 @@ import itertools
 import random
 import time
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -24,6 +25,7 @@ from locust.env import Environment
 from loadtests import shipping
 from loadtests.config import LoadEnv
 from loadtests.herd import Herd
+from loadtests.herd_exchange import Herds
 from loadtests.latencies import Latencies
 from loadtests.locust_client import LocustSseStream, WsStream, fire
 from loadtests.run_files import PUBLISHED
@@ -89,9 +91,26 @@ def log_streams(environment: Environment, lines: list[dict[str, Any]], measured:
     shipping.ship(environment, run_of(environment).run_dir, lines, measured)
 
 
+_herds: dict[int, Herds] = {}
+
+
+def herds_of(environment: Environment) -> Herds:
+    """The herd-size exchange of this environment (one per run and process)."""
+    key = id(environment)
+    if key not in _herds:
+
+        def run() -> tuple[int, int, Path]:
+            load = run_of(environment)
+            return load.users, load.generator_workers, load.run_dir
+
+        _herds[key] = Herds(environment, run)
+    return _herds[key]
+
+
 def _init(environment: Environment, **_: Any) -> None:
     shipping.receive(environment, lambda: run_of(environment).run_dir)
     shipping.report_done(environment)
+    herds_of(environment).register()
 
 
 events.init.add_listener(_init)  # type: ignore[no-untyped-call]
@@ -117,12 +136,6 @@ def ws_stream(
     )
 
 
-def herd_size(run: LoadEnv, worker: int) -> int:
-    """This worker's share of the run's streams (one herd per worker)."""
-    share, extra = divmod(run.users, max(1, run.generator_workers))
-    return share + (1 if worker < extra else 0)
-
-
 class HerdUser(User):
     """`idle`, `fanout` and `personal`: one user per generator worker holds the worker's share
     of the streams (`loadtests.herd`), each reconnecting per docs/contract.md 7, resuming."""
@@ -132,13 +145,14 @@ class HerdUser(User):
     def on_start(self) -> None:
         self.load = run_of(self.environment)
         worker = int(getattr(self.environment.runner, "worker_index", 0) or 0)
-        size = herd_size(self.load, worker)
+        addresses = len(self.load.source_addresses)
+        size = herds_of(self.environment).size(worker, addresses, shipping.origin())
         self.measured = Latencies()  # one set of histograms for the herd's streams
         self.members = [
             (name, ws_stream(self.environment, self.load, name, self.measured))
             for name in (user_name(self.environment) for _ in range(size))
         ]
-        rate = self.load.rate / max(1, self.load.generator_workers)
+        rate = self.load.rate * size / max(1, self.load.users)  # the run's rate, shared alike
         self.herd = Herd([stream for _, stream in self.members], rate)
 
     @task

@@ -18,6 +18,7 @@ from loadtests import latencies, report, summary
 from loadtests.config import SCENARIO_USERS, LoadEnv, RunConfig, check_budget, open_file_limit
 from loadtests.figures import Figures, shown
 from loadtests.generator_hosts import HostCost, generator_hosts, workers_lost
+from loadtests.run_files import HERDS
 from loadtests.sampler import LOOP_LAG, Sampler, Watched
 from notify_client.ledger import Tally
 from notify_client.options import BY_NAME, flag_of
@@ -242,6 +243,7 @@ def run(
     hosts = generator_hosts(out, m.hold_from, m.hold_until)
     figures = of_workers(figures, hosts, config, out, tally)
     verdicts = [t.check(figures) for t in thresholds] + nothing_ran(config, figures)
+    verdicts += too_little_room(out)
     data = {
         "created": created.isoformat(),
         "config": config.to_dict(),
@@ -392,6 +394,16 @@ def nothing_ran(config: RunConfig, figures: Figures) -> list[tuple[bool, str]]:
     if config.scenario in ("fanout", "personal", "sse") and not figures.published:
         missed.append((False, "published > 0: 0 (MISSED: nothing was published)"))
     return missed
+
+
+def too_little_room(out: Path) -> list[tuple[bool, str]]:
+    """The workers could hold fewer streams than the run's (`herds.json`): the run is not the
+    one asked for, whatever its thresholds say."""
+    herds = out / HERDS
+    short = json.loads(herds.read_text())["shortfall"] if herds.exists() else 0
+    if not short:
+        return []
+    return [(False, f"the workers could hold {short} streams fewer than the run's (herds.json)")]
 
 
 def _start_locust(

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 PUBLISHED: Final = "published.jsonl"  # what the publisher sent, one line a notification
 MISSING: Final = "workers-missing.json"  # generator workers that never reported their streams
+HERDS: Final = "herds.json"  # each worker's capacity and the streams the master gave it
 HOSTS: Final = "generator-hosts.jsonl"  # each worker's own CPU and memory, every few seconds
 
 

@@ -126,7 +126,7 @@ def bus_rows(publishes: list[int], load: LoadResult) -> list[dict[str, Any]]:
     fanout load publishes nothing else, so each partition must show exactly one per broadcast."""
     published = Figures.from_dict(load.summary.get("figures", {})).published
     return [
-        {"host": host, "partition": i, "publish_calls": n, "broadcasts": published}
+        {"host": host, "partition": i, "publish_calls": n, "sent": published}
         for i, (host, n) in enumerate(zip(tier_hosts("redis"), publishes, strict=True))
     ]
 

@@ -46,9 +46,9 @@ def bus_failures(bus: list[dict[str, Any]]) -> list[str]:
     """A broadcast must reach every partition exactly once (contract rule 12.3)."""
     return [
         f"{b['host']} (partition {b['partition']}) ran {b['publish_calls']} PUBLISH for "
-        f"{b['broadcasts']} broadcasts"
+        f"{b['sent']} broadcasts"
         for b in bus
-        if b["broadcasts"] is None or b["publish_calls"] != b["broadcasts"]
+        if b["sent"] is None or b["publish_calls"] != b["sent"]
     ]
 
 
@@ -62,7 +62,7 @@ def _bus_lines(bus: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {b['host']} | {b['partition']} | {b['publish_calls']} | {_num(b['broadcasts'])} |"
+        f"| {b['host']} | {b['partition']} | {b['publish_calls']} | {_num(b['sent'])} |"
         for b in bus
     ]
     return lines

@@ -5,6 +5,7 @@ streams counted, never a smaller run."""
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import threading
@@ -14,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtests.config import from_profile
+from loadtests.config import FD_MARGIN, from_profile
 from loadtests.run import LoadRun, Probes, run
-from loadtests.run_files import MISSING
+from loadtests.run_files import HERDS, MISSING
 from notify_client.driver import BlockingDriver
 from notify_client.target import Target
 from notify_contract.tokens import Minter
@@ -154,3 +155,59 @@ def test_source_addresses_with_remote_workers_are_refused_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--source-addresses" in err[0] and "--remote-workers" in err[0]
     assert not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def _limited_worker(port: int, descriptors: int) -> subprocess.Popen[bytes]:
+    """`notify-harness worker`, as on a host whose processes may open `descriptors` files."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, descriptors))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "notify_harness", "worker", "--master", f"127.0.0.1:{port}"],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=limit,  # noqa: PLW1509 (a limit, set before exec: no thread runs yet)
+    )
+
+
+@pytest.mark.parametrize(("users", "shortfall"), [(40, 0), (100, 20)])
+def test_herds_follow_what_each_worker_can_hold(
+    servers: Servers, tmp_path: Path, users: int, shortfall: int
+) -> None:
+    """Two workers that can hold 30 and 50 streams (their descriptors less FD_MARGIN): 40
+    streams go 15 and 25; 100 do not fit, and the 20 left over fail the run, counted."""
+    server = servers.start()
+    port = free_port()
+    workers = [_limited_worker(port, FD_MARGIN + 30), _limited_worker(port, FD_MARGIN + 50)]
+    try:
+        config = replace(
+            from_profile(
+                "smoke",
+                users=users,
+                rate=100,
+                hold=6,
+                generator_workers=0,
+                broadcast_interval=1.0,
+                via_nginx=False,
+                stats_cross_check=False,
+            ),
+            remote_workers=2,
+            master_port=port,
+        )
+        target = Target(server.base, tokens=Minter(SECRET))
+        outcome = run(config, tmp_path, target=target, progress=lambda line: None)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
+    herds = json.loads((outcome.directory / HERDS).read_text())
+    by_capacity = {w["capacity"]: w["streams"] for w in herds["workers"]}
+    assert by_capacity == ({30: 15, 50: 25} if not shortfall else {30: 30, 50: 50})
+    assert herds["shortfall"] == shortfall
+    held = {p.name: len(p.read_text().splitlines()) for p in outcome.directory.glob("streams-*")}
+    assert sorted(held.values()) == sorted(by_capacity.values())
+    f = outcome.figures
+    assert (f.streams_connected, f.unreported_streams, f.lost) == (users - shortfall, shortfall, 0)
+    assert outcome.ok is (shortfall == 0)
+    short = [text for ok, text in outcome.verdicts if not ok and "herds.json" in text]
+    assert len(short) == (1 if shortfall else 0)

@@ -81,9 +81,9 @@ def test_the_lost_host_row_needs_the_lost_worker_reported() -> None:
 def test_a_partition_that_missed_or_doubled_a_broadcast_fails_the_run() -> None:
     from notify_multihost.report import bus_failures
 
-    fine = [{"host": "r1", "partition": 0, "publish_calls": 7, "broadcasts": 7}]
+    fine = [{"host": "r1", "partition": 0, "publish_calls": 7, "sent": 7}]
     assert bus_failures(fine) == []
-    missed = [*fine, {"host": "r2", "partition": 1, "publish_calls": 0, "broadcasts": 7}]
+    missed = [*fine, {"host": "r2", "partition": 1, "publish_calls": 0, "sent": 7}]
     assert bus_failures(missed) == ["r2 (partition 1) ran 0 PUBLISH for 7 broadcasts"]
-    unknown = [{"host": "r1", "partition": 0, "publish_calls": 0, "broadcasts": None}]
+    unknown = [{"host": "r1", "partition": 0, "publish_calls": 0, "sent": None}]
     assert bus_failures(unknown)  # nothing published: not a pass
