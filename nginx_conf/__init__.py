@@ -33,6 +33,11 @@ class NginxConfig:
     worker_rlimit_nofile: int = 10000
     backlog: int = 4096
     connect_timeout: str = "120s"
+    # An upstream that fails this many connects is skipped for fail_timeout; 0 never skips one
+    # (a server restarting in place is back at once). Across hosts, a host gone takes a
+    # connect timeout per request unless it is skipped.
+    max_fails: int = 0
+    fail_timeout: str = "10s"
     send_timeout: str = "3600s"
     read_timeout: str = "3600s"
     error_log_level: str = "crit"
@@ -62,7 +67,8 @@ class NginxConfig:
 
 def render(config: NginxConfig) -> str:
     template = resources.files("nginx_conf").joinpath("notifications.conf.template").read_text()
-    upstreams = "\n".join(f"        server {u} max_fails=0;" for u in config.upstreams)
+    failing = f"max_fails={config.max_fails} fail_timeout={config.fail_timeout}"
+    upstreams = "\n".join(f"        server {u} {failing};" for u in config.upstreams)
     status = ""
     if config.status_port is not None:
         status = f"""

@@ -36,7 +36,7 @@ from loadtests.config import RunConfig
 from loadtests.figures import Figures
 from loadtests.run import stack_spec
 from notify_contract.tokens import Minter
-from notify_faults.across_hosts import ROWS, Across
+from notify_faults.across_hosts import ROWS, Across, CrossRow
 from notify_faults.registry import CI, FULL, Scale
 from notify_faults.table import Row
 from notify_faults.table import write as write_rows
@@ -96,17 +96,22 @@ def lost_host_row(result: LoadResult) -> Row:
     )
 
 
-async def fault_rows(stack: OnHosts, scale: Scale) -> list[Row]:
+async def fault_rows(
+    stack: OnHosts,
+    scale: Scale,
+    declared_rows: tuple[CrossRow, ...] = ROWS,
+    heartbeat: float = FAULT_HEARTBEAT,
+) -> list[Row]:
     across = Across(
         stack.fabric,
         stack.entry,
         tuple(stack.host(n) for n in tier_hosts("servers")),
         stack.host(tier_hosts("redis")[0]),
         Minter(stack.secret),
-        FAULT_HEARTBEAT,
+        heartbeat,
     )
     rows = []
-    for declared in ROWS:
+    for declared in declared_rows:
         row = declared.row()
         started = time.monotonic()
         print(f"fault row {row.id} ...", flush=True)

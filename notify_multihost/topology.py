@@ -98,10 +98,13 @@ class OnHosts:
 
 
 @contextlib.contextmanager
-def on_hosts(fabric: Fabric, logs: Path, spec: StackSpec) -> Iterator[OnHosts]:
+def on_hosts(
+    fabric: Fabric, logs: Path, spec: StackSpec, module: str = "reference_server"
+) -> Iterator[OnHosts]:
     """Redis on each Redis host (the bus's partitions: REDIS_URL lists them all), the servers
     and nginx, each on its host, with the settings of `spec` (a load run's:
-    `loadtests.run.stack_spec`); all stopped on exit."""
+    `loadtests.run.stack_spec`); all stopped on exit. `module`: another entry point with the
+    same command line (the tests' broken variants)."""
     secret = secrets.token_urlsafe(48)
     with contextlib.ExitStack() as running:
         redis = [
@@ -113,12 +116,17 @@ def on_hosts(fabric: Fabric, logs: Path, spec: StackSpec) -> Iterator[OnHosts]:
         args = list(spec.server_args)
         servers = [
             running.enter_context(
-                reference_server(logs, env, on=fabric[name].place, extra_args=args)
+                reference_server(logs, env, on=fabric[name].place, extra_args=args, module=module)
             )
             for name in tier_hosts("servers")
         ]
         upstreams = [f"{s.host}:{s.port}" for s in servers]
-        settings = {**spec.nginx_settings, "connect_timeout": NGINX_CONNECT_TIMEOUT}
+        settings = {
+            **spec.nginx_settings,
+            "connect_timeout": NGINX_CONNECT_TIMEOUT,
+            "max_fails": 1,  # a host that does not answer is skipped, as nginx does by default
+            "fail_timeout": "5s",
+        }
         proxy = running.enter_context(nginx(logs, upstreams, on=fabric["nginx"].place, **settings))
         yield OnHosts(fabric, secret, redis, servers, proxy)
 
