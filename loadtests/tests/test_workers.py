@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtests.config import FD_MARGIN, from_profile
+from loadtests.config import FD_MARGIN, RunConfig, from_profile
 from loadtests.run import LoadRun, Probes, run
 from loadtests.run_files import HERDS, MISSING
 from notify_client.driver import BlockingDriver
@@ -93,6 +93,21 @@ def test_a_worker_killed_mid_run_fails_it_with_its_streams_counted(
     assert not outcome.ok
 
 
+def with_remote(users: int, port: int, *, local: int, remote: int) -> RunConfig:
+    """A short run straight at one server, waiting on `remote` workers that join `port`."""
+    config = from_profile(
+        "smoke",
+        users=users,
+        rate=100,
+        hold=6,
+        generator_workers=local,
+        broadcast_interval=1.0,
+        via_nginx=False,
+        stats_cross_check=False,
+    )
+    return replace(config, remote_workers=remote, master_port=port)
+
+
 def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
     servers: Servers, tmp_path: Path
 ) -> None:
@@ -105,20 +120,7 @@ def test_a_worker_started_on_its_own_joins_the_run_and_its_streams_are_counted(
         stdin=subprocess.DEVNULL,
     )
     try:
-        config = replace(
-            from_profile(
-                "smoke",
-                users=USERS,
-                rate=80,
-                hold=6,
-                generator_workers=1,
-                broadcast_interval=1.0,
-                via_nginx=False,
-                stats_cross_check=False,
-            ),
-            remote_workers=1,
-            master_port=port,
-        )
+        config = with_remote(USERS, port, local=1, remote=1)
         target = Target(server.base, tokens=Minter(SECRET))
         probes = Probes((server.process.pid,))
         outcome = run(config, tmp_path, target=target, probes=probes, progress=lambda line: None)
@@ -180,20 +182,7 @@ def test_herds_follow_what_each_worker_can_hold(
     port = free_port()
     workers = [_limited_worker(port, FD_MARGIN + 30), _limited_worker(port, FD_MARGIN + 50)]
     try:
-        config = replace(
-            from_profile(
-                "smoke",
-                users=users,
-                rate=100,
-                hold=6,
-                generator_workers=0,
-                broadcast_interval=1.0,
-                via_nginx=False,
-                stats_cross_check=False,
-            ),
-            remote_workers=2,
-            master_port=port,
-        )
+        config = with_remote(users, port, local=0, remote=2)
         target = Target(server.base, tokens=Minter(SECRET))
         outcome = run(config, tmp_path, target=target, progress=lambda line: None)
     finally:
