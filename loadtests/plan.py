@@ -108,12 +108,15 @@ def source_addresses(load: Load, entries: int) -> int:
     return math.ceil(per_destination / port_range())
 
 
-def newest_committed() -> Path | None:
+def newest_committed(instances: int | None = None) -> Path | None:
     """The newest committed `fanout` run with the server's settings as they ship (a run with
-    pings off, say, would plan for less than a deployment costs)."""
+    pings off, say, would plan for less than a deployment costs); with `instances`, one that
+    ran that many server processes (two share the Redis bus: each costs more per delivery)."""
     for path in sorted(REPORTS.glob("fanout-*/summary.json"), reverse=True):
         config = json.loads(path.read_text()).get("config") or {}
-        if not config.get("server_settings"):
+        if config.get("server_settings"):
+            continue
+        if instances is None or config.get("instances") == instances:
             return path
     return None
 

@@ -14,8 +14,12 @@ def tree(pid: int) -> list[psutil.Process]:
 
 
 def cpu_seconds(pid: int) -> float:
+    return cpu_of(tree(pid))
+
+
+def cpu_of(procs: list[psutil.Process]) -> float:
     total = 0.0
-    for proc in tree(pid):
+    for proc in procs:
         try:
             times = proc.cpu_times()
         except psutil.Error:
@@ -25,8 +29,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_bytes(pid: int) -> int:
+    return rss_of(tree(pid))
+
+
+def rss_of(procs: list[psutil.Process]) -> int:
     total = 0
-    for proc in tree(pid):
+    for proc in procs:
         try:
             total += proc.memory_info().rss
         except psutil.Error:

@@ -66,7 +66,11 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=same.hold, help="seconds of broadcasts")
     p.add_argument("--lost-users", type=int, default=900, help="streams of the lost-host run")
     p.add_argument("--scope", choices=["full", "ci"], default="full", help="fault rows' size")
-    p.add_argument("--plan-from", type=Path, help="the run the plan reads (default: the newest")
+    p.add_argument(
+        "--plan-from",
+        type=Path,
+        help="the run the plan reads (default: the newest committed fanout run on two servers)",
+    )
     p.add_argument("--reports", type=Path, default=Path("reports"))
     return p
 
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
     if reason is not None:
         print(f"{prog}: cannot simulate hosts here: {reason}", file=sys.stderr)
         return 2
-    source = args.plan_from or plan.newest_committed()
+    # The plan's costs from a run with as many servers on the Redis bus as here.
+    source = args.plan_from or plan.newest_committed(len(tier_hosts("servers")))
     if source is None:
         print(f"{prog}: no committed fanout run for the plan; give --plan-from", file=sys.stderr)
         return 2
@@ -188,15 +193,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
             roots = stack.roots()
             with HostSampler(roots) as sampler:
                 before = publish_calls(stack.redis)
-                load = run_load(stack, size, out / "load", roots, sampler.pids)
+                load = run_load(stack, size, out / "load", sampler)
                 publishes = [b - a for a, b in zip(before, publish_calls(stack.redis), strict=True)]
                 lost = run_load(
-                    stack,
-                    lost_size,
-                    out / "lost-host",
-                    roots,
-                    sampler.pids,
-                    kill_at_hold=LOST_HOST,
+                    stack, lost_size, out / "lost-host", sampler, kill_at_hold=LOST_HOST
                 )
         faults = replace(config, heartbeat_interval=FAULT_HEARTBEAT)
         with on_hosts(fabric, logs, stack_spec(faults)) as stack:

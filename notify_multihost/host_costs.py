@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +25,11 @@ WITHIN = 0.25  # the issue's bound on the plan's error, per tier
 class HostSampler:
     """Every host's processes (root pids, children included) sampled on a thread."""
 
-    def __init__(self, roots: Mapping[str, list[int]]) -> None:
+    def __init__(self, roots: dict[str, list[int]]) -> None:
         self.roots = roots  # host name -> pids started there; the orchestrator appends to it
+        # Roots counted by their children only: the load run's own process (its sampler and
+        # report), which a generator's cost on one box does not include either.
+        self.children_only: set[int] = set()
         self.rows: list[dict[str, Any]] = []
         self.pids: dict[int, str] = {}  # every pid ever seen under a host's roots
         self._stop = threading.Event()
@@ -38,10 +40,13 @@ class HostSampler:
         for host, roots in self.roots.items():
             cpu, rss = 0.0, 0
             for root in list(roots):
-                for proc in process_tree.tree(root):
+                procs = process_tree.tree(root)
+                if root in self.children_only:
+                    procs = procs[1:]
+                for proc in procs:
                     self.pids.setdefault(proc.pid, host)
-                cpu += process_tree.cpu_seconds(root)
-                rss += process_tree.rss_bytes(root)
+                cpu += process_tree.cpu_of(procs)
+                rss += process_tree.rss_of(procs)
             self.rows.append(
                 {"wall": wall, "host": host, "cpu_seconds": cpu, "rss_mb": rss / 2**20}
             )

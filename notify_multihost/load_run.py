@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from loadtests.run_files import PUBLISHED, STREAMS_GLOB
+from notify_multihost.host_costs import HostSampler
 from notify_multihost.topology import MASTER, OnHosts, tier_hosts
 from notify_stack.stack import Process, StackError, free_port, spawn, wait_until
 
@@ -85,13 +86,14 @@ def run_load(
     stack: OnHosts,
     size: LoadSize,
     reports: Path,
-    roots: dict[str, list[int]],
-    pids: dict[int, str],
+    sampler: HostSampler,
     *,
     kill_at_hold: str | None = None,
 ) -> LoadResult:
     """The run, to its end; `kill_at_hold`: SIGKILL that generator host's worker once the first
-    broadcast went out (a host lost mid-run). `roots` gets every process started, per host."""
+    broadcast went out (a host lost mid-run). The sampler's roots get every process started,
+    per host; the load run's own process counts by its children (locust's master and worker)."""
+    roots, pids = sampler.roots, sampler.pids
     reports.mkdir(parents=True, exist_ok=True)
     master = stack.host(MASTER)
     port = free_port(MASTER_PORT_HOST)
@@ -103,6 +105,7 @@ def run_load(
     for server in stack.servers:
         command += ["--server-pid", str(server.process.pid)]
     popen = subprocess.Popen([*master.place.prefix, *command], stdin=subprocess.DEVNULL)
+    sampler.children_only.add(popen.pid)
     roots[MASTER].append(popen.pid)
     workers: dict[str, Process] = {}
     try:

@@ -152,7 +152,8 @@ def write(out: Path, data: dict[str, Any], tiers: list[TierCheck], rows: list[Ro
         f"The plan's costs come from `{data['plan_source']}`: CPU per delivered notification "
         "times this run's deliveries, memory per stream times its streams. Measured: the sum of "
         "the tier's hosts' processes over the hold (CPU), and at mid-hold over their memory "
-        "before the load (servers, nginx) or whole (generator, as the plan counts it).",
+        "before the load (servers, nginx) or whole (generator, as the plan counts it: locust's "
+        "master and workers, not the load run's own process).",
         "",
         *_tier_lines(tiers),
         "",

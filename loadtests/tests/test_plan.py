@@ -91,6 +91,13 @@ def test_bad_input_is_refused_naming_it(tmp_path: Path) -> None:
         main(["--streams", "0", "--broadcasts-per-s", "1"])
 
 
+def test_the_newest_committed_run_of_a_number_of_servers() -> None:
+    two = newest_committed(instances=2)
+    assert two is not None
+    assert json.loads(two.read_text())["config"]["instances"] == 2
+    assert newest_committed(instances=99) is None
+
+
 def test_without_a_run_given_the_newest_committed_one_is_read() -> None:
     newest = newest_committed()
     assert newest is not None and newest.parent.name.startswith("fanout-")

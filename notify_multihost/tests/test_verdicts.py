@@ -3,15 +3,20 @@ and the lost-host row, each shown failing for a run broken on purpose."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+import psutil
 
 from loadtests.plan import Cost
 from notify_contract.verdicts import Verdict
 from notify_faults.table import Row
 from notify_multihost.__main__ import lost_host_row
-from notify_multihost.host_costs import HostSpend, check_tier, spend
+from notify_multihost.host_costs import HostSampler, HostSpend, check_tier, spend
 from notify_multihost.load_run import LoadResult
 from notify_multihost.report import failures
+from notify_stack.stack import wait_until
 
 
 def rows(host: str, points: list[tuple[float, float, float]]) -> list[dict[str, float | str]]:
@@ -87,3 +92,31 @@ def test_a_partition_that_missed_or_doubled_a_broadcast_fails_the_run() -> None:
     assert bus_failures(missed) == ["r2 (partition 1) ran 0 PUBLISH for 7 broadcasts"]
     unknown = [{"host": "r1", "partition": 0, "publish_calls": 0, "sent": None}]
     assert bus_failures(unknown)  # nothing published: not a pass
+
+
+PARENT = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+time.sleep(60)
+"""
+
+
+def test_a_root_counted_by_its_children_only_leaves_its_own_process_out() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", PARENT])
+    root = psutil.Process(proc.pid)
+    try:
+        wait_until(lambda: len(root.children()) == 1, 10, "the child")
+        [child] = root.children()
+        sampler = HostSampler({"gen": [proc.pid]})
+        sampler.sample()
+        assert set(sampler.pids) == {proc.pid, child.pid}
+        whole = sampler.rows[-1]["rss_mb"]
+        sampler.children_only.add(proc.pid)
+        sampler.pids.clear()
+        sampler.sample()
+        assert set(sampler.pids) == {child.pid}
+        assert 0 < sampler.rows[-1]["rss_mb"] < whole
+    finally:
+        for p in [*root.children(recursive=True), root]:
+            p.kill()
+        proc.wait(10)
