@@ -172,12 +172,13 @@ def _limited_worker(port: int, descriptors: int) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.mark.parametrize(("users", "shortfall"), [(40, 0), (100, 20)])
-def test_herds_follow_what_each_worker_can_hold(
-    servers: Servers, tmp_path: Path, users: int, shortfall: int
+def test_a_run_its_workers_cannot_hold_fails_with_the_shortfall_counted(
+    servers: Servers, tmp_path: Path
 ) -> None:
-    """Two workers that can hold 30 and 50 streams (their descriptors less FD_MARGIN): 40
-    streams go 15 and 25; 100 do not fit, and the 20 left over fail the run, counted."""
+    """Two workers that can hold 30 and 50 streams (their descriptors less FD_MARGIN): 100
+    streams do not fit; each holds all it can, and the 20 left over fail the run, counted. (How
+    a run that fits is divided: `test_herd_sizes.py`; the committed multihost run's herds.json.)"""
+    users, shortfall = 100, 20
     server = servers.start()
     port = free_port()
     workers = [_limited_worker(port, FD_MARGIN + 30), _limited_worker(port, FD_MARGIN + 50)]
@@ -191,12 +192,12 @@ def test_herds_follow_what_each_worker_can_hold(
             worker.wait(30)
     herds = json.loads((outcome.directory / HERDS).read_text())
     by_capacity = {w["capacity"]: w["streams"] for w in herds["workers"]}
-    assert by_capacity == ({30: 15, 50: 25} if not shortfall else {30: 30, 50: 50})
+    assert by_capacity == {30: 30, 50: 50}
     assert herds["shortfall"] == shortfall
     held = {p.name: len(p.read_text().splitlines()) for p in outcome.directory.glob("streams-*")}
     assert sorted(held.values()) == sorted(by_capacity.values())
     f = outcome.figures
     assert (f.streams_connected, f.unreported_streams, f.lost) == (users - shortfall, shortfall, 0)
-    assert outcome.ok is (shortfall == 0)
     short = [text for ok, text in outcome.verdicts if not ok and "herds.json" in text]
-    assert len(short) == (1 if shortfall else 0)
+    assert short == ["the workers could hold 20 streams fewer than the run's (herds.json)"]
+    assert not outcome.ok
