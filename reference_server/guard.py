@@ -194,10 +194,14 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_parser_exception(self) -> None:
         """A frame broke the protocol (1009 too big, 1002, 1007): the close frame goes out as
-        in uvicorn, but the socket is half-closed and read to its end instead of closed at
-        once. Closed with the rest of an oversized frame still arriving, the kernel answers
-        RST, which can drop the close frame before the peer reads it (it sees 1006, not
-        1009). nginx needs the same for its client side: `lingering_close` in nginx_conf."""
+        in uvicorn, but the socket is read to its end instead of closed at once. Closed with
+        the rest of an oversized frame still arriving, the kernel answers RST, which can drop
+        the close frame before the peer reads it (it sees 1006, not 1009).
+
+        uvicorn closes the socket as soon as the app returns unless a close timer is set: the
+        app returns at once on its disconnect, and that close, with input unread, was the RST
+        (through nginx, 3 streams in 300 saw 1006). nginx needs the same for its own client
+        side: `lingering_close` in nginx_conf."""
         assert self.conn.close_sent is not None
         close = self.conn.close_sent
         self.queue.put_nowait(
@@ -208,7 +212,9 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.discarding = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.loop.call_later(LINGER_AFTER_FAILURE, self.transport.close)
+        # As uvicorn's own close timer, so that the app's return (it got its disconnect) does
+        # not close the socket under the input still arriving: that close was the RST.
+        self.close_timer = self.loop.call_later(LINGER_AFTER_FAILURE, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self.discarding:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -16,7 +19,7 @@ from notify_client.driver import Driver, DriverError, auth_header
 from notify_client.waiting import until_true
 from notify_contract.codes import WS_4401_UNAUTHORIZED, WS_4429_TOO_MANY_CONNECTIONS
 from notify_stack.fixtures import ADMIN, SECRET, Opener, Servers, token
-from notify_stack.stack import ServerHandle
+from notify_stack.stack import ServerHandle, wait_until
 from reference_server.logs import REDACTED
 from reference_server.protocol import NOTIFICATION_FIELDS, STATS_PATH, CloseCode
 
@@ -162,6 +165,49 @@ async def test_ping_bad_json_and_unknown_types(
     assert (await client.expect("error")).data["code"] == "unknown_type"
     await client.ping()
     assert (await client.expect("pong")).type == "pong"  # still open
+
+
+def _open_raw(server: ServerHandle, user: str) -> socket.socket:
+    """A WebSocket handshake by hand, on a socket the test then writes raw bytes to."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /api/ws/notifications?token={token(user)} HTTP/1.1\r\nHost: x\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head[:100]
+    return sock
+
+
+def test_input_after_a_1009_is_read_not_reset(server: ServerHandle, user: Users) -> None:
+    """The rest of an oversized frame, arriving after the server sent 1009 and its app has
+    let the stream go, is read, not answered with a reset: a close under unread input resets
+    the connection, which through nginx cost the peer its close frame (it saw 1006)."""
+    name = user()
+    sock = _open_raw(server, name)
+    try:
+        # A masked text frame announcing 1 MB; only its start is sent before the close.
+        sock.sendall(b"\x81\xff" + (1 << 20).to_bytes(8, "big") + b"\x00" * 4 + b"x" * 4096)
+        seen = b""
+        while got := sock.recv(4096):  # up to the server's half-close, after its close frame
+            seen += got
+        close = seen[seen.rindex(b"\x88") :]
+        assert close[2:4] == CloseCode.MESSAGE_TOO_BIG.to_bytes(2, "big"), close
+
+        def gone() -> bool:
+            stats = httpx.get(server.base + STATS_PATH, headers=auth_header(ADMIN)).json()
+            return name not in stats["users"]
+
+        wait_until(gone, 10, "the stream let go by the app")
+        httpx.get(server.base + STATS_PATH, headers=auth_header(ADMIN))  # one more loop turn
+        for _ in range(2):  # the first write would draw the reset; the second would fail on it
+            sock.sendall(b"x" * 65536)
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize(
