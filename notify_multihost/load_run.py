@@ -137,7 +137,11 @@ def run_load(
                 print(f"multihost: {kill_at_hold}'s worker not killed: {exc}", flush=True)
             else:
                 _kill_tree(workers[kill_at_hold].pid)
-        code = popen.wait(timeout=size.users / size.rate + size.hold + 600)
+        try:
+            code = popen.wait(timeout=size.users / size.rate + size.hold + 600)
+        except subprocess.TimeoutExpired:  # killed below; the report says the run did not end
+            print("multihost: the load run did not end in time; stopped", flush=True)
+            code = -1
     finally:
         if popen.poll() is None:
             _kill_tree(popen.pid)

@@ -60,7 +60,6 @@ from reference_server.redis_scripts import (
 __all__ = ["BROADCAST_CHANNEL", "BUS_CLIENT", "FEED_CLIENT", "SEQ_JUMP", "RedisBus"]
 
 log = logging.getLogger("reference_server.redis")
-_text = text
 
 RELEASE_RETRY_MAX: Final = 5.0  # seconds between attempts at most, while Redis is unreachable
 
@@ -208,7 +207,7 @@ class RedisBus:
             return None
         latest = raw.get(b"latest")
         event = TaskEvent.from_json(latest) if latest else None
-        return TaskInfo(_text(raw[b"owner"]), event)
+        return TaskInfo(text(raw[b"owner"]), event)
 
     async def task_event(self, task_id: str, event: TaskEvent) -> None:
         await self._task_event(
@@ -261,9 +260,9 @@ class RedisBus:
     async def stats(self) -> dict[str, Any]:
         totals: dict[str, int] = {}
         for raw in await self._redis.smembers(INSTANCES_KEY):
-            counts = await self._redis.hgetall(presence_key(_text(raw)))
+            counts = await self._redis.hgetall(presence_key(text(raw)))
             for user, n in counts.items():
-                totals[_text(user)] = totals.get(_text(user), 0) + int(n)
+                totals[text(user)] = totals.get(text(user), 0) + int(n)
         users = {u: n for u, n in totals.items() if n > 0}
         return {"total_users": len(users), "total_connections": sum(users.values()), "users": users}
 
@@ -344,7 +343,7 @@ class PrivateFeed:
     async def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
         async for message in self.pubsub.listen():
             if message["type"] == "message":
-                yield _text(message["channel"]), message["data"]
+                yield text(message["channel"]), message["data"]
 
     async def aclose(self) -> None:
         with contextlib.suppress(RedisError, OSError):

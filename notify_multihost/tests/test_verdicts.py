@@ -94,15 +94,17 @@ def test_a_partition_that_missed_or_doubled_a_broadcast_fails_the_run() -> None:
     assert bus_failures(unknown)  # nothing published: not a pass
 
 
+# A parent and its child, both waiting on their stdin: they end when the test closes it.
 PARENT = """
-import subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-time.sleep(60)
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=sys.stdin)
+sys.stdin.read()
+child.wait()
 """
 
 
 def test_a_root_counted_by_its_children_only_leaves_its_own_process_out() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT])
+    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE)
     root = psutil.Process(proc.pid)
     try:
         wait_until(lambda: len(root.children()) == 1, 10, "the child")
@@ -117,8 +119,8 @@ def test_a_root_counted_by_its_children_only_leaves_its_own_process_out() -> Non
         assert set(sampler.pids) == {child.pid}
         assert 0 < sampler.rows[-1]["rss_mb"] < whole
     finally:
-        for p in [*root.children(recursive=True), root]:
-            p.kill()
+        assert proc.stdin is not None
+        proc.stdin.close()  # both see the end of their input and exit
         proc.wait(10)
 
 
